@@ -1,0 +1,5 @@
+#!/usr/bin/env node
+// Called by vif-guard.hook on `online` / `add`: protect one vif or tap.
+import { runHotplug } from '../lib/xen/hook-main.js';
+
+process.exitCode = await runHotplug('up', process.argv.slice(2));

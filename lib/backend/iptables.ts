@@ -1,0 +1,106 @@
+import { readlinkSync } from 'node:fs';
+import { VifGuardError } from '../errors.js';
+import type { Runner } from '../runner.js';
+import { runOrThrow } from '../runner.js';
+import type { TableName } from '../rules/types.js';
+
+export type Variant = 'nft' | 'legacy';
+
+/** One iptables variant. The same canonical text is read and written by both (see render.ts). */
+export interface IptablesBackend {
+  readonly variant: Variant;
+  save(table: TableName): Promise<string>;
+  restore(payload: string): Promise<void>;
+}
+
+export function createIptablesBackend(runner: Runner, variant: Variant, waitSeconds: number): IptablesBackend {
+  const restoreTool = `iptables-${variant}-restore`;
+  return {
+    variant,
+    async save(table) {
+      const result = await runOrThrow(runner, `iptables-${variant}-save`, ['-t', table], 'APPLY');
+      return result.stdout;
+    },
+    async restore(payload) {
+      // -w: wait for the xtables lock (legacy; nft ignores it) instead of failing with status 4 (xen-hotplug.md 3.4).
+      const result = await runner.run(restoreTool, ['--noflush', '-w', String(waitSeconds)], {
+        input: payload,
+        timeout: (waitSeconds + 10) * 1000,
+      });
+      if (result.exitCode === 0) return;
+      throw restoreError(restoreTool, payload, result.stderr, result.timedOut);
+    },
+  };
+}
+
+/** Name the failing payload line with a little context, as iptables-restore reports only its number. */
+export function restoreError(tool: string, payload: string, stderr: string, timedOut: boolean): VifGuardError {
+  const firstLine = stderr.split('\n').find((line) => line.trim() !== '')?.trim() ?? (timedOut ? 'timed out' : 'failed');
+  const lineNumber = Number(/line:? (\d+)/.exec(stderr)?.[1] ?? NaN);
+  const lines = payload.split('\n');
+  let context = '';
+  if (Number.isInteger(lineNumber) && lineNumber > 0) {
+    const from = Math.max(0, lineNumber - 3);
+    context = lines
+      .slice(from, lineNumber + 1)
+      .map((line, i) => `${from + i + 1 === lineNumber ? '>' : ' '} ${from + i + 1}: ${line}`)
+      .join('\n');
+  }
+  const failing = Number.isInteger(lineNumber) ? lines[lineNumber - 1] : undefined;
+  return new VifGuardError('APPLY', `${tool} failed: ${firstLine}${failing ? ` (payload line ${lineNumber}: ${failing})` : ''}`, {
+    details: [stderr.trim(), context].filter(Boolean).join('\n'),
+  });
+}
+
+/** Which variant `iptables` on this host is, from the alternatives link; nft when unsure (Debian's default). */
+export function defaultVariant(runner: Runner): Variant {
+  const path = runner.which('iptables');
+  if (!path) return 'nft';
+  try {
+    return readlinkSync(path).includes('legacy') ? 'legacy' : 'nft';
+  } catch {
+    return 'nft';
+  }
+}
+
+function holdsRules(saveText: string): boolean {
+  return saveText.split('\n').some((line) => line.startsWith('-A '));
+}
+
+function holdsVifGuard(saveText: string): boolean {
+  return saveText.includes(':vif-guard');
+}
+
+export interface Detection {
+  readonly backend: IptablesBackend;
+  readonly warnings: readonly string[];
+  /** The filter table as just read from the chosen variant, so the caller need not read it again. */
+  readonly filterSave: string;
+}
+
+/**
+ * Choose the variant in one place: the one that already holds vif-guard's chains, else the only one
+ * that holds rules, else the host's `iptables` alternative. Both holding rules is a warning: packets
+ * pass both rulesets, and rules in the one vif-guard does not use are invisible to it.
+ */
+export async function detectBackend(runner: Runner, setting: 'auto' | Variant, waitSeconds: number): Promise<Detection> {
+  const missing = (['nft', 'legacy'] as const).filter((v) => !runner.which(`iptables-${v}-restore`));
+  if (setting !== 'auto') {
+    if (missing.includes(setting)) {
+      throw new VifGuardError('MISSING_TOOL', `backend = ${setting} but iptables-${setting}-restore is not installed (apt-get install iptables)`);
+    }
+    const backend = createIptablesBackend(runner, setting, waitSeconds);
+    return { backend, warnings: [], filterSave: await backend.save('filter') };
+  }
+  const available = (['nft', 'legacy'] as const).filter((v) => !missing.includes(v));
+  if (available.length === 0) throw new VifGuardError('MISSING_TOOL', 'neither iptables-nft nor iptables-legacy is installed (apt-get install iptables)');
+  const saves = new Map<Variant, string>();
+  for (const variant of available) saves.set(variant, await createIptablesBackend(runner, variant, waitSeconds).save('filter'));
+  const warnings: string[] = [];
+  const withRules = available.filter((v) => holdsRules(saves.get(v) ?? ''));
+  if (withRules.length === 2) warnings.push('both iptables-nft and iptables-legacy hold filter rules; packets pass both, and vif-guard manages only one');
+  const withOurs = available.filter((v) => holdsVifGuard(saves.get(v) ?? ''));
+  const variant: Variant =
+    withOurs[0] ?? (withRules.length === 1 ? withRules[0] : undefined) ?? (available.includes(defaultVariant(runner)) ? defaultVariant(runner) : available[0]) ?? 'nft';
+  return { backend: createIptablesBackend(runner, variant, waitSeconds), warnings, filterSave: saves.get(variant) ?? '' };
+}

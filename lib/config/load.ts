@@ -1,0 +1,66 @@
+import { readFileSync } from 'node:fs';
+import { parse } from 'ini';
+import { VifGuardError, quoteValue } from '../errors.js';
+import { DEFAULT_SETTINGS, type Settings } from './settings.js';
+
+export const DEFAULT_CONFIG_PATH = '/etc/vif-guard/vif-guard.conf';
+
+type Parser = (value: string) => unknown;
+
+const yesNo: Parser = (value) => {
+  if (/^(yes|true|on|1)$/i.test(value)) return true;
+  if (/^(no|false|off|0)$/i.test(value)) return false;
+  return undefined;
+};
+const oneOf = (...choices: string[]): Parser => (value) => (choices.includes(value) ? value : undefined);
+const integer = (min: number, max: number): Parser => (value) => {
+  if (!/^\d+$/.test(value)) return undefined;
+  const n = Number(value);
+  return n >= min && n <= max ? n : undefined;
+};
+const absolutePath: Parser = (value) => (/^\/[^\0\n]*$/.test(value) ? value : undefined);
+
+const KEYS: Record<string, { field: keyof Settings; parse: Parser; expected: string }> = {
+  backend: { field: 'backend', parse: oneOf('auto', 'nft', 'legacy'), expected: 'auto, nft or legacy' },
+  notrack: { field: 'notrack', parse: yesNo, expected: 'yes or no' },
+  unaddressed: { field: 'unaddressed', parse: oneOf('allow', 'block'), expected: 'allow or block' },
+  log: { field: 'log', parse: yesNo, expected: 'yes or no' },
+  log_per_minute: { field: 'logPerMinute', parse: integer(1, 59), expected: 'a whole number from 1 to 59' },
+  log_burst: { field: 'logBurst', parse: integer(1, 1000), expected: 'a whole number from 1 to 1000' },
+  lock_timeout: { field: 'lockTimeout', parse: integer(1, 35), expected: 'seconds from 1 to 35 (libxl kills hooks at 40)' },
+  xen_config_dir: { field: 'xenConfigDir', parse: absolutePath, expected: 'an absolute path' },
+};
+
+/** Parse vif-guard.conf text. Unknown keys and bad values are errors naming the key; nothing is guessed. */
+export function parseSettings(text: string, path: string): Settings {
+  const data = parse(text) as Record<string, unknown>;
+  const settings: Record<string, unknown> = { ...DEFAULT_SETTINGS };
+  for (const [section, body] of Object.entries(data)) {
+    if (typeof body !== 'object' || body === null) {
+      throw new VifGuardError('INVALID_INPUT', `${path}: key \`${section}\` must be inside a [xen] or [general] section`);
+    }
+    if (section !== 'general' && section !== 'xen') {
+      throw new VifGuardError('INVALID_INPUT', `${path}: unknown section [${section}] (expected [general] or [xen])`);
+    }
+    for (const [key, raw] of Object.entries(body as Record<string, unknown>)) {
+      const spec = KEYS[key];
+      if (!spec) throw new VifGuardError('INVALID_INPUT', `${path}: unknown key \`${key}\` in [${section}] (known: ${Object.keys(KEYS).join(', ')})`);
+      const value = spec.parse(String(raw).trim());
+      if (value === undefined) throw new VifGuardError('INVALID_INPUT', `${path}: \`${key}\` must be ${spec.expected}, got ${quoteValue(String(raw))}`);
+      settings[spec.field] = value;
+    }
+  }
+  return settings as unknown as Settings;
+}
+
+/** The settings in force: the config file when it exists, the defaults otherwise. */
+export function loadSettings(path = process.env.VIF_GUARD_CONFIG ?? DEFAULT_CONFIG_PATH): Settings {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return DEFAULT_SETTINGS;
+    throw new VifGuardError('INVALID_INPUT', `cannot read ${path}: ${(error as Error).message}`, { cause: error });
+  }
+  return parseSettings(text, path);
+}

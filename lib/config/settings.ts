@@ -1,0 +1,29 @@
+/** What vif-guard.conf can change. Defaults are what a hosting admin should get without a config file. */
+export interface Settings {
+  /** `auto` probes the host; `nft` / `legacy` force one iptables variant. */
+  readonly backend: 'auto' | 'nft' | 'legacy';
+  /** Raw-table NOTRACK for bridged guest traffic, so guests cannot fill the host's conntrack table. */
+  readonly notrack: boolean;
+  /** What a vif with no `ip=` gets: `allow` leaves it alone (as Xen does), `block` drops all but DHCP. */
+  readonly unaddressed: 'allow' | 'block';
+  /** LOG dropped packets (rate-limited per port). */
+  readonly log: boolean;
+  /** Log lines per minute per port and class, 1-59. */
+  readonly logPerMinute: number;
+  readonly logBurst: number;
+  /** Seconds to wait for vif-guard's lock and the xtables lock; libxl kills hooks at 40 s. */
+  readonly lockTimeout: number;
+  /** Where xl/xm domU configs live, for `sync`. */
+  readonly xenConfigDir: string;
+}
+
+export const DEFAULT_SETTINGS: Settings = {
+  backend: 'auto',
+  notrack: true,
+  unaddressed: 'allow',
+  log: true,
+  logPerMinute: 6,
+  logBurst: 10,
+  lockTimeout: 20,
+  xenConfigDir: '/etc/xen',
+};

@@ -1,0 +1,16 @@
+import type { GuestAddress } from './validate.js';
+
+/** One guarded network port on the host: a Xen vif or tap, or an OpenVZ veth. Values are validated. */
+export interface GuestPort {
+  /** Interface name in dom0 as the bridge sees it (the renamed `vifname` when set). */
+  readonly ifname: string;
+  /** Guest (domain or container) name, for logs and status; `-` when unknown. */
+  readonly guest: string;
+  readonly bridge: string | undefined;
+  readonly mac: string | undefined;
+  readonly addresses: readonly GuestAddress[];
+}
+
+export function ipv4Addresses(port: GuestPort): GuestAddress[] {
+  return port.addresses.filter((address) => address.family === 4);
+}

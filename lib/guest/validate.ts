@@ -1,0 +1,123 @@
+import { isIPv4, isIPv6 } from 'node:net';
+import { invalid, type Origin } from '../errors.js';
+
+/** Linux IFNAMSIZ is 16 with the NUL; we also refuse anything iptables would read as an option or wildcard. */
+const IFNAME = /^[A-Za-z0-9_][A-Za-z0-9_.-]{0,14}$/;
+
+export function parseIfname(value: string, what: string, origin: Origin): string {
+  if (!IFNAME.test(value) || value === '.' || value === '..') {
+    throw invalid(what, 'an interface name of 1-15 characters from [A-Za-z0-9_.-], not starting with `-` or `.`', value, origin);
+  }
+  return value;
+}
+
+const MAC = /^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$/;
+
+/** Canonical lower-case MAC. Multicast and all-zero addresses cannot be a guest's source MAC. */
+export function parseMac(value: string, origin: Origin): string {
+  if (!MAC.test(value)) throw invalid('mac', 'a MAC address like 00:16:3e:7c:1f:6e', value, origin);
+  const mac = value.toLowerCase();
+  const firstOctet = parseInt(mac.slice(0, 2), 16);
+  if ((firstOctet & 1) === 1 || mac === '00:00:00:00:00:00') {
+    throw invalid('mac', 'a unicast, non-zero MAC address', value, origin);
+  }
+  return mac;
+}
+
+export interface GuestAddress {
+  readonly family: 4 | 6;
+  /** Network address in canonical text, host bits cleared. */
+  readonly address: string;
+  readonly prefix: number;
+  /** `address/prefix`, exactly as iptables-save prints it. */
+  readonly cidr: string;
+}
+
+function ipv4ToInt(text: string): number {
+  return text.split('.').reduce((acc, octet) => acc * 256 + Number(octet), 0);
+}
+
+function intToIpv4(value: number): string {
+  return [24, 16, 8, 0].map((shift) => Math.floor(value / 2 ** shift) % 256).join('.');
+}
+
+function expandIpv6(text: string): number[] {
+  let work = text;
+  const v4 = /(\d+\.\d+\.\d+\.\d+)$/.exec(work);
+  if (v4?.[1]) {
+    const n = ipv4ToInt(v4[1]);
+    work = `${work.slice(0, -v4[1].length)}${Math.floor(n / 65536).toString(16)}:${(n % 65536).toString(16)}`;
+  }
+  const [head = '', tail] = work.split('::');
+  const headParts = head === '' ? [] : head.split(':');
+  const tailParts = tail === undefined || tail === '' ? [] : tail.split(':');
+  const fill = tail === undefined ? [] : new Array(8 - headParts.length - tailParts.length).fill('0');
+  return [...headParts, ...fill, ...tailParts].map((part) => parseInt(part, 16));
+}
+
+function compressIpv6(groups: number[]): string {
+  // RFC 5952: longest run of two or more zero groups becomes "::", first one on a tie.
+  let bestStart = -1;
+  let bestLength = 0;
+  for (let i = 0; i < 8; ) {
+    if (groups[i] !== 0) {
+      i += 1;
+      continue;
+    }
+    let j = i;
+    while (j < 8 && groups[j] === 0) j += 1;
+    if (j - i > bestLength && j - i >= 2) {
+      bestStart = i;
+      bestLength = j - i;
+    }
+    i = j;
+  }
+  const hex = groups.map((g) => g.toString(16));
+  if (bestStart < 0) return hex.join(':');
+  return `${hex.slice(0, bestStart).join(':')}::${hex.slice(bestStart + bestLength).join(':')}`;
+}
+
+const EXPECTED_ADDRESS = 'an IPv4/IPv6 address or CIDR';
+
+/** One `ip=` entry: an address or CIDR, host bits cleared so the rule text matches what iptables-save prints. */
+export function parseAddress(value: string, origin: Origin): GuestAddress {
+  const slash = value.indexOf('/');
+  const host = slash < 0 ? value : value.slice(0, slash);
+  const prefixText = slash < 0 ? undefined : value.slice(slash + 1);
+  if (prefixText !== undefined && !/^\d{1,3}$/.test(prefixText)) throw invalid('ip', EXPECTED_ADDRESS, value, origin);
+  if (isIPv4(host)) {
+    const prefix = prefixText === undefined ? 32 : Number(prefixText);
+    if (prefix > 32) throw invalid('ip', EXPECTED_ADDRESS, value, origin);
+    if (prefix < 8) throw invalid('ip', 'an IPv4 CIDR no wider than /8 (a wider one would let the guest spoof most of the Internet)', value, origin);
+    const size = 2 ** (32 - prefix);
+    const network = Math.floor(ipv4ToInt(host) / size) * size;
+    const address = intToIpv4(network);
+    return { family: 4, address, prefix, cidr: `${address}/${prefix}` };
+  }
+  if (isIPv6(host) && !host.includes('%')) {
+    const prefix = prefixText === undefined ? 128 : Number(prefixText);
+    if (prefix > 128) throw invalid('ip', EXPECTED_ADDRESS, value, origin);
+    if (prefix < 16) throw invalid('ip', 'an IPv6 CIDR no wider than /16', value, origin);
+    const groups = expandIpv6(host.toLowerCase());
+    const masked = groups.map((group, i) => {
+      const bitsInGroup = Math.max(0, Math.min(16, prefix - i * 16));
+      return bitsInGroup === 16 ? group : group & (0xffff << (16 - bitsInGroup)) & 0xffff;
+    });
+    const address = compressIpv6(masked);
+    return { family: 6, address, prefix, cidr: `${address}/${prefix}` };
+  }
+  throw invalid('ip', EXPECTED_ADDRESS, value, origin);
+}
+
+/** The xenstore / vifspec `ip` value: space-separated, as the stock scripts read it (`for addr in $ip`). */
+export function parseAddressList(value: string, origin: Origin): GuestAddress[] {
+  const seen = new Set<string>();
+  const result: GuestAddress[] = [];
+  for (const word of value.split(/[ \t]+/).filter(Boolean)) {
+    const address = parseAddress(word, origin);
+    if (seen.has(address.cidr)) continue;
+    seen.add(address.cidr);
+    result.push(address);
+  }
+  return result;
+}

@@ -1,0 +1,131 @@
+import { execa } from 'execa';
+import { spawn } from 'node:child_process';
+import { accessSync, constants } from 'node:fs';
+import { VifGuardError } from './errors.js';
+
+export interface RunOptions {
+  readonly input?: string;
+  /** Milliseconds; hooks must finish well inside libxl's 40 s. */
+  readonly timeout?: number;
+  /** Extra file descriptors to hand to the child as fd 3, 4, ... */
+  readonly extraFds?: readonly number[];
+}
+
+export interface RunResult {
+  readonly command: string;
+  readonly args: readonly string[];
+  readonly exitCode: number;
+  readonly stdout: string;
+  readonly stderr: string;
+  readonly timedOut: boolean;
+}
+
+/** The only way vif-guard starts a process. Tests hand the core a recording Runner instead. */
+export interface Runner {
+  run(command: string, args: readonly string[], options?: RunOptions): Promise<RunResult>;
+  /** Absolute path of a tool, or undefined when it is not installed. */
+  which(command: string): string | undefined;
+}
+
+// libxl's PATH is unpredictable (xen-hotplug.md 2.2): look in the system directories first.
+const SYSTEM_DIRS = ['/usr/local/sbin', '/usr/local/bin', '/usr/sbin', '/usr/bin', '/sbin', '/bin'];
+
+export interface RunnerOptions {
+  /** Directories searched before the system ones (VIF_GUARD_BIN_DIR, for tests and odd hosts). */
+  readonly binDirs?: readonly string[];
+  readonly defaultTimeout?: number;
+}
+
+export function createRunner(options: RunnerOptions = {}): Runner {
+  const envDirs = (process.env.VIF_GUARD_BIN_DIR ?? '').split(':').filter(Boolean);
+  const pathDirs = (process.env.PATH ?? '').split(':').filter(Boolean);
+  const dirs = [...(options.binDirs ?? []), ...envDirs, ...SYSTEM_DIRS, ...pathDirs];
+  const cache = new Map<string, string | undefined>();
+  const defaultTimeout = options.defaultTimeout ?? 30_000;
+
+  const which = (command: string): string | undefined => {
+    if (command.includes('/')) return command;
+    if (cache.has(command)) return cache.get(command);
+    let found: string | undefined;
+    for (const dir of dirs) {
+      try {
+        accessSync(`${dir}/${command}`, constants.X_OK);
+        found = `${dir}/${command}`;
+        break;
+      } catch {
+        // not in this directory
+      }
+    }
+    cache.set(command, found);
+    return found;
+  };
+
+  return {
+    which,
+    async run(command, args, runOptions = {}) {
+      const file = which(command);
+      if (!file) throw new VifGuardError('MISSING_TOOL', `${command} is not installed (searched ${dirs.slice(0, 8).join(':')})`);
+      if (runOptions.extraFds?.length) return runWithFds(file, args, runOptions.extraFds, runOptions.timeout ?? defaultTimeout);
+      const result = await execa(file, [...args], {
+        reject: false,
+        stdin: runOptions.input === undefined ? 'ignore' : 'pipe',
+        input: runOptions.input,
+        timeout: runOptions.timeout ?? defaultTimeout,
+        env: { LC_ALL: 'C', LANG: 'C' },
+        stripFinalNewline: false,
+      });
+      return {
+        command: file,
+        args,
+        exitCode: typeof result.exitCode === 'number' ? result.exitCode : 128,
+        stdout: String(result.stdout ?? ''),
+        stderr: String(result.stderr ?? ''),
+        timedOut: result.timedOut === true,
+      };
+    },
+  };
+}
+
+/** execa does not pass a parent's descriptor as fd 3+, which flock needs; node's spawn does. */
+function runWithFds(file: string, args: readonly string[], fds: readonly number[], timeout: number): Promise<RunResult> {
+  return new Promise((resolve) => {
+    const child = spawn(file, [...args], { stdio: ['ignore', 'ignore', 'pipe', ...fds], env: { ...process.env, LC_ALL: 'C', LANG: 'C' } });
+    let stderr = '';
+    let timedOut = false;
+    const timer = setTimeout(() => {
+      timedOut = true;
+      child.kill('SIGKILL');
+    }, timeout);
+    child.stderr?.on('data', (chunk: Buffer) => {
+      stderr += chunk.toString();
+    });
+    const finish = (exitCode: number) => {
+      clearTimeout(timer);
+      resolve({ command: file, args, exitCode, stdout: '', stderr, timedOut });
+    };
+    child.on('error', (error) => {
+      stderr += error.message;
+      finish(127);
+    });
+    child.on('close', (code) => finish(code ?? 128));
+  });
+}
+
+/** Run and throw a VifGuardError with the tool's stderr when it fails. */
+export async function runOrThrow(
+  runner: Runner,
+  command: string,
+  args: readonly string[],
+  code: 'APPLY' | 'KERNEL' | 'XENSTORE' | 'MISSING_TOOL',
+  options?: RunOptions,
+): Promise<RunResult> {
+  const result = await runner.run(command, args, options);
+  if (result.exitCode !== 0) {
+    const why = result.timedOut ? 'timed out' : `exit ${result.exitCode}`;
+    const firstLine = result.stderr.split('\n').find((line) => line.trim() !== '') ?? '';
+    throw new VifGuardError(code, `${command} ${args.join(' ')} failed (${why})${firstLine ? `: ${firstLine.trim()}` : ''}`, {
+      details: result.stderr,
+    });
+  }
+  return result;
+}
