@@ -1,0 +1,220 @@
+#!/bin/bash
+# Install vif-guard on a Xen dom0: the hooks, the CLI, the kernel settings it needs.
+#
+#   ./install.sh                       install (or upgrade) into /usr/local, hook into /etc/xen/scripts
+#   ./install.sh --uninstall           remove exactly what was installed, and vif-guard's rules
+#   DESTDIR=/tmp/pkg ./install.sh --prefix /usr --no-deps --no-kernel   for packagers
+#
+# Idempotent. Never overwrites a file it did not install (it keeps a manifest). Works offline
+# when node >= 20 and the built bundle (dist/bundle, in release tarballs) or node_modules exist.
+set -euo pipefail
+
+usage() {
+    cat <<'EOF'
+Usage: install.sh [options]
+
+Options:
+  --prefix DIR        installation prefix (default /usr/local): DIR/lib/vif-guard, DIR/sbin/vif-guard
+  --xen-scripts DIR   Xen's hotplug script directory (default /etc/xen/scripts)
+  --sysconfdir DIR    where vif-guard.conf, sysctl.d and modules-load.d live (default /etc)
+  --no-deps           do not apt-get install missing system tools (fail instead)
+  --no-kernel         do not load br_netfilter or set sysctls now (files are still installed)
+  --uninstall         remove vif-guard's rules and every file this script installed
+  --dry-run           say what would be done, change nothing
+  -h, --help          this text
+
+Environment:
+  DESTDIR             stage the installation under this directory (implies --no-kernel)
+EOF
+}
+
+PREFIX=/usr/local
+XEN_SCRIPTS=/etc/xen/scripts
+SYSCONFDIR=/etc
+DEPS=1
+KERNEL=1
+UNINSTALL=0
+DRY_RUN=0
+DESTDIR="${DESTDIR:-}"
+
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --prefix) PREFIX="${2:?--prefix needs a directory}"; shift 2 ;;
+        --prefix=*) PREFIX="${1#*=}"; shift ;;
+        --xen-scripts) XEN_SCRIPTS="${2:?--xen-scripts needs a directory}"; shift 2 ;;
+        --xen-scripts=*) XEN_SCRIPTS="${1#*=}"; shift ;;
+        --sysconfdir) SYSCONFDIR="${2:?--sysconfdir needs a directory}"; shift 2 ;;
+        --sysconfdir=*) SYSCONFDIR="${1#*=}"; shift ;;
+        --no-deps) DEPS=0; shift ;;
+        --no-kernel) KERNEL=0; shift ;;
+        --uninstall) UNINSTALL=1; shift ;;
+        --dry-run) DRY_RUN=1; shift ;;
+        -h|--help) usage; exit 0 ;;
+        *) echo "install.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
+    esac
+done
+[ -n "$DESTDIR" ] && KERNEL=0
+
+for dir in "$PREFIX" "$XEN_SCRIPTS" "$SYSCONFDIR"; do
+    case "$dir" in
+        /*) ;;
+        *) echo "install.sh: $dir must be an absolute path" >&2; exit 2 ;;
+    esac
+done
+
+SRC=$(cd "$(dirname "$0")" && pwd)
+LIBDIR="$PREFIX/lib/vif-guard"
+MANIFEST="$DESTDIR/var/lib/vif-guard/install-manifest"
+
+say() { echo "install.sh: $*"; }
+die() { echo "install.sh: error: $*" >&2; exit 1; }
+run() {
+    if [ "$DRY_RUN" = 1 ]; then say "would run: $*"; else "$@"; fi
+}
+
+in_manifest() { [ -f "$MANIFEST" ] && grep -Fxq -- "$1" "$MANIFEST"; }
+
+# install_file MODE SOURCE TARGET: refuses to replace a file that this script did not install.
+install_file() {
+    local mode=$1 source=$2 target=$3
+    local staged="$DESTDIR$target"
+    if [ -e "$staged" ] && ! in_manifest "$target"; then
+        if cmp -s "$source" "$staged"; then
+            :
+        else
+            die "$staged exists and was not installed by vif-guard; move it away or merge it by hand"
+        fi
+    fi
+    if [ -e "$staged" ] && cmp -s "$source" "$staged"; then
+        [ "$DRY_RUN" = 1 ] || chmod "$mode" "$staged"
+    else
+        run install -D -m "$mode" "$source" "$staged"
+        say "installed $target"
+    fi
+    if [ "$DRY_RUN" = 0 ] && ! in_manifest "$target"; then
+        mkdir -p "$(dirname "$MANIFEST")"
+        echo "$target" >>"$MANIFEST"
+    fi
+}
+
+# render TEMPLATE: substitute the paths of this installation.
+render() {
+    sed -e "s|@LIBEXEC@|$LIBDIR/bin|g" -e "s|@NODE@|$NODE|g" -e "s|@LIBDIR@|$LIBDIR|g" "$1"
+}
+
+need_tools() {
+    local missing=() tool pkg
+    for pair in iptables-nft-restore:iptables iptables-legacy-restore:iptables flock:util-linux \
+                modprobe:kmod ip:iproute2; do
+        tool=${pair%%:*}; pkg=${pair#*:}
+        command -v "$tool" >/dev/null 2>&1 || PATH="/usr/sbin:/sbin:$PATH" command -v "$tool" >/dev/null 2>&1 ||
+            missing+=("$pkg")
+    done
+    [ ${#missing[@]} -eq 0 ] && return 0
+    mapfile -t missing < <(printf '%s\n' "${missing[@]}" | sort -u)
+    if [ "$DEPS" = 0 ]; then
+        die "missing system packages: ${missing[*]} (apt-get install ${missing[*]}, or run without --no-deps)"
+    fi
+    say "installing system packages: ${missing[*]}"
+    run env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}" ||
+        die "apt-get install ${missing[*]} failed (no network? install them from local media)"
+}
+
+find_node() {
+    local candidate
+    for candidate in "${NODE:-}" "$(command -v node 2>/dev/null || true)" /usr/bin/node /usr/local/bin/node; do
+        [ -n "$candidate" ] && [ -x "$candidate" ] || continue
+        if "$candidate" -e 'process.exit(Number(process.versions.node.split(".")[0]) >= 20 ? 0 : 1)'; then
+            NODE=$(readlink -f "$candidate")
+            return 0
+        fi
+    done
+    die "Node.js >= 20 is required (Debian 13 ships it; on Debian 12 use the NodeSource or backports package)"
+}
+
+build_bundle() {
+    if [ -f "$SRC/dist/bundle/vif-up.mjs" ] && [ -f "$SRC/dist/bundle/vif-guard.mjs" ] &&
+        [ -z "$(find "$SRC/lib" "$SRC/hooks" -newer "$SRC/dist/bundle/vif-up.mjs" -name '*.ts' 2>/dev/null | head -1)" ]; then
+        return 0
+    fi
+    [ -f "$SRC/package.json" ] || die "no built bundle in $SRC/dist/bundle and no sources to build it from"
+    if [ ! -x "$SRC/node_modules/.bin/tsc" ]; then
+        say "installing build dependencies (npm ci)"
+        (cd "$SRC" && run npm ci --no-audit --no-fund) || die "npm ci failed (offline? use a release tarball with dist/bundle)"
+    fi
+    say "building"
+    (cd "$SRC" && run npm run --silent build) || die "npm run build failed"
+}
+
+uninstall() {
+    if [ "$KERNEL" = 1 ] && [ -x "$DESTDIR$PREFIX/sbin/vif-guard" ]; then
+        run "$DESTDIR$PREFIX/sbin/vif-guard" remove-rules || say "warning: could not remove vif-guard's rules"
+    fi
+    if [ ! -f "$MANIFEST" ]; then
+        say "nothing to uninstall (no $MANIFEST)"
+        return 0
+    fi
+    local target
+    while IFS= read -r target; do
+        [ -n "$target" ] || continue
+        if [ -e "$DESTDIR$target" ] || [ -L "$DESTDIR$target" ]; then
+            run rm -f -- "$DESTDIR$target"
+            say "removed $target"
+        fi
+    done < <(sort -r "$MANIFEST")
+    run rm -f -- "$MANIFEST"
+    for dir in "$LIBDIR/bin" "$LIBDIR" "$XEN_SCRIPTS/vif-post.d" "$SYSCONFDIR/vif-guard" "$(dirname "$MANIFEST")"; do
+        [ -d "$DESTDIR$dir" ] && [ "$DRY_RUN" = 0 ] && rmdir --ignore-fail-on-non-empty "$DESTDIR$dir" 2>/dev/null || true
+    done
+    say "uninstalled (kernel settings are left as they are: br_netfilter may be used by others)"
+}
+
+if [ "$UNINSTALL" = 1 ]; then
+    uninstall
+    exit 0
+fi
+
+need_tools
+find_node
+build_bundle
+
+TMP=$(mktemp -d)
+trap 'rm -rf "$TMP"' EXIT
+
+for entry in vif-up vif-down vif-hotplug vif-guard; do
+    install_file 0644 "$SRC/dist/bundle/$entry.mjs" "$LIBDIR/$entry.mjs"
+    printf '#!/bin/sh\n# vif-guard %s: installed by install.sh\nexec %s %s/%s.mjs "$@"\n' \
+        "$entry" "$NODE" "$LIBDIR" "$entry" >"$TMP/$entry"
+    install_file 0755 "$TMP/$entry" "$LIBDIR/bin/$entry"
+done
+printf '#!/bin/sh\nexec %s %s/vif-guard.mjs "$@"\n' "$NODE" "$LIBDIR" >"$TMP/vif-guard-cli"
+install_file 0755 "$TMP/vif-guard-cli" "$PREFIX/sbin/vif-guard"
+
+# Xen: the vif-post.d hook (sourced by vif-bridge/vif-route/vif-nat; needs the x bit) and the
+# standalone script for script=vif-guard. vif-post.d may not exist: no Makefile ever created it.
+render "$SRC/templates/xen/vif-guard.hook" >"$TMP/vif-guard.hook"
+install_file 0755 "$TMP/vif-guard.hook" "$XEN_SCRIPTS/vif-post.d/vif-guard.hook"
+render "$SRC/templates/xen/vif-guard" >"$TMP/vif-guard-script"
+install_file 0755 "$TMP/vif-guard-script" "$XEN_SCRIPTS/vif-guard"
+
+# Configuration: the commented template, only if the admin has none.
+if [ ! -e "$DESTDIR$SYSCONFDIR/vif-guard/vif-guard.conf" ] || in_manifest "$SYSCONFDIR/vif-guard/vif-guard.conf"; then
+    install_file 0644 "$SRC/templates/vif-guard.conf" "$SYSCONFDIR/vif-guard/vif-guard.conf"
+else
+    say "keeping your $SYSCONFDIR/vif-guard/vif-guard.conf"
+fi
+
+# Kernel: physdev rules see bridged packets only with br_netfilter and bridge-nf-call-*=1.
+install_file 0644 "$SRC/templates/sysctl-vif-guard.conf" "$SYSCONFDIR/sysctl.d/60-vif-guard.conf"
+install_file 0644 "$SRC/templates/modules-load-vif-guard.conf" "$SYSCONFDIR/modules-load.d/vif-guard.conf"
+if [ "$KERNEL" = 1 ]; then
+    [ -e /proc/sys/net/bridge/bridge-nf-call-iptables ] || run modprobe br_netfilter ||
+        die "modprobe br_netfilter failed: vif-guard's rules would match nothing"
+    run sysctl -q -p "$SYSCONFDIR/sysctl.d/60-vif-guard.conf" || die "could not set net.bridge.bridge-nf-call-*tables=1"
+fi
+
+if [ -d "$DESTDIR/etc/xen" ] || [ -n "$DESTDIR" ]; then
+    say "done: every vif with ip= in its config is protected from its next start (vif-guard --help)"
+else
+    say "done, but /etc/xen does not exist: this host has no Xen toolstack yet"
+fi

@@ -1,0 +1,143 @@
+import { $ } from 'zx';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import type { Dom0Lab } from './netns.js';
+import type { Variant } from './env.js';
+
+const CACHE = join(tmpdir(), 'vif-guard-test-xen-utils-common');
+const DOUBLES = resolve('test/fixtures/xenstore-double');
+const IN_DOM0 = resolve('test/fixtures/in-dom0.sh');
+
+/**
+ * Debian's real hotplug scripts, fetched at test time (never committed): `apt-get download
+ * xen-utils-common` and `dpkg -x`. Returns the unpacked root, whose etc/xen/scripts holds vif-bridge.
+ */
+export async function stockXenRoot(): Promise<string> {
+  const root = join(CACHE, 'root');
+  if (existsSync(join(root, 'etc/xen/scripts/vif-bridge'))) return root;
+  mkdirSync(CACHE, { recursive: true });
+  const download = await $({ cwd: CACHE })`apt-get download xen-utils-common`.nothrow();
+  if (download.exitCode !== 0) {
+    throw new Error(`apt-get download xen-utils-common failed (run apt-get update first): ${download.stderr}`);
+  }
+  const deb = (await $({ cwd: CACHE })`ls -1`).stdout.split('\n').find((name) => name.endsWith('.deb'));
+  if (!deb) throw new Error('apt-get download left no .deb');
+  await $`dpkg -x ${join(CACHE, deb)} ${root}`;
+  return root;
+}
+
+export interface VifNodes {
+  readonly ip?: string;
+  readonly mac?: string;
+  readonly bridge?: string;
+  readonly vifname?: string;
+}
+
+export interface HotplugResult {
+  readonly exitCode: number;
+  readonly stdout: string;
+  readonly stderr: string;
+}
+
+/** A Xen dom0 without Xen: the lab's dom0 namespace, the stock scripts, vif-guard installed by install.sh. */
+export class FakeXenHost {
+  readonly root = mkdtempSync(join(tmpdir(), 'vif-guard-xen-'));
+  readonly xsRoot = join(this.root, 'xs');
+  readonly configPath = join(this.root, 'vif-guard.conf');
+  private stockRoot = '';
+
+  constructor(readonly lab: Dom0Lab, readonly variant: Variant) {}
+
+  async setup(config = ''): Promise<void> {
+    this.stockRoot = await stockXenRoot();
+    for (const dir of ['stage', 'log/xen', 'run', 'xs']) mkdirSync(join(this.root, dir), { recursive: true });
+    symlinkSync(this.stockRoot, join(this.root, 'xen'));
+    const install = await $({ env: { ...process.env, DESTDIR: join(this.root, 'stage') } })`./install.sh --prefix /opt/vif-guard --no-deps`.nothrow();
+    if (install.exitCode !== 0) throw new Error(`install.sh failed: ${install.stdout}${install.stderr}`);
+    this.writeConfig(`[general]\nbackend = ${this.variant}\n${config}`);
+  }
+
+  writeConfig(text: string): void {
+    writeFileSync(this.configPath, text);
+  }
+
+  xsWrite(path: string, value: string): void {
+    const abs = path.startsWith('/') ? path : `/local/domain/0/${path}`;
+    mkdirSync(join(this.xsRoot, abs), { recursive: true });
+    writeFileSync(join(this.xsRoot, abs, '.value'), value);
+  }
+
+  xsRead(path: string): string | undefined {
+    const abs = path.startsWith('/') ? path : `/local/domain/0/${path}`;
+    const file = join(this.xsRoot, abs, '.value');
+    return existsSync(file) ? readFileSync(file, 'utf8') : undefined;
+  }
+
+  xsRemove(path: string): void {
+    const abs = path.startsWith('/') ? path : `/local/domain/0/${path}`;
+    rmSync(join(this.xsRoot, abs), { recursive: true, force: true });
+  }
+
+  /** What libxl writes for a vif (xen-hotplug.md 5.1): backend nodes, and the domain's name. */
+  defineVif(domid: number, devid: number, name: string, nodes: VifNodes): void {
+    const base = `backend/vif/${domid}/${devid}`;
+    this.xsWrite(`/local/domain/${domid}/name`, name);
+    this.xsWrite(`${base}/frontend`, `/local/domain/${domid}/device/vif/${devid}`);
+    this.xsWrite(`${base}/hotplug-status`, '');
+    for (const [key, value] of Object.entries(nodes)) if (value !== undefined) this.xsWrite(`${base}/${key}`, value);
+  }
+
+  /** Run a script in /etc/xen/scripts exactly as libxl does: execvp with its argv and environment. */
+  async hotplug(script: string, argv: string[], domid: number, devid: number, extraEnv: Record<string, string> = {}): Promise<HotplugResult> {
+    const env = {
+      PATH: `/usr/sbin:/usr/bin:/sbin:/bin:${DOUBLES}`,
+      XS_ROOT: this.xsRoot,
+      VIF_GUARD_CONFIG: this.configPath,
+      script: `/etc/xen/scripts/${script}`,
+      XENBUS_TYPE: 'vif',
+      XENBUS_PATH: `backend/vif/${domid}/${devid}`,
+      XENBUS_BASE_PATH: 'backend',
+      netdev: '',
+      vif: `vif${domid}.${devid}`,
+      ...extraEnv,
+    };
+    const envArgs = Object.entries(env).map(([key, value]) => `${key}=${value}`);
+    const result = await $`ip netns exec ${this.lab.dom0} unshare -m --propagation private ${IN_DOM0} ${this.root} env -i ${envArgs} /etc/xen/scripts/${script} ${argv} </dev/null`
+      .timeout('45s')
+      .nothrow();
+    return { exitCode: result.exitCode ?? 1, stdout: result.stdout, stderr: result.stderr };
+  }
+
+  hotplugLog(): string {
+    const file = join(this.root, 'log/xen/xen-hotplug.log');
+    return existsSync(file) ? readFileSync(file, 'utf8') : '';
+  }
+
+  async save(table: 'filter' | 'raw', counters = false): Promise<string> {
+    const args = counters ? ['-c', '-t', table] : ['-t', table];
+    return (await this.lab.inDom0(`iptables-${this.variant}-save`, ...args)).stdout;
+  }
+
+  async restore(payload: string): Promise<void> {
+    await $`ip netns exec ${this.lab.dom0} iptables-${this.variant}-restore --noflush --counters < ${this.writeTemp(payload)}`;
+  }
+
+  private writeTemp(text: string): string {
+    const file = join(this.root, `payload-${Date.now()}-${Math.random().toString(16).slice(2)}`);
+    writeFileSync(file, text);
+    return file;
+  }
+
+  cleanup(): void {
+    rmSync(this.root, { recursive: true, force: true });
+  }
+}
+
+/** iptables-save lines that vif-guard does not own, with counters: must never change. */
+export function foreignLines(save: string): string[] {
+  return save
+    .split('\n')
+    .filter((line) => line !== '' && !line.startsWith('#') && !line.includes('vif-guard'))
+    .filter((line) => !/^:(INPUT|FORWARD|OUTPUT|PREROUTING|POSTROUTING) /.test(line));
+}
