@@ -48,6 +48,12 @@ function tokenize(text: string, file: string): Token[] {
         const d = text.charAt(i);
         if (d === c) break;
         if (d === '\n') fail(file, start, 'a string may not span lines');
+        if (d === '\\' && text.charAt(i + 1) === '\n') {
+          // Python: backslash-newline inside a string continues it.
+          line += 1;
+          i += 2;
+          continue;
+        }
         if (d === '\\') {
           const e = text.charAt(i + 1);
           const mapped = ESCAPES[e];
@@ -74,7 +80,7 @@ function tokenize(text: string, file: string): Token[] {
       fail(file, line, `unexpected character ${quoteValue(c)}`);
     }
   }
-  tokens.push({ type: 'eof', text: '', line });
+  tokens.push({ type: 'eof', text: 'end of file', line });
   return tokens;
 }
 

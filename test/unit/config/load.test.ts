@@ -1,0 +1,24 @@
+import { describe, expect, it } from 'vitest';
+import { readFileSync } from 'node:fs';
+import { parseSettings } from '../../../lib/config/load.js';
+import { DEFAULT_SETTINGS } from '../../../lib/config/settings.js';
+
+describe('parseSettings', () => {
+  it('the commented template gives the defaults', () => {
+    expect(parseSettings(readFileSync('templates/vif-guard.conf', 'utf8'), 'template')).toEqual(DEFAULT_SETTINGS);
+  });
+  it('reads every key', () => {
+    expect(parseSettings('[general]\nbackend = legacy\nnotrack = no\nunaddressed = block\nlog = off\nlog_per_minute = 30\nlog_burst = 3\nlock_timeout = 10\n[xen]\nxen_config_dir = /srv/xen\n', 'f')).toEqual({
+      backend: 'legacy', notrack: false, unaddressed: 'block', log: false, logPerMinute: 30, logBurst: 3, lockTimeout: 10, xenConfigDir: '/srv/xen',
+    });
+  });
+  it.each([
+    ['[general]\nbakend = nft\n', /f: unknown key `bakend` in \[general\]/],
+    ['[general]\nbackend = iptables\n', /f: `backend` must be auto, nft or legacy, got `iptables`/],
+    ['[general]\nlock_timeout = 60\n', /`lock_timeout` must be seconds from 1 to 35/],
+    ['[other]\nx = 1\n', /unknown section \[other\]/],
+    ['backend = nft\n', /must be inside a \[xen\] or \[general\] section/],
+  ])('rejects %j naming the key', (text, message) => {
+    expect(() => parseSettings(text, 'f')).toThrow(message);
+  });
+});

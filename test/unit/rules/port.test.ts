@@ -1,0 +1,71 @@
+import { describe, expect, it } from 'vitest';
+import { buildPortInChain, buildPortOutChain, logPrefix, parsePortComment, portComment } from '../../../lib/rules/port.js';
+import { buildRawTable, buildRuleset } from '../../../lib/rules/build.js';
+import { DEFAULT_SETTINGS } from '../../../lib/config/settings.js';
+import { parseAddressList } from '../../../lib/guest/validate.js';
+import type { GuestPort } from '../../../lib/guest/model.js';
+
+const port: GuestPort = {
+  ifname: 'vm01',
+  guest: 'vm01',
+  bridge: 'xenbr0',
+  mac: '00:16:3e:7c:1f:6e',
+  addresses: parseAddressList('172.16.39.105 172.16.39.106/31 2001:db8::5', { source: 't' }),
+};
+
+describe('per-port chains', () => {
+  it('from the guest: DHCP offers dropped first, own sources and DHCP requests pass, the rest logged and dropped', () => {
+    expect(buildPortInChain(port, DEFAULT_SETTINGS)).toEqual({
+      name: 'vif-guard-i-vm01',
+      rules: [
+        ['-p', 'udp', '-m', 'udp', '--sport', '67', '--dport', '68', '-m', 'limit', '--limit', '6/min', '--limit-burst', '10', '-j', 'LOG', '--log-prefix', 'vifg-dhcps:vm01 '],
+        ['-p', 'udp', '-m', 'udp', '--sport', '67', '--dport', '68', '-j', 'DROP'],
+        ['-s', '172.16.39.105/32', '-j', 'RETURN'],
+        ['-s', '172.16.39.106/31', '-j', 'RETURN'],
+        ['-p', 'udp', '-m', 'udp', '--sport', '68', '--dport', '67', '-j', 'RETURN'],
+        ['-m', 'limit', '--limit', '6/min', '--limit-burst', '10', '-j', 'LOG', '--log-prefix', 'vifg-src:vm01 '],
+        ['-m', 'comment', '--comment', 'vif-guard port=vm01 guest=vm01 bridge=xenbr0', '-j', 'DROP'],
+      ],
+    });
+  });
+
+  it('to the guest: its addresses, broadcast, multicast and DHCP replies', () => {
+    expect(buildPortOutChain(port, { ...DEFAULT_SETTINGS, log: false })).toEqual({
+      name: 'vif-guard-o-vm01',
+      rules: [
+        ['-d', '172.16.39.105/32', '-j', 'RETURN'],
+        ['-d', '172.16.39.106/31', '-j', 'RETURN'],
+        ['-m', 'pkttype', '--pkt-type', 'broadcast', '-j', 'RETURN'],
+        ['-d', '224.0.0.0/4', '-j', 'RETURN'],
+        ['-p', 'udp', '-m', 'udp', '--sport', '67', '--dport', '68', '-j', 'RETURN'],
+        ['-j', 'DROP'],
+      ],
+    });
+  });
+
+  it('log prefixes fit iptables\' 29 characters for the longest interface name', () => {
+    for (const dropClass of ['src', 'dhcps', 'dst'] as const) expect(logPrefix(dropClass, 'x'.repeat(15)).length).toBeLessThanOrEqual(29);
+  });
+
+  it('the port comment round-trips', () => {
+    expect(parsePortComment(portComment(port))).toEqual({ ifname: 'vm01', guest: 'vm01', bridge: 'xenbr0' });
+    expect(parsePortComment(portComment({ ...port, bridge: undefined }))).toEqual({ ifname: 'vm01', guest: 'vm01', bridge: undefined });
+  });
+});
+
+describe('buildRuleset', () => {
+  it('leaves a vif without addresses alone by default, and blocks it with unaddressed = block', () => {
+    const bare: GuestPort = { ...port, ifname: 'vif9.0', addresses: [] };
+    const names = (settings: typeof DEFAULT_SETTINGS) =>
+      buildRuleset([bare], settings).tables[0]?.chains.map((chain) => chain.name);
+    expect(names(DEFAULT_SETTINGS)).toEqual(['vif-guard-fwd', 'vif-guard-in', 'vif-guard-out']);
+    expect(names({ ...DEFAULT_SETTINGS, unaddressed: 'block' })).toContain('vif-guard-i-vif9.0');
+  });
+
+  it('NOTRACK one rule per guest bridge, or nothing when the setting is off', () => {
+    expect(buildRawTable(['xenbr1', 'xenbr0', 'xenbr0', undefined], DEFAULT_SETTINGS).chains).toEqual([
+      { name: 'vif-guard-notrack', rules: [['-i', 'xenbr0', '-j', 'CT', '--notrack'], ['-i', 'xenbr1', '-j', 'CT', '--notrack']] },
+    ]);
+    expect(buildRawTable(['xenbr0'], { ...DEFAULT_SETTINGS, notrack: false })).toEqual({ table: 'raw', chains: [], jumps: [] });
+  });
+});
