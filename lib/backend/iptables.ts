@@ -9,7 +9,9 @@ export type Variant = 'nft' | 'legacy';
 /** One iptables variant. The same canonical text is read and written by both (see render.ts). */
 export interface IptablesBackend {
   readonly variant: Variant;
-  save(table: TableName): Promise<string>;
+  /** One table, or every table in one call (cheaper than one call per table: nft reads the whole ruleset either way). */
+  save(table?: TableName): Promise<string>;
+  /** One payload may hold several `*table ... COMMIT` blocks; each is committed atomically on its own. */
   restore(payload: string): Promise<void>;
 }
 
@@ -18,7 +20,7 @@ export function createIptablesBackend(runner: Runner, variant: Variant, waitSeco
   return {
     variant,
     async save(table) {
-      const result = await runOrThrow(runner, `iptables-${variant}-save`, ['-t', table], 'APPLY');
+      const result = await runOrThrow(runner, `iptables-${variant}-save`, table ? ['-t', table] : [], 'APPLY');
       return result.stdout;
     },
     async restore(payload) {
@@ -74,8 +76,8 @@ function holdsVifGuard(saveText: string): boolean {
 export interface Detection {
   readonly backend: IptablesBackend;
   readonly warnings: readonly string[];
-  /** The filter table as just read from the chosen variant, so the caller need not read it again. */
-  readonly filterSave: string;
+  /** Every table as just read from the chosen variant, so the caller need not read it again. */
+  readonly save: string;
 }
 
 /**
@@ -90,17 +92,23 @@ export async function detectBackend(runner: Runner, setting: 'auto' | Variant, w
       throw new VifGuardError('MISSING_TOOL', `backend = ${setting} but iptables-${setting}-restore is not installed (apt-get install iptables)`);
     }
     const backend = createIptablesBackend(runner, setting, waitSeconds);
-    return { backend, warnings: [], filterSave: await backend.save('filter') };
+    return { backend, warnings: [], save: await backend.save() };
   }
   const available = (['nft', 'legacy'] as const).filter((v) => !missing.includes(v));
   if (available.length === 0) throw new VifGuardError('MISSING_TOOL', 'neither iptables-nft nor iptables-legacy is installed (apt-get install iptables)');
+  // Hooks run on every guest start: when the host's default variant already holds vif-guard's
+  // chains, that settles it without reading the other variant (doctor checks both).
+  const preferred = available.includes(defaultVariant(runner)) ? defaultVariant(runner) : available[0] ?? 'nft';
   const saves = new Map<Variant, string>();
-  for (const variant of available) saves.set(variant, await createIptablesBackend(runner, variant, waitSeconds).save('filter'));
+  saves.set(preferred, await createIptablesBackend(runner, preferred, waitSeconds).save());
+  if (holdsVifGuard(saves.get(preferred) ?? '')) {
+    return { backend: createIptablesBackend(runner, preferred, waitSeconds), warnings: [], save: saves.get(preferred) ?? '' };
+  }
+  for (const variant of available) if (!saves.has(variant)) saves.set(variant, await createIptablesBackend(runner, variant, waitSeconds).save());
   const warnings: string[] = [];
   const withRules = available.filter((v) => holdsRules(saves.get(v) ?? ''));
-  if (withRules.length === 2) warnings.push('both iptables-nft and iptables-legacy hold filter rules; packets pass both, and vif-guard manages only one');
+  if (withRules.length === 2) warnings.push('both iptables-nft and iptables-legacy hold rules; packets pass both, and vif-guard manages only one');
   const withOurs = available.filter((v) => holdsVifGuard(saves.get(v) ?? ''));
-  const variant: Variant =
-    withOurs[0] ?? (withRules.length === 1 ? withRules[0] : undefined) ?? (available.includes(defaultVariant(runner)) ? defaultVariant(runner) : available[0]) ?? 'nft';
-  return { backend: createIptablesBackend(runner, variant, waitSeconds), warnings, filterSave: saves.get(variant) ?? '' };
+  const variant: Variant = withOurs[0] ?? (withRules.length === 1 ? withRules[0] : undefined) ?? preferred;
+  return { backend: createIptablesBackend(runner, variant, waitSeconds), warnings, save: saves.get(variant) ?? '' };
 }

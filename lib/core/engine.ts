@@ -74,25 +74,17 @@ export function desiredAfterChange(filter: LiveTable, change: PortChange, settin
 async function applyTables(
   ctx: EngineContext,
   backend: IptablesBackend,
-  filterSave: string,
+  save: string,
   desiredFor: (filter: LiveTable) => TableSpec[],
   dryRun: boolean,
 ): Promise<TablePlan[]> {
-  const filter = parseSave(filterSave, 'filter');
-  const desired = desiredFor(filter);
-  const plans: TablePlan[] = [];
-  for (const table of desired) {
-    const live = table.table === 'filter' ? filter : parseSave(await backend.save(table.table), table.table);
-    const plan = planTable(live, table);
-    plans.push(plan);
-    if (plan.lines.length === 0) continue;
-    if (dryRun) {
-      ctx.log(renderRestorePayload(plan).trimEnd());
-      continue;
-    }
-    // Filter first: protection must exist before anything else; each table is one atomic transaction.
-    await backend.restore(renderRestorePayload(plan));
-  }
+  const desired = desiredFor(parseSave(save, 'filter'));
+  const plans = desired.map((table) => planTable(parseSave(save, table.table), table));
+  // Filter first, so protection exists before anything else; each *table block commits atomically.
+  const payload = plans.map(renderRestorePayload).join('');
+  if (payload === '') return plans;
+  if (dryRun) ctx.log(payload.trimEnd());
+  else await backend.restore(payload);
   return plans;
 }
 
@@ -100,7 +92,7 @@ async function underLock(ctx: EngineContext, dryRun: boolean, desiredFor: (filte
   return withLock(ctx.runner, ctx.lockPath, ctx.settings.lockTimeout, async () => {
     const detection = await detectBackend(ctx.runner, ctx.settings.backend, ctx.settings.lockTimeout);
     for (const warning of detection.warnings) ctx.log(`warning: ${warning}`);
-    const plans = await applyTables(ctx, detection.backend, detection.filterSave, desiredFor, dryRun);
+    const plans = await applyTables(ctx, detection.backend, detection.save, desiredFor, dryRun);
     return { variant: detection.backend.variant, plans, warnings: detection.warnings, dryRun };
   });
 }
