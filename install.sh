@@ -104,7 +104,7 @@ render() {
 
 need_tools() {
     local missing=() tool pkg
-    for pair in iptables-nft-restore:iptables iptables-legacy-restore:iptables flock:util-linux \
+    for pair in iptables-nft-restore:iptables iptables-legacy-restore:iptables nft:nftables flock:util-linux \
                 modprobe:kmod ip:iproute2; do
         tool=${pair%%:*}; pkg=${pair#*:}
         command -v "$tool" >/dev/null 2>&1 || PATH="/usr/sbin:/sbin:$PATH" command -v "$tool" >/dev/null 2>&1 ||

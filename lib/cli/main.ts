@@ -31,6 +31,7 @@ async function removeRules(dryRun: boolean): Promise<void> {
   const ctx = { runner: createRunner(), settings: loadSettings(), lockPath: process.env.VIF_GUARD_LOCK ?? DEFAULT_LOCK_PATH, log };
   const report = await removeEverything(ctx, dryRun);
   const removed = report.plans.flatMap((plan) => plan.removed.map((chain) => `${plan.table}/${chain}`));
+  if (report.notrackScript) removed.push('nft bridge table vif_guard');
   log(`${dryRun ? 'would remove' : 'removed'} ${removed.length} chain(s) from iptables-${report.variant}${removed.length ? `: ${removed.join(', ')}` : ''}`);
 }
 

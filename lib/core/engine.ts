@@ -1,14 +1,16 @@
 import type { Settings } from '../config/settings.js';
 import type { GuestPort } from '../guest/model.js';
 import type { Runner } from '../runner.js';
+import { toVifGuardError } from '../errors.js';
 import { withLock } from '../lock.js';
 import { detectBackend, type IptablesBackend } from '../backend/iptables.js';
 import { parseSave, type LiveTable } from '../backend/save-parse.js';
 import { planTable, renderRestorePayload, type TablePlan } from '../backend/diff.js';
-import { buildFilterTable, buildRawTable, buildRuleset } from '../rules/build.js';
+import { applyNotrack, planNotrack, readNotrack } from '../backend/nft-notrack.js';
+import { buildFilterTable, buildNotrack, buildRuleset } from '../rules/build.js';
 import { buildPortInChain, buildPortOutChain, isGuarded, parsePortComment } from '../rules/port.js';
 import { portOfChain, portOutChain } from '../rules/names.js';
-import type { ChainSpec, Rule, TableSpec } from '../rules/types.js';
+import type { ChainSpec, NotrackSpec, Rule, TableSpec } from '../rules/types.js';
 
 export interface EngineContext {
   readonly runner: Runner;
@@ -20,6 +22,8 @@ export interface EngineContext {
 export interface ApplyReport {
   readonly variant: string;
   readonly plans: readonly TablePlan[];
+  /** nft script sent (or that would be) for the NOTRACK table; empty when unchanged. */
+  readonly notrackScript: string;
   readonly warnings: readonly string[];
   readonly dryRun: boolean;
 }
@@ -31,12 +35,17 @@ interface LivePort {
   readonly ifname: string;
   readonly in: ChainSpec;
   readonly out: ChainSpec;
-  readonly bridge: string | undefined;
+  readonly mac: string | undefined;
+}
+
+interface Desired {
+  readonly tables: readonly TableSpec[];
+  readonly notrack: NotrackSpec | undefined;
 }
 
 const COMMENT = /--comment "((?:[^"\\]|\\.)*)"/;
 
-/** The per-port chains already installed, kept verbatim, with the bridge recorded in their comment. */
+/** The per-port chains already installed, kept verbatim, with the metadata recorded in their comment. */
 export function livePorts(filter: LiveTable): LivePort[] {
   const ports: LivePort[] = [];
   for (const [chain, entry] of filter.chains) {
@@ -50,14 +59,14 @@ export function livePorts(filter: LiveTable): LivePort[] {
       ifname,
       in: { name: chain, rules: verbatim(entry.rules) },
       out: { name: portOutChain(ifname), rules: verbatim(outEntry?.rules ?? []) },
-      bridge: meta?.bridge,
+      mac: meta?.mac,
     });
   }
   return ports;
 }
 
-/** The desired tables after one event: the live ports, with this one added, replaced or removed. */
-export function desiredAfterChange(filter: LiveTable, change: PortChange, settings: Settings): TableSpec[] {
+/** The desired state after one event: the live ports, with this one added, replaced or removed. */
+export function desiredAfterChange(filter: LiveTable, change: PortChange, settings: Settings): Desired {
   const target = change.kind === 'up' ? change.port.ifname : change.ifname;
   const ports = livePorts(filter).filter((port) => port.ifname !== target);
   if (change.kind === 'up' && isGuarded(change.port, settings)) {
@@ -65,22 +74,14 @@ export function desiredAfterChange(filter: LiveTable, change: PortChange, settin
       ifname: target,
       in: buildPortInChain(change.port, settings),
       out: buildPortOutChain(change.port, settings),
-      bridge: change.port.bridge,
+      mac: change.port.mac,
     });
   }
-  return [buildFilterTable(ports), buildRawTable(ports.map((port) => port.bridge), settings)];
+  return { tables: [buildFilterTable(ports)], notrack: buildNotrack(ports, settings) };
 }
 
-async function applyTables(
-  ctx: EngineContext,
-  backend: IptablesBackend,
-  save: string,
-  desiredFor: (filter: LiveTable) => TableSpec[],
-  dryRun: boolean,
-): Promise<TablePlan[]> {
-  const desired = desiredFor(parseSave(save, 'filter'));
-  const plans = desired.map((table) => planTable(parseSave(save, table.table), table));
-  // Filter first, so protection exists before anything else; each *table block commits atomically.
+async function applyFilter(ctx: EngineContext, backend: IptablesBackend, desired: Desired, live: LiveTable, dryRun: boolean): Promise<TablePlan[]> {
+  const plans = desired.tables.map((table) => planTable(live, table));
   const payload = plans.map(renderRestorePayload).join('');
   if (payload === '') return plans;
   if (dryRun) ctx.log(payload.trimEnd());
@@ -88,16 +89,38 @@ async function applyTables(
   return plans;
 }
 
-async function underLock(ctx: EngineContext, dryRun: boolean, desiredFor: (filter: LiveTable) => TableSpec[]): Promise<ApplyReport> {
+/** NOTRACK saves conntrack entries; it is not protection, so a failure here is a warning, not a failed hook. */
+async function applyNotrackTable(ctx: EngineContext, desired: NotrackSpec | undefined, dryRun: boolean, warnings: string[]): Promise<string> {
+  if (!ctx.runner.which('nft')) {
+    if (desired) warnings.push('nft is not installed: guest traffic stays in conntrack (apt-get install nftables, or notrack = no)');
+    return '';
+  }
+  try {
+    const script = planNotrack(await readNotrack(ctx.runner), desired);
+    if (script !== '' && dryRun) ctx.log(script.trimEnd());
+    else await applyNotrack(ctx.runner, script);
+    return script;
+  } catch (error) {
+    warnings.push(`NOTRACK not applied, guest traffic stays in conntrack: ${toVifGuardError(error).shortMessage}`);
+    return '';
+  }
+}
+
+async function underLock(ctx: EngineContext, dryRun: boolean, desiredFor: (filter: LiveTable) => Desired): Promise<ApplyReport> {
   return withLock(ctx.runner, ctx.lockPath, ctx.settings.lockTimeout, async () => {
     const detection = await detectBackend(ctx.runner, ctx.settings.backend, ctx.settings.lockTimeout);
-    for (const warning of detection.warnings) ctx.log(`warning: ${warning}`);
-    const plans = await applyTables(ctx, detection.backend, detection.save, desiredFor, dryRun);
-    return { variant: detection.backend.variant, plans, warnings: detection.warnings, dryRun };
+    const warnings = [...detection.warnings];
+    const live = parseSave(detection.save, 'filter');
+    const desired = desiredFor(live);
+    // Protection first: the filter table is one atomic transaction; only then the NOTRACK table.
+    const plans = await applyFilter(ctx, detection.backend, desired, live, dryRun);
+    const notrackScript = await applyNotrackTable(ctx, desired.notrack, dryRun, warnings);
+    for (const warning of warnings) ctx.log(`warning: ${warning}`);
+    return { variant: detection.backend.variant, plans, notrackScript, warnings, dryRun };
   });
 }
 
-/** Apply one port event (hook path): lock, read live, diff, one restore per changed table. */
+/** Apply one port event (hook path): lock, read live, diff, one restore. */
 export function applyPortChange(ctx: EngineContext, change: PortChange, dryRun = false): Promise<ApplyReport> {
   return underLock(ctx, dryRun, (filter) => desiredAfterChange(filter, change, ctx.settings));
 }
@@ -105,15 +128,10 @@ export function applyPortChange(ctx: EngineContext, change: PortChange, dryRun =
 /** Make vif-guard's state exactly what these ports need (sync path). */
 export function applyFullState(ctx: EngineContext, ports: readonly GuestPort[], dryRun = false): Promise<ApplyReport> {
   const ruleset = buildRuleset(ports, ctx.settings);
-  return underLock(ctx, dryRun, () => [...ruleset.tables]);
+  return underLock(ctx, dryRun, () => ruleset);
 }
 
-/** Remove every vif-guard chain and jump (uninstall). */
+/** Remove every vif-guard chain, jump and table (uninstall). */
 export function removeEverything(ctx: EngineContext, dryRun = false): Promise<ApplyReport> {
-  const empty: TableSpec[] = [
-    { table: 'filter', chains: [], jumps: [] },
-    { table: 'raw', chains: [], jumps: [] },
-  ];
-  return underLock(ctx, dryRun, () => empty);
+  return underLock(ctx, dryRun, () => ({ tables: [{ table: 'filter', chains: [], jumps: [] }], notrack: undefined }));
 }
-

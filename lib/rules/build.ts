@@ -1,8 +1,8 @@
 import type { GuestPort } from '../guest/model.js';
 import type { Settings } from '../config/settings.js';
-import type { ChainSpec, JumpSpec, Ruleset, TableSpec } from './types.js';
+import type { ChainSpec, JumpSpec, NotrackSpec, Ruleset, TableSpec } from './types.js';
 import { buildDispatch } from './dispatch.js';
-import { FORWARD_CHAIN, IN_ROOT, NOTRACK_CHAIN, OUT_ROOT } from './names.js';
+import { FORWARD_CHAIN, IN_ROOT, OUT_ROOT } from './names.js';
 import { buildPortInChain, buildPortOutChain, isGuarded } from './port.js';
 
 export const FILTER_JUMPS: readonly JumpSpec[] = [
@@ -11,11 +11,6 @@ export const FILTER_JUMPS: readonly JumpSpec[] = [
   { chain: 'INPUT', rule: ['-m', 'physdev', '--physdev-is-in', '-j', IN_ROOT] },
 ];
 
-export const RAW_JUMPS: readonly JumpSpec[] = [
-  // The bridge marks frames for its own MAC PACKET_HOST before PREROUTING; everything else on a
-  // guest bridge is switched, never routed or NATed by dom0, and needs no conntrack entry.
-  { chain: 'PREROUTING', rule: ['-m', 'pkttype', '--pkt-type', 'otherhost', '-j', NOTRACK_CHAIN] },
-];
 
 /** The filter table from the per-port chains that exist (or will), whatever their origin. */
 export function buildFilterTable(portChains: readonly { ifname: string; in: ChainSpec; out: ChainSpec }[]): TableSpec {
@@ -29,11 +24,11 @@ export function buildFilterTable(portChains: readonly { ifname: string; in: Chai
   return { table: 'filter', chains, jumps: FILTER_JUMPS };
 }
 
-export function buildRawTable(bridges: readonly (string | undefined)[], settings: Settings): TableSpec {
-  if (!settings.notrack) return { table: 'raw', chains: [], jumps: [] };
-  const names = [...new Set(bridges.filter((bridge): bridge is string => bridge !== undefined))].sort();
-  const rules = names.map((bridge) => ['-i', bridge, '-j', 'CT', '--notrack']);
-  return { table: 'raw', chains: [{ name: NOTRACK_CHAIN, rules }], jumps: RAW_JUMPS };
+/** The guarded ports and their guests' MACs, for the NOTRACK table; undefined when there is nothing to keep. */
+export function buildNotrack(ports: readonly { ifname: string; mac: string | undefined }[], settings: Settings): NotrackSpec | undefined {
+  if (!settings.notrack || ports.length === 0) return undefined;
+  const macs = ports.map((port) => port.mac).filter((mac): mac is string => mac !== undefined);
+  return { ports: [...new Set(ports.map((port) => port.ifname))].sort(), macs: [...new Set(macs)].sort() };
 }
 
 /** Everything vif-guard should own for these ports. */
@@ -44,5 +39,5 @@ export function buildRuleset(ports: readonly GuestPort[], settings: Settings): R
     in: buildPortInChain(port, settings),
     out: buildPortOutChain(port, settings),
   }));
-  return { tables: [buildFilterTable(portChains), buildRawTable(guarded.map((port) => port.bridge), settings)] };
+  return { tables: [buildFilterTable(portChains)], notrack: buildNotrack(guarded, settings) };
 }

@@ -2,7 +2,6 @@
 export const FORWARD_CHAIN = 'vif-guard-fwd';
 export const IN_ROOT = 'vif-guard-in';
 export const OUT_ROOT = 'vif-guard-out';
-export const NOTRACK_CHAIN = 'vif-guard-notrack';
 
 export type Direction = 'in' | 'out';
 

@@ -21,14 +21,21 @@ function logRule(settings: Settings, dropClass: DropClass, ifname: string, match
 
 /** Port metadata kept in the ruleset itself, so a hook can rebuild shared chains without reading configs. */
 export function portComment(port: GuestPort): string {
-  return `vif-guard port=${port.ifname} guest=${port.guest} bridge=${port.bridge ?? '-'}`;
+  return `vif-guard port=${port.ifname} guest=${port.guest} bridge=${port.bridge ?? '-'} mac=${port.mac ?? '-'}`;
 }
 
-export function parsePortComment(comment: string): { ifname: string; guest: string; bridge: string | undefined } | undefined {
-  const match = /^vif-guard port=(\S+) guest=(\S+) bridge=(\S+)$/.exec(comment);
+export interface PortMeta {
+  readonly ifname: string;
+  readonly guest: string;
+  readonly bridge: string | undefined;
+  readonly mac: string | undefined;
+}
+
+export function parsePortComment(comment: string): PortMeta | undefined {
+  const match = /^vif-guard port=(\S+) guest=(\S+) bridge=(\S+) mac=(\S+)$/.exec(comment);
   if (!match) return undefined;
-  const [, ifname = '', guest = '-', bridge = '-'] = match;
-  return { ifname, guest, bridge: bridge === '-' ? undefined : bridge };
+  const [, ifname = '', guest = '-', bridge = '-', mac = '-'] = match;
+  return { ifname, guest, bridge: bridge === '-' ? undefined : bridge, mac: mac === '-' ? undefined : mac };
 }
 
 /** Whether this port gets chains at all: it has IPv4 addresses, or the policy blocks unaddressed ports. */

@@ -12,7 +12,7 @@ export interface JumpSpec {
   readonly rule: Rule;
 }
 
-export type TableName = 'filter' | 'raw';
+export type TableName = 'filter';
 
 export interface TableSpec {
   readonly table: TableName;
@@ -21,8 +21,16 @@ export interface TableSpec {
   readonly jumps: readonly JumpSpec[];
 }
 
+/** Switched guest traffic that needs no conntrack entry (see backend/nft-notrack.ts). */
+export interface NotrackSpec {
+  readonly ports: readonly string[];
+  readonly macs: readonly string[];
+}
+
 export interface Ruleset {
   readonly tables: readonly TableSpec[];
+  /** undefined: vif-guard keeps no NOTRACK table (setting off, or no guarded port). */
+  readonly notrack: NotrackSpec | undefined;
 }
 
 /** Every chain vif-guard creates starts with this; nothing else is ever written. */

@@ -7,11 +7,13 @@ import { Dom0Lab, listen, sendFrame, type Datagram, type Frame } from '../helper
 import { FakeXenHost, foreignLines } from '../helpers/xen.js';
 
 // Rules and counters that belong to someone else (fail2ban, the admin): vif-guard must leave them byte for byte.
+// The conntrack match also turns connection tracking on in the namespace, as any stateful firewall does.
 const FOREIGN = `*filter
 :f2b-sshd - [0:0]
 [7:700] -A INPUT -p tcp -m tcp --dport 22 -j f2b-sshd
 [3:300] -A f2b-sshd -s 198.51.100.7/32 -j REJECT --reject-with icmp-port-unreachable
 [5:500] -A FORWARD -s 192.0.2.0/24 -j ACCEPT
+[4:400] -A OUTPUT -o lo -m conntrack --ctstate INVALID -j DROP
 COMMIT
 *raw
 [2:200] -A PREROUTING -s 203.0.113.0/24 -j CT --notrack
@@ -95,7 +97,10 @@ describe.skipIf(!CAN_USE_NETNS).each(VARIANTS)('Xen vif-bridge + vif-guard hook 
     expect(filter).toContain(':vif-guard-i-vif2.0 ');
     expect(filter).toContain(`-A vif-guard-i-web01 -s ${subnet}.64/30 -j RETURN`);
     expect(filter.split('\n').filter((line) => line.startsWith('-A FORWARD'))[0]).toBe('-A FORWARD -m physdev --physdev-is-bridged -j vif-guard-fwd');
-    expect(await xen.save('raw')).toContain('-A vif-guard-notrack -i xenbr0 -j CT --notrack');
+    const notrack = (await lab.inDom0('nft', 'list', 'table', 'bridge', 'vif_guard')).stdout;
+    expect(notrack).toMatch(/set ports \{[^}]*elements = \{ [^}]*"vif2\.0"[^}]*\}/);
+    expect(notrack).toMatch(/set ports \{[^}]*elements = \{ [^}]*"web01"[^}]*\}/);
+    expect(notrack).toContain(lab.guest('web').mac);
     expect(xen.hotplugLog()).toMatch(/vif-guard: web01 \(guest web, bridge xenbr0, .*\) protected/);
   }, 60_000);
 
@@ -106,6 +111,19 @@ describe.skipIf(!CAN_USE_NETNS).each(VARIANTS)('Xen vif-bridge + vif-guard hook 
     const filter = await xen.save('filter', true);
     const dropCounter = filter.split('\n').find((line) => line.includes('-A vif-guard-i-vif2.0 -m comment'));
     expect(dropCounter).toMatch(/^\[[1-9]\d*:/);
+  }, 60_000);
+
+  it('switched guest traffic leaves no conntrack entry (NOTRACK), traffic to dom0 is still tracked', async () => {
+    const web = lab.guest('web');
+    const evil = lab.guest('evil');
+    await lab.inDom0('conntrack', '-F').nothrow();
+    await exchange([
+      { from: evil, dstMac: web.mac, src: evil.address, dst: web.address, sport: 4111, dport: 5000, token: 'nt-switched' },
+      { from: evil, dstMac: dom0Mac, src: evil.address, dst: lab.dom0Ip, sport: 4112, dport: 5000, token: 'nt-to-dom0' },
+    ]);
+    const table = (await lab.inDom0('conntrack', '-L', '-p', 'udp')).stdout;
+    expect(table).not.toContain('sport=4111');
+    expect(table).toContain('sport=4112');
   }, 60_000);
 
   it('online again changes nothing: no restore is sent, counters stay', async () => {
@@ -185,4 +203,17 @@ describe.skipIf(!CAN_USE_NETNS).each(VARIANTS)('Xen vif-bridge + vif-guard hook 
     expect(foreignLines(await xen.save('filter', true))).toEqual(foreignBefore.filter);
     expect(foreignLines(await xen.save('raw', true))).toEqual(foreignBefore.raw);
   });
+
+  it('remove-rules (what install.sh --uninstall runs) removes every vif-guard rule and nothing else', async () => {
+    const cli = ['env', `VIF_GUARD_CONFIG=${xen.configPath}`, `VIF_GUARD_LOCK=${join(xen.root, 'run', 'cli.lock')}`, 'node', 'dist/bundle/vif-guard.mjs', 'remove-rules'];
+    const dry = await lab.inDom0(...cli, '--dry-run');
+    expect(dry.stderr).toContain('-X vif-guard-i-web01');
+    expect(await xen.save('filter')).toContain('vif-guard-i-web01');
+    await lab.inDom0(...cli);
+    expect(await xen.save('filter')).not.toContain('vif-guard');
+    expect(await xen.save('raw')).not.toContain('vif-guard');
+    expect((await lab.inDom0('nft', 'list', 'tables')).stdout).not.toContain('vif_guard');
+    expect(foreignLines(await xen.save('filter', true))).toEqual(foreignBefore.filter);
+    expect(foreignLines(await xen.save('raw', true))).toEqual(foreignBefore.raw);
+  }, 60_000);
 });

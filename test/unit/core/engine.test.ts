@@ -35,7 +35,7 @@ describe('applyPortChange', () => {
 -A vif-guard-i-vm01 -p udp -m udp --sport 67 --dport 68 -j DROP
 -A vif-guard-i-vm01 -s 10.0.0.5/32 -j RETURN
 -A vif-guard-i-vm01 -p udp -m udp --sport 68 --dport 67 -j RETURN
--A vif-guard-i-vm01 -m comment --comment "vif-guard port=vm01 guest=vm01 bridge=xenbr0" -j DROP
+-A vif-guard-i-vm01 -m comment --comment "vif-guard port=vm01 guest=vm01 bridge=xenbr0 mac=-" -j DROP
 -A vif-guard-o-vm01 -d 10.0.0.5/32 -j RETURN
 -A vif-guard-o-vm01 -m pkttype --pkt-type broadcast -j RETURN
 -A vif-guard-o-vm01 -d 224.0.0.0/4 -j RETURN
@@ -43,11 +43,6 @@ describe('applyPortChange', () => {
 -A vif-guard-o-vm01 -j DROP
 -I FORWARD 1 -m physdev --physdev-is-bridged -j vif-guard-fwd
 -I INPUT 1 -m physdev --physdev-is-in -j vif-guard-in
-COMMIT
-*raw
-:vif-guard-notrack - [0:0]
--A vif-guard-notrack -i xenbr0 -j CT --notrack
--I PREROUTING 1 -m pkttype --pkt-type otherhost -j vif-guard-notrack
 COMMIT
 `);
   });
@@ -74,24 +69,26 @@ describe('desiredAfterChange', () => {
 :vif-guard-i-vm02 - [0:0]
 :vif-guard-o-vm02 - [0:0]
 -A vif-guard-i-vm02 -s 10.0.0.6/32 -j RETURN
--A vif-guard-i-vm02 -m comment --comment "vif-guard port=vm02 guest=vm02 bridge=xenbr1" -j DROP
+-A vif-guard-i-vm02 -m comment --comment "vif-guard port=vm02 guest=vm02 bridge=xenbr1 mac=00:16:3e:00:00:02" -j DROP
 -A vif-guard-o-vm02 -j DROP
 COMMIT
 `, 'filter');
 
-  it('keeps other ports verbatim and their bridges for NOTRACK', () => {
-    const [filter, raw] = desiredAfterChange(live, { kind: 'up', port }, DEFAULT_SETTINGS);
+  it('keeps other ports verbatim, and their MACs for NOTRACK', () => {
+    const desired = desiredAfterChange(live, { kind: 'up', port }, DEFAULT_SETTINGS);
+    const filter = desired.tables[0];
     const names = filter?.chains.map((chain) => chain.name);
     expect(names).toContain('vif-guard-i-vm02');
     expect(filter?.chains.find((chain) => chain.name === 'vif-guard-i-vm02')?.rules).toEqual([
       ['-s 10.0.0.6/32 -j RETURN'],
-      ['-m comment --comment "vif-guard port=vm02 guest=vm02 bridge=xenbr1" -j DROP'],
+      ['-m comment --comment "vif-guard port=vm02 guest=vm02 bridge=xenbr1 mac=00:16:3e:00:00:02" -j DROP'],
     ]);
-    expect(raw?.chains[0]?.rules).toEqual([['-i', 'xenbr0', '-j', 'CT', '--notrack'], ['-i', 'xenbr1', '-j', 'CT', '--notrack']]);
+    expect(desired.notrack).toEqual({ ports: ['vm01', 'vm02'], macs: ['00:16:3e:00:00:02'] });
   });
 
   it('down removes just that port', () => {
-    const [filter] = desiredAfterChange(live, { kind: 'down', ifname: 'vm02' }, DEFAULT_SETTINGS);
-    expect(filter?.chains.map((chain) => chain.name)).toEqual(['vif-guard-fwd', 'vif-guard-in', 'vif-guard-out']);
+    const desired = desiredAfterChange(live, { kind: 'down', ifname: 'vm02' }, DEFAULT_SETTINGS);
+    expect(desired.tables[0]?.chains.map((chain) => chain.name)).toEqual(['vif-guard-fwd', 'vif-guard-in', 'vif-guard-out']);
+    expect(desired.notrack).toBeUndefined();
   });
 });

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { buildPortInChain, buildPortOutChain, logPrefix, parsePortComment, portComment } from '../../../lib/rules/port.js';
-import { buildRawTable, buildRuleset } from '../../../lib/rules/build.js';
+import { buildNotrack, buildRuleset } from '../../../lib/rules/build.js';
 import { DEFAULT_SETTINGS } from '../../../lib/config/settings.js';
 import { parseAddressList } from '../../../lib/guest/validate.js';
 import type { GuestPort } from '../../../lib/guest/model.js';
@@ -24,7 +24,7 @@ describe('per-port chains', () => {
         ['-s', '172.16.39.106/31', '-j', 'RETURN'],
         ['-p', 'udp', '-m', 'udp', '--sport', '68', '--dport', '67', '-j', 'RETURN'],
         ['-m', 'limit', '--limit', '6/min', '--limit-burst', '10', '-j', 'LOG', '--log-prefix', 'vifg-src:vm01 '],
-        ['-m', 'comment', '--comment', 'vif-guard port=vm01 guest=vm01 bridge=xenbr0', '-j', 'DROP'],
+        ['-m', 'comment', '--comment', 'vif-guard port=vm01 guest=vm01 bridge=xenbr0 mac=00:16:3e:7c:1f:6e', '-j', 'DROP'],
       ],
     });
   });
@@ -48,8 +48,8 @@ describe('per-port chains', () => {
   });
 
   it('the port comment round-trips', () => {
-    expect(parsePortComment(portComment(port))).toEqual({ ifname: 'vm01', guest: 'vm01', bridge: 'xenbr0' });
-    expect(parsePortComment(portComment({ ...port, bridge: undefined }))).toEqual({ ifname: 'vm01', guest: 'vm01', bridge: undefined });
+    expect(parsePortComment(portComment(port))).toEqual({ ifname: 'vm01', guest: 'vm01', bridge: 'xenbr0', mac: '00:16:3e:7c:1f:6e' });
+    expect(parsePortComment(portComment({ ...port, bridge: undefined, mac: undefined }))).toEqual({ ifname: 'vm01', guest: 'vm01', bridge: undefined, mac: undefined });
   });
 });
 
@@ -62,10 +62,10 @@ describe('buildRuleset', () => {
     expect(names({ ...DEFAULT_SETTINGS, unaddressed: 'block' })).toContain('vif-guard-i-vif9.0');
   });
 
-  it('NOTRACK one rule per guest bridge, or nothing when the setting is off', () => {
-    expect(buildRawTable(['xenbr1', 'xenbr0', 'xenbr0', undefined], DEFAULT_SETTINGS).chains).toEqual([
-      { name: 'vif-guard-notrack', rules: [['-i', 'xenbr0', '-j', 'CT', '--notrack'], ['-i', 'xenbr1', '-j', 'CT', '--notrack']] },
-    ]);
-    expect(buildRawTable(['xenbr0'], { ...DEFAULT_SETTINGS, notrack: false })).toEqual({ table: 'raw', chains: [], jumps: [] });
+  it('NOTRACK covers the guarded ports and their MACs, or nothing when the setting is off', () => {
+    const ports = [{ ifname: 'vif2.0', mac: '00:16:3e:00:00:02' }, { ifname: 'vif1.0', mac: undefined }];
+    expect(buildNotrack(ports, DEFAULT_SETTINGS)).toEqual({ ports: ['vif1.0', 'vif2.0'], macs: ['00:16:3e:00:00:02'] });
+    expect(buildNotrack(ports, { ...DEFAULT_SETTINGS, notrack: false })).toBeUndefined();
+    expect(buildNotrack([], DEFAULT_SETTINGS)).toBeUndefined();
   });
 });
