@@ -16,6 +16,13 @@ function isOwnedJump(body: string): boolean {
   return / -[jg] vif-guard/.test(` ${body}`);
 }
 
+/** Whether the desired jumps are the first rules of their built-in chains, in order, and the only vif-guard jumps there. */
+export function jumpsInPlace(live: LiveTable, jumps: TableSpec['jumps'], builtin: string): boolean {
+  const want = jumps.filter((jump) => jump.chain === builtin).map((jump) => renderRuleBody(jump.rule));
+  const have = live.chains.get(builtin)?.rules ?? [];
+  return want.every((body, i) => have[i] === body) && have.filter(isOwnedJump).length === want.length;
+}
+
 /**
  * The restore payload that turns the live table into the desired one, touching only vif-guard's chains
  * and its jump rules. Unchanged chains are not sent, so their counters survive; foreign rules are never named.
@@ -49,11 +56,9 @@ export function planTable(live: LiveTable, desired: TableSpec): TablePlan {
   const builtins = new Set([...desired.jumps.map((jump) => jump.chain)]);
   for (const [name, chain] of live.chains) if (!isOwnedChain(name) && chain.rules.some(isOwnedJump)) builtins.add(name);
   for (const builtin of builtins) {
+    if (jumpsInPlace(live, desired.jumps, builtin)) continue;
     const want = desired.jumps.filter((jump) => jump.chain === builtin).map((jump) => renderRuleBody(jump.rule));
     const have = live.chains.get(builtin)?.rules ?? [];
-    const ownedCount = have.filter(isOwnedJump).length;
-    const inPlace = want.every((body, i) => have[i] === body) && ownedCount === want.length;
-    if (inPlace) continue;
     for (const body of have.filter(isOwnedJump)) jumpDeletes.push(`-D ${builtin} ${body}`);
     want.forEach((body, i) => jumpInserts.push(`-I ${builtin} ${i + 1} ${body}`));
   }

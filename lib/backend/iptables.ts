@@ -10,7 +10,7 @@ export type Variant = 'nft' | 'legacy';
 export interface IptablesBackend {
   readonly variant: Variant;
   /** One table, or every table in one call (cheaper than one call per table: nft reads the whole ruleset either way). */
-  save(table?: TableName): Promise<string>;
+  save(table?: TableName, counters?: boolean): Promise<string>;
   /** One payload may hold several `*table ... COMMIT` blocks; each is committed atomically on its own. */
   restore(payload: string): Promise<void>;
 }
@@ -19,8 +19,9 @@ export function createIptablesBackend(runner: Runner, variant: Variant, waitSeco
   const restoreTool = `iptables-${variant}-restore`;
   return {
     variant,
-    async save(table) {
-      const result = await runOrThrow(runner, `iptables-${variant}-save`, table ? ['-t', table] : [], 'APPLY');
+    async save(table, counters = false) {
+      const args = [...(counters ? ['-c'] : []), ...(table ? ['-t', table] : [])];
+      const result = await runOrThrow(runner, `iptables-${variant}-save`, args, 'APPLY');
       return result.stdout;
     },
     async restore(payload) {

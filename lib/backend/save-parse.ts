@@ -1,13 +1,27 @@
 /** One table of `iptables-save` output: chains in order with their rules as canonical text. */
-export interface LiveTable {
-  readonly table: string;
-  /** Built-in chains have a policy; user chains have `-`. */
-  readonly chains: Map<string, { readonly policy: string; readonly rules: string[] }>;
+export interface Counter {
+  readonly packets: number;
+  readonly bytes: number;
 }
 
-/** Parse `iptables-save -t TABLE` (both variants print the same text); comments and counters are ignored. */
+export interface LiveChain {
+  /** Built-in chains have a policy; user chains have `-`. */
+  readonly policy: string;
+  readonly rules: string[];
+  /** Per rule, when the save was made with -c. */
+  readonly counters: (Counter | undefined)[];
+}
+
+export interface LiveTable {
+  readonly table: string;
+  readonly chains: Map<string, LiveChain>;
+}
+
+const COUNTER = /^\[(\d+):(\d+)\] /;
+
+/** Parse one table of `iptables-save [-c]` (both variants print the same text); comment lines are ignored. */
 export function parseSave(text: string, table: string): LiveTable {
-  const chains = new Map<string, { policy: string; rules: string[] }>();
+  const chains = new Map<string, LiveChain>();
   let inTable = false;
   for (const line of text.split('\n')) {
     if (line.startsWith('*')) {
@@ -21,16 +35,19 @@ export function parseSave(text: string, table: string): LiveTable {
     }
     if (line.startsWith(':')) {
       const [name = '', policy = '-'] = line.slice(1).split(' ');
-      chains.set(name, { policy, rules: [] });
+      chains.set(name, { policy, rules: [], counters: [] });
       continue;
     }
-    if (line.startsWith('-A ')) {
-      const rest = line.slice(3);
+    const counter = COUNTER.exec(line);
+    const rule = counter ? line.slice(counter[0].length) : line;
+    if (rule.startsWith('-A ')) {
+      const rest = rule.slice(3);
       const space = rest.indexOf(' ');
       const chain = space < 0 ? rest : rest.slice(0, space);
       const body = space < 0 ? '' : rest.slice(space + 1);
-      const entry = chains.get(chain) ?? { policy: '-', rules: [] };
+      const entry = chains.get(chain) ?? { policy: '-', rules: [], counters: [] };
       entry.rules.push(body);
+      entry.counters.push(counter ? { packets: Number(counter[1]), bytes: Number(counter[2]) } : undefined);
       chains.set(chain, entry);
     }
   }

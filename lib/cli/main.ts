@@ -2,21 +2,20 @@
 import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
 import { loadSettings } from '../config/load.js';
-import { exitCodeFor, toVifGuardError } from '../errors.js';
-import { DEFAULT_LOCK_PATH } from '../lock.js';
-import { createRunner } from '../runner.js';
+import { exitCodeFor, toVifGuardError, VifGuardError } from '../errors.js';
 import { removeEverything } from '../core/engine.js';
-import { findDomuConfigs, readDomuNetworks } from './check-config.js';
+import { findDomuConfigs, readDomuNetworks } from '../xen/domu-files.js';
+import { createContext, log, printJson } from './context.js';
+import { runSync } from './commands/sync.js';
+import { runStatus } from './commands/status.js';
 
-const log = (line: string) => process.stderr.write(`vif-guard: ${line}\n`);
-
-async function checkConfig(files: string[], json: boolean): Promise<void> {
+async function checkConfig(files: string[], json: boolean): Promise<number> {
   const settings = loadSettings();
   const paths = files.length ? files : findDomuConfigs(settings.xenConfigDir);
   const networks = readDomuNetworks(paths);
   if (json) {
-    process.stdout.write(`${JSON.stringify(networks.map((n) => ({ ...n, vifs: n.vifs.map((v) => ({ ...v, addresses: v.addresses.map((a) => a.cidr) })) })), null, 2)}\n`);
-    return;
+    printJson(networks.map((n) => ({ ...n, vifs: n.vifs.map((v) => ({ ...v, addresses: v.addresses.map((a) => a.cidr) })) })));
+    return 0;
   }
   for (const network of networks) {
     for (const vif of network.vifs) {
@@ -25,48 +24,83 @@ async function checkConfig(files: string[], json: boolean): Promise<void> {
     }
   }
   log(`${paths.length} config file(s), ${networks.reduce((n, x) => n + x.vifs.length, 0)} vif(s), all valid`);
+  return 0;
 }
 
-async function removeRules(dryRun: boolean): Promise<void> {
-  const ctx = { runner: createRunner(), settings: loadSettings(), lockPath: process.env.VIF_GUARD_LOCK ?? DEFAULT_LOCK_PATH, log };
-  const report = await removeEverything(ctx, dryRun);
+async function removeRules(dryRun: boolean): Promise<number> {
+  const report = await removeEverything(createContext(), dryRun);
   const removed = report.plans.flatMap((plan) => plan.removed.map((chain) => `${plan.table}/${chain}`));
   if (report.notrackScript) removed.push('nft bridge table vif_guard');
-  log(`${dryRun ? 'would remove' : 'removed'} ${removed.length} chain(s) from iptables-${report.variant}${removed.length ? `: ${removed.join(', ')}` : ''}`);
+  log(`${dryRun ? 'would remove' : 'removed'} ${removed.length} chain(s)/table(s) from iptables-${report.variant}${removed.length ? `: ${removed.join(', ')}` : ''}`);
+  return 0;
 }
 
+/** The CLI: parse, call one function, map errors to `vif-guard: <message>` and an exit status. */
 export async function main(argv: string[]): Promise<number> {
+  let status = 0;
+  const set = (code: number) => {
+    status = code;
+  };
   try {
     await yargs(argv)
       .scriptName('vif-guard')
       .usage('$0 <command> [options]\n\nAnti-spoofing for Xen vifs: only a guest\'s own addresses leave its vif.')
       .command(
+        'sync',
+        'Make the live rules exactly what the running guests need (boot, after a firewall restart, by hand)',
+        (y) =>
+          y
+            .option('dry-run', { type: 'boolean', default: false, describe: 'print the exact iptables-restore/nft payload instead of applying it' })
+            .option('json', { type: 'boolean', default: false, describe: 'print the summary as JSON' })
+            .example('$0 sync', 'after `iptables -F` or a firewall restart: put every guest\'s rules back')
+            .example('$0 sync --dry-run', 'show what would be added and removed'),
+        async (args) => set(await runSync({ dryRun: args['dry-run'], json: args.json })),
+      )
+      .command(
+        'status',
+        'One line per guest port: state and packets dropped as spoofed',
+        (y) =>
+          y
+            .option('json', { type: 'boolean', default: false, describe: 'print the rows as JSON, for monitoring' })
+            .option('prometheus', { type: 'string', describe: 'also write the counters to this node_exporter textfile' })
+            .example('$0 status', 'which guests are protected, and who tried to spoof')
+            .example('$0 status --prometheus /var/lib/prometheus/node-exporter/vif-guard.prom', 'feed node_exporter\'s textfile collector'),
+        async (args) => set(await runStatus({ json: args.json, prometheus: args.prometheus })),
+      )
+      .command(
         'check-config [files..]',
         'Parse domU configs (xl and xm syntax) and show each vif\'s protection',
-        (y) => y.positional('files', { type: 'string', array: true, describe: 'config files (default: domU configs in xen_config_dir)' }).option('json', { type: 'boolean', default: false, describe: 'print the parsed vifs as JSON' }),
-        async (args) => checkConfig((args.files as string[] | undefined) ?? [], args.json),
+        (y) =>
+          y
+            .positional('files', { type: 'string', array: true, describe: 'config files (default: domU configs in xen_config_dir)' })
+            .option('json', { type: 'boolean', default: false, describe: 'print the parsed vifs as JSON' })
+            .example('$0 check-config', 'validate every domU config under /etc/xen')
+            .example('$0 check-config /etc/xen/vm01.cfg --json', 'show one guest\'s vifs as JSON'),
+        async (args) => set(await checkConfig((args.files as string[] | undefined) ?? [], args.json)),
       )
       .command(
         'remove-rules',
-        'Remove every vif-guard chain and jump rule (leaves all other rules untouched)',
-        (y) => y.option('dry-run', { type: 'boolean', default: false, describe: 'print the iptables-restore payload instead of applying it' }),
-        async (args) => removeRules(args['dry-run']),
+        'Remove every vif-guard chain, jump and table (leaves all other rules untouched)',
+        (y) =>
+          y
+            .option('dry-run', { type: 'boolean', default: false, describe: 'print the payload instead of applying it' })
+            .example('$0 remove-rules --dry-run', 'show what uninstalling the rules would remove'),
+        async (args) => set(await removeRules(args['dry-run'])),
       )
-      .example('$0 check-config', 'validate every domU config under /etc/xen')
-      .example('$0 check-config /etc/xen/vm01.cfg --json', 'show one guest\'s vifs as JSON')
-      .example('$0 remove-rules --dry-run', 'show what uninstalling the rules would remove')
       .demandCommand(1, 'Say which command to run.')
       .strict()
       .help()
+      .version()
       .fail((message, error) => {
-        throw error ?? new Error(message);
+        throw error ?? new VifGuardError('INVALID_INPUT', `${message} (see vif-guard --help)`);
       })
       .parseAsync();
-    return 0;
+    return status;
   } catch (thrown) {
     const error = toVifGuardError(thrown);
-    process.stderr.write(`vif-guard: ${error.code === 'INTERNAL' && !(thrown instanceof Error && thrown.name === 'VifGuardError') ? (thrown as Error).message : error.shortMessage}\n`);
-    return error.code === 'INTERNAL' ? 2 : exitCodeFor(error);
+    process.stderr.write(`vif-guard: ${error.shortMessage}\n`);
+    if (error.details && process.env.VIF_GUARD_DEBUG) process.stderr.write(`${error.details}\n`);
+    return exitCodeFor(error);
   }
 }
 

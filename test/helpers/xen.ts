@@ -109,6 +109,20 @@ export class FakeXenHost {
     return { exitCode: result.exitCode ?? 1, stdout: result.stdout, stderr: result.stderr };
   }
 
+  /** The vif-guard CLI inside the dom0 namespace, with this host's xenstore double, config and lock. */
+  async cli(args: string[], extraEnv: Record<string, string> = {}): Promise<HotplugResult> {
+    const env = {
+      PATH: `${DOUBLES}:/usr/sbin:/usr/bin:/sbin:/bin`,
+      XS_ROOT: this.xsRoot,
+      VIF_GUARD_CONFIG: this.configPath,
+      VIF_GUARD_LOCK: join(this.root, 'run', 'vif-guard.lock'),
+      ...extraEnv,
+    };
+    const envArgs = Object.entries(env).map(([key, value]) => `${key}=${value}`);
+    const result = await $`ip netns exec ${this.lab.dom0} env ${envArgs} ${process.execPath} dist/bundle/vif-guard.mjs ${args}`.timeout('60s').nothrow();
+    return { exitCode: result.exitCode ?? 1, stdout: result.stdout, stderr: result.stderr };
+  }
+
   hotplugLog(): string {
     const file = join(this.root, 'log/xen/xen-hotplug.log');
     return existsSync(file) ? readFileSync(file, 'utf8') : '';

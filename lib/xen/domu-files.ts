@@ -1,8 +1,8 @@
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { VifGuardError } from '../errors.js';
-import { parseDomuConfig } from '../xen/domu-config.js';
-import { buildDomuNetwork, type DomuNetwork } from '../xen/vif-spec.js';
+import { parseDomuConfig } from './domu-config.js';
+import { buildDomuNetwork, type DomuNetwork } from './vif-spec.js';
 
 const NOT_DOMU = new Set(['xl.conf', 'xend-config.sxp', 'cpupool', 'oxenstored.conf', 'xen-config.sxp']);
 

@@ -1,0 +1,61 @@
+import { renameSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { detectBackend } from '../../backend/iptables.js';
+import { parseSave } from '../../backend/save-parse.js';
+import { collectInventory } from '../../core/inventory.js';
+import { buildStatus, renderPrometheus, type PortStatus } from '../../core/status.js';
+import { toVifGuardError, VifGuardError } from '../../errors.js';
+import { createContext, log, printJson, renderTable } from '../context.js';
+
+const human = (n: number): string => (n >= 1e9 ? `${(n / 1e9).toFixed(1)}G` : n >= 1e6 ? `${(n / 1e6).toFixed(1)}M` : n >= 1e4 ? `${(n / 1e3).toFixed(0)}k` : String(n));
+
+/** Write the node_exporter textfile atomically, so the collector never reads half a file. */
+function writeAtomically(path: string, text: string): void {
+  const temp = join(dirname(path), `.${process.pid}.vif-guard.prom.tmp`);
+  try {
+    writeFileSync(temp, text, { mode: 0o644 });
+    renameSync(temp, path);
+  } catch (error) {
+    throw new VifGuardError('INVALID_INPUT', `cannot write ${path}: ${(error as Error).message}`, { cause: error });
+  }
+}
+
+export async function collectStatus(): Promise<{ rows: PortStatus[]; variant: string; warnings: string[] }> {
+  const ctx = createContext();
+  const detection = await detectBackend(ctx.runner, ctx.settings.backend, ctx.settings.lockTimeout);
+  const live = parseSave(await detection.backend.save('filter', true), 'filter');
+  const warnings = [...detection.warnings];
+  let expected;
+  try {
+    const inventory = await collectInventory(ctx.runner, ctx.settings);
+    warnings.push(...inventory.warnings);
+    expected = inventory.hypervisor ? inventory.ports : undefined;
+  } catch (error) {
+    warnings.push(`cannot compare with the configs: ${toVifGuardError(error).shortMessage}`);
+  }
+  return { rows: buildStatus(live, expected, ctx.settings), variant: detection.backend.variant, warnings };
+}
+
+/** vif-guard status: one line per guest port with its state and drop counters. */
+export async function runStatus(options: { json: boolean; prometheus: string | undefined }): Promise<number> {
+  const { rows, variant, warnings } = await collectStatus();
+  if (options.prometheus) writeAtomically(options.prometheus, renderPrometheus(rows));
+  if (options.json) {
+    printJson({ variant, ports: rows, warnings });
+    return 0;
+  }
+  for (const warning of warnings) log(`warning: ${warning}`);
+  if (rows.length === 0) {
+    log(`no guest ports known (iptables-${variant})`);
+    return 0;
+  }
+  const table = renderTable(
+    ['GUEST', 'VIF', 'BRIDGE', 'ADDRESSES', 'MAC', 'STATE', 'SPOOFED PKTS', 'BYTES', 'DHCP-SERVER', 'NOT-FOR-GUEST'],
+    rows.map((row) => [
+      row.guest, row.vif, row.bridge ?? '-', row.addresses.join(' ') || '-', row.mac ?? '-', row.state,
+      human(row.spoofed.packets), human(row.spoofed.bytes), human(row.dhcpServer.packets), human(row.toGuest.packets),
+    ]),
+  );
+  process.stdout.write(`${table}\n`);
+  return 0;
+}

@@ -1,0 +1,74 @@
+import { applyFullState, type ApplyReport } from '../../core/engine.js';
+import { collectInventory } from '../../core/inventory.js';
+import { isGuarded } from '../../rules/port.js';
+import { portOfChain } from '../../rules/names.js';
+import { createContext, log, printJson } from '../context.js';
+
+export interface SyncSummary {
+  readonly dryRun: boolean;
+  readonly variant: string;
+  readonly protectedPorts: number;
+  readonly unaddressedPorts: string[];
+  readonly added: string[];
+  readonly updated: string[];
+  readonly released: string[];
+  readonly sharedChainsChanged: boolean;
+  readonly restoreLines: number;
+  readonly notrackChanged: boolean;
+  readonly warnings: string[];
+}
+
+/** The ports behind a list of chains: each port has one vif-guard-i- chain (its -o- twin moves with it). */
+function portsOf(chains: readonly string[]): string[] {
+  const inOrOut = chains.map((chain) => portOfChain(chain) ?? /^vif-guard-o-(.+)$/.exec(chain)?.[1]);
+  return [...new Set(inOrOut.filter((name): name is string => name !== undefined))].sort();
+}
+
+export function summarise(report: ApplyReport, guarded: number, unaddressed: string[], warnings: string[]): SyncSummary {
+  const filter = report.plans[0];
+  const perPort = (chains: readonly string[] = []) => portsOf(chains);
+  const sharedChanged = [...(filter?.added ?? []), ...(filter?.changed ?? []), ...(filter?.removed ?? [])].some(
+    (chain) => portOfChain(chain) === undefined && !chain.startsWith('vif-guard-o-'),
+  );
+  return {
+    dryRun: report.dryRun,
+    variant: report.variant,
+    protectedPorts: guarded,
+    unaddressedPorts: unaddressed,
+    added: perPort(filter?.added),
+    updated: perPort(filter?.changed),
+    released: perPort(filter?.removed),
+    sharedChainsChanged: sharedChanged || (filter?.lines.some((line) => /^-[ID] (FORWARD|INPUT) /.test(line)) ?? false),
+    restoreLines: filter?.lines.length ?? 0,
+    notrackChanged: report.notrackScript !== '',
+    warnings: [...warnings, ...report.warnings],
+  };
+}
+
+/** vif-guard sync: make the live rules exactly what the running guests need, touching nothing else. */
+export async function runSync(options: { dryRun: boolean; json: boolean }): Promise<number> {
+  const ctx = createContext();
+  const quiet = { ...ctx, log: options.json ? () => undefined : ctx.log };
+  if (!options.json) log('reading running guests and their configs');
+  const inventory = await collectInventory(ctx.runner, ctx.settings);
+  for (const warning of inventory.warnings) if (!options.json) log(`warning: ${warning}`);
+  const guarded = inventory.ports.filter((port) => isGuarded(port, ctx.settings));
+  const unaddressed = inventory.ports.filter((port) => !isGuarded(port, ctx.settings)).map((port) => port.ifname);
+  if (!options.json) log(`${options.dryRun ? 'planning' : 'applying'} protection for ${guarded.length} vif(s)`);
+  const report = await applyFullState(quiet, inventory.ports, options.dryRun);
+  const summary = summarise(report, guarded.length, unaddressed, inventory.warnings);
+  if (options.json) {
+    printJson(summary);
+    return 0;
+  }
+  const verb = options.dryRun ? 'would ' : '';
+  const parts: string[] = [];
+  if (summary.added.length) parts.push(`${verb}protect ${summary.added.join(' ')}`);
+  if (summary.updated.length) parts.push(`${verb}update ${summary.updated.join(' ')}`);
+  if (summary.released.length) parts.push(`${verb}release ${summary.released.join(' ')}`);
+  if (summary.sharedChainsChanged) parts.push(`${verb}repair the dispatch chains and jumps`);
+  if (summary.notrackChanged) parts.push(`${verb}update the NOTRACK table`);
+  if (unaddressed.length) log(`no ip= configured, left unprotected (unaddressed = allow): ${unaddressed.join(' ')}`);
+  log(parts.length ? `${parts.join('; ')} (iptables-${summary.variant}, ${summary.restoreLines} restore lines)` : `nothing to do: ${guarded.length} vif(s) protected as configured`);
+  return 0;
+}
