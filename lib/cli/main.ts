@@ -8,6 +8,7 @@ import { findDomuConfigs, readDomuNetworks } from '../xen/domu-files.js';
 import { createContext, log, printJson } from './context.js';
 import { runSync } from './commands/sync.js';
 import { runStatus } from './commands/status.js';
+import { runDoctorCommand } from './commands/doctor.js';
 
 async function checkConfig(files: string[], json: boolean): Promise<number> {
   const settings = loadSettings();
@@ -66,6 +67,16 @@ export async function main(argv: string[]): Promise<number> {
             .example('$0 status', 'which guests are protected, and who tried to spoof')
             .example('$0 status --prometheus /var/lib/prometheus/node-exporter/vif-guard.prom', 'feed node_exporter\'s textfile collector'),
         async (args) => set(await runStatus({ json: args.json, prometheus: args.prometheus })),
+      )
+      .command(
+        'doctor',
+        'Check everything that silently breaks anti-spoofing, with the command that fixes each (exit 0 ok, 1 warnings, 2 errors)',
+        (y) =>
+          y
+            .option('json', { type: 'boolean', default: false, describe: 'print the checks as JSON' })
+            .example('$0 doctor', 'after installing, after a kernel or firewall change, at 3 a.m.')
+            .example('$0 doctor --json | jq \'.checks[] | select(.level != "ok")\'', 'only the problems'),
+        async (args) => set(await runDoctorCommand({ json: args.json })),
       )
       .command(
         'check-config [files..]',

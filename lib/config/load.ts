@@ -29,7 +29,13 @@ const KEYS: Record<string, { field: keyof Settings; parse: Parser; expected: str
   log_burst: { field: 'logBurst', parse: integer(1, 1000), expected: 'a whole number from 1 to 1000' },
   lock_timeout: { field: 'lockTimeout', parse: integer(1, 35), expected: 'seconds from 1 to 35 (libxl kills hooks at 40)' },
   xen_config_dir: { field: 'xenConfigDir', parse: absolutePath, expected: 'an absolute path' },
+  xen_scripts_dir: { field: 'xenScriptsDir', parse: absolutePath, expected: 'an absolute path' },
+  xl_conf: { field: 'xlConf', parse: absolutePath, expected: 'an absolute path' },
+  vz_conf: { field: 'vzConf', parse: absolutePath, expected: 'an absolute path' },
+  vz_conf_dir: { field: 'vzConfDir', parse: absolutePath, expected: 'an absolute path' },
 };
+
+const SECTIONS = ['general', 'xen', 'openvz'];
 
 /** Parse vif-guard.conf text. Unknown keys and bad values are errors naming the key; nothing is guessed. */
 export function parseSettings(text: string, path: string): Settings {
@@ -37,10 +43,10 @@ export function parseSettings(text: string, path: string): Settings {
   const settings: Record<string, unknown> = { ...DEFAULT_SETTINGS };
   for (const [section, body] of Object.entries(data)) {
     if (typeof body !== 'object' || body === null) {
-      throw new VifGuardError('INVALID_INPUT', `${path}: key \`${section}\` must be inside a [xen] or [general] section`);
+      throw new VifGuardError('INVALID_INPUT', `${path}: key \`${section}\` must be inside a [general], [xen] or [openvz] section`);
     }
-    if (section !== 'general' && section !== 'xen') {
-      throw new VifGuardError('INVALID_INPUT', `${path}: unknown section [${section}] (expected [general] or [xen])`);
+    if (!SECTIONS.includes(section)) {
+      throw new VifGuardError('INVALID_INPUT', `${path}: unknown section [${section}] (expected [general], [xen] or [openvz])`);
     }
     for (const [key, raw] of Object.entries(body as Record<string, unknown>)) {
       const spec = KEYS[key];

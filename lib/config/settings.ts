@@ -15,6 +15,13 @@ export interface Settings {
   readonly lockTimeout: number;
   /** Where xl/xm domU configs live, for `sync`. */
   readonly xenConfigDir: string;
+  /** Xen's hotplug scripts (vif-bridge, vif-post.d), for `doctor`. */
+  readonly xenScriptsDir: string;
+  /** xl's global config, for `doctor` (vif.default.script). */
+  readonly xlConf: string;
+  /** OpenVZ: the global config and the per-container configs. */
+  readonly vzConf: string;
+  readonly vzConfDir: string;
 }
 
 export const DEFAULT_SETTINGS: Settings = {
@@ -26,4 +33,8 @@ export const DEFAULT_SETTINGS: Settings = {
   logBurst: 10,
   lockTimeout: 20,
   xenConfigDir: '/etc/xen',
+  xenScriptsDir: '/etc/xen/scripts',
+  xlConf: '/etc/xen/xl.conf',
+  vzConf: '/etc/vz/vz.conf',
+  vzConfDir: '/etc/vz/conf',
 };

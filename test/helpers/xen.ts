@@ -123,6 +123,21 @@ export class FakeXenHost {
     return { exitCode: result.exitCode ?? 1, stdout: result.stdout, stderr: result.stderr };
   }
 
+  /** The CLI as an admin on this dom0 runs it: inside the mount namespace that shows the staged /etc. */
+  async cliMounted(args: string[], extraEnv: Record<string, string> = {}): Promise<HotplugResult> {
+    const env = { PATH: `${DOUBLES}:/usr/sbin:/usr/bin:/sbin:/bin`, XS_ROOT: this.xsRoot, VIF_GUARD_CONFIG: this.configPath, ...extraEnv };
+    const envArgs = Object.entries(env).map(([key, value]) => `${key}=${value}`);
+    const result = await $`ip netns exec ${this.lab.dom0} unshare -m --propagation private ${IN_DOM0} ${this.root} env -i ${envArgs} /opt/vif-guard/sbin/vif-guard ${args}`
+      .timeout('60s')
+      .nothrow();
+    return { exitCode: result.exitCode ?? 1, stdout: result.stdout, stderr: result.stderr };
+  }
+
+  /** A file in the staged installation (writable from the host side, seen at the same path in the mount namespace). */
+  stagePath(path: string): string {
+    return join(this.root, 'stage', path);
+  }
+
   hotplugLog(): string {
     const file = join(this.root, 'log/xen/xen-hotplug.log');
     return existsSync(file) ? readFileSync(file, 'utf8') : '';

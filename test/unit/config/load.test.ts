@@ -9,7 +9,7 @@ describe('parseSettings', () => {
   });
   it('reads every key', () => {
     expect(parseSettings('[general]\nbackend = legacy\nnotrack = no\nunaddressed = block\nlog = off\nlog_per_minute = 30\nlog_burst = 3\nlock_timeout = 10\n[xen]\nxen_config_dir = /srv/xen\n', 'f')).toEqual({
-      backend: 'legacy', notrack: false, unaddressed: 'block', log: false, logPerMinute: 30, logBurst: 3, lockTimeout: 10, xenConfigDir: '/srv/xen',
+      ...DEFAULT_SETTINGS, backend: 'legacy', notrack: false, unaddressed: 'block', log: false, logPerMinute: 30, logBurst: 3, lockTimeout: 10, xenConfigDir: '/srv/xen',
     });
   });
   it.each([
@@ -17,7 +17,7 @@ describe('parseSettings', () => {
     ['[general]\nbackend = iptables\n', /f: `backend` must be auto, nft or legacy, got `iptables`/],
     ['[general]\nlock_timeout = 60\n', /`lock_timeout` must be seconds from 1 to 35/],
     ['[other]\nx = 1\n', /unknown section \[other\]/],
-    ['backend = nft\n', /must be inside a \[xen\] or \[general\] section/],
+    ['backend = nft\n', /must be inside a \[general\], \[xen\] or \[openvz\] section/],
   ])('rejects %j naming the key', (text, message) => {
     expect(() => parseSettings(text, 'f')).toThrow(message);
   });

@@ -1,0 +1,247 @@
+import { readdirSync, readFileSync, statSync, accessSync, constants } from 'node:fs';
+import { join } from 'node:path';
+import type { Settings } from '../config/settings.js';
+import type { Runner } from '../runner.js';
+import { toVifGuardError } from '../errors.js';
+import { parseDomuConfig } from '../xen/domu-config.js';
+import { detectBackend } from '../backend/iptables.js';
+import { parseSave } from '../backend/save-parse.js';
+import { readNotrack } from '../backend/nft-notrack.js';
+import { buildStatus } from './status.js';
+import { collectInventory } from './inventory.js';
+import { isGuarded } from '../rules/port.js';
+
+export type Level = 'ok' | 'warning' | 'error';
+
+export interface Check {
+  readonly id: string;
+  readonly level: Level;
+  readonly message: string;
+  /** The one command that fixes it. */
+  readonly fix?: string;
+}
+
+export interface DoctorEnv {
+  readonly runner: Runner;
+  readonly settings: Settings;
+  /** Prefix for /etc paths (tests point it at a staged tree). */
+  readonly root: string;
+  readonly procSys: string;
+}
+
+const read = (path: string): string | undefined => {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch {
+    return undefined;
+  }
+};
+
+const ok = (id: string, message: string): Check => ({ id, level: 'ok', message });
+
+export function checkBridgeNetfilter(env: DoctorEnv): Check[] {
+  const base = join(env.procSys, 'net/bridge');
+  if (read(join(base, 'bridge-nf-call-iptables')) === undefined) {
+    return [{ id: 'br_netfilter', level: 'error', message: 'br_netfilter is not loaded: bridged guest traffic bypasses iptables and no vif-guard rule matches', fix: 'modprobe br_netfilter' }];
+  }
+  const checks: Check[] = [ok('br_netfilter', 'br_netfilter is loaded')];
+  for (const [key, level] of [['bridge-nf-call-iptables', 'error'], ['bridge-nf-call-ip6tables', 'warning']] as const) {
+    const value = read(join(base, key))?.trim();
+    checks.push(
+      value === '1'
+        ? ok(key, `net.bridge.${key} = 1`)
+        : { id: key, level, message: `net.bridge.${key} = ${value}: bridged traffic skips ${key.endsWith('ip6tables') ? 'ip6tables' : 'iptables'}, so the physdev rules match nothing`, fix: `sysctl -w net.bridge.${key}=1` },
+    );
+  }
+  return checks;
+}
+
+/** The value systemd-sysctl / `sysctl --system` would set at boot: files ordered by name, /etc wins over /run and /usr/lib. */
+export function persistentSysctl(root: string, key: string): { value: string | undefined; file: string | undefined } {
+  const dirs = ['etc/sysctl.d', 'run/sysctl.d', 'usr/local/lib/sysctl.d', 'usr/lib/sysctl.d', 'lib/sysctl.d'];
+  const byName = new Map<string, string>();
+  for (const dir of dirs) {
+    let names: string[] = [];
+    try {
+      names = readdirSync(join(root, dir)).filter((name) => name.endsWith('.conf'));
+    } catch {
+      continue;
+    }
+    for (const name of names) if (!byName.has(name)) byName.set(name, join(root, dir, name));
+  }
+  const files = [...[...byName.keys()].sort().map((name) => byName.get(name) ?? ''), join(root, 'etc/sysctl.conf')];
+  let value: string | undefined;
+  let file: string | undefined;
+  const pattern = new RegExp(`^\\s*-?${key.replace(/\./g, '[./]')}\\s*=\\s*(\\S+)`);
+  for (const path of files) {
+    for (const line of (read(path) ?? '').split('\n')) {
+      const match = pattern.exec(line);
+      if (match?.[1]) {
+        value = match[1];
+        file = path;
+      }
+    }
+  }
+  return { value, file };
+}
+
+export function checkPersistence(env: DoctorEnv): Check[] {
+  const checks: Check[] = [];
+  for (const key of ['net.bridge.bridge-nf-call-iptables', 'net.bridge.bridge-nf-call-ip6tables']) {
+    const { value, file } = persistentSysctl(env.root, key);
+    if (value === '1') checks.push(ok(`persist:${key}`, `${key} = 1 at boot (${file})`));
+    else if (value === undefined) checks.push({ id: `persist:${key}`, level: 'warning', message: `${key} is not set at boot: the kernel default may differ (Fedora/RHEL ship 0)`, fix: './install.sh (writes /etc/sysctl.d/60-vif-guard.conf)' });
+    else checks.push({ id: `persist:${key}`, level: 'warning', message: `${key} will be ${value} after a reboot: ${file} sets it last`, fix: `sed -i 's/^\\(\\s*${key.replace(/\./g, '\\.')}\\s*=\\s*\\).*/\\11/' ${file}` });
+  }
+  const modulesFiles = ['etc/modules-load.d', 'run/modules-load.d', 'usr/lib/modules-load.d'].flatMap((dir) => {
+    try {
+      return readdirSync(join(env.root, dir)).map((name) => join(env.root, dir, name));
+    } catch {
+      return [];
+    }
+  });
+  const loaded = [...modulesFiles, join(env.root, 'etc/modules')].some((path) => /^\s*br_netfilter\s*$/m.test(read(path) ?? ''));
+  checks.push(loaded ? ok('persist:br_netfilter', 'br_netfilter is loaded at boot') : { id: 'persist:br_netfilter', level: 'warning', message: 'br_netfilter is not in modules-load.d: after a reboot it loads only when a rule needs it', fix: "echo br_netfilter > /etc/modules-load.d/vif-guard.conf" });
+  return checks;
+}
+
+export async function checkIptables(env: DoctorEnv): Promise<Check[]> {
+  const checks: Check[] = [];
+  const detection = await detectBackend(env.runner, env.settings.backend, env.settings.lockTimeout);
+  const variant = detection.backend.variant;
+  // Both variants: read the other one too (the hook skips it for speed).
+  const other = variant === 'nft' ? 'legacy' : 'nft';
+  if (env.runner.which(`iptables-${other}-save`)) {
+    const otherSave = await env.runner.run(`iptables-${other}-save`, []);
+    const holds = (text: string) => text.split('\n').some((line) => line.startsWith('-A '));
+    if (otherSave.exitCode === 0 && holds(otherSave.stdout) && holds(detection.save)) {
+      checks.push({ id: 'both-backends', level: 'warning', message: `both iptables-${variant} (used by vif-guard) and iptables-${other} hold rules: packets pass both, and rules in iptables-${other} are invisible to \`iptables\``, fix: `iptables-${other}-save > /root/iptables-${other}.rules && migrate them, then iptables-${other} -F` });
+    }
+  }
+  if (!checks.some((check) => check.id === 'both-backends')) checks.push(ok('both-backends', `rules only in iptables-${variant}`));
+  // physdev: "No chain/target/match by that name" when xt_physdev is missing.
+  const probe = '*filter\n:vif-guard-doctor - [0:0]\n-A vif-guard-doctor -m physdev --physdev-is-bridged -j RETURN\nCOMMIT\n';
+  const result = await env.runner.run(`iptables-${variant}-restore`, ['--test', '--noflush'], { input: probe });
+  checks.push(
+    result.exitCode === 0
+      ? ok('physdev', 'the physdev match is available')
+      : { id: 'physdev', level: 'error', message: `the physdev match is not available (${result.stderr.trim().split('\n')[0] ?? 'iptables-restore --test failed'})`, fix: 'modprobe xt_physdev' },
+  );
+  return checks;
+}
+
+export function checkConntrack(env: DoctorEnv, guardedPorts: number, notrackTable: boolean | undefined): Check[] {
+  const base = join(env.procSys, 'net/netfilter');
+  const count = Number(read(join(base, 'nf_conntrack_count')));
+  const max = Number(read(join(base, 'nf_conntrack_max')));
+  const checks: Check[] = [];
+  if (!Number.isFinite(count) || !Number.isFinite(max) || max <= 0) return [ok('conntrack', 'connection tracking is not in use')];
+  const timeouts = ['nf_conntrack_udp_timeout', 'nf_conntrack_udp_timeout_stream', 'nf_conntrack_tcp_timeout_established']
+    .map((key) => `${key.replace('nf_conntrack_', '')}=${read(join(base, key))?.trim() ?? '?'}s`)
+    .join(', ');
+  const ratio = count / max;
+  const usage = `nf_conntrack_count ${count} of nf_conntrack_max ${max} (${(ratio * 100).toFixed(0)}%; timeouts ${timeouts})`;
+  if (ratio >= 0.9) checks.push({ id: 'conntrack', level: 'error', message: `conntrack table nearly full, new connections are being dropped: ${usage}`, fix: `sysctl -w net.netfilter.nf_conntrack_max=${max * 2}` });
+  else if (ratio >= 0.75) checks.push({ id: 'conntrack', level: 'warning', message: `conntrack table filling up: ${usage}`, fix: `sysctl -w net.netfilter.nf_conntrack_max=${max * 2}` });
+  else checks.push(ok('conntrack', usage));
+  if (guardedPorts > 0 && !env.settings.notrack) {
+    checks.push({ id: 'notrack', level: 'warning', message: 'notrack = no: switched guest traffic fills the conntrack table', fix: "set notrack = yes in /etc/vif-guard/vif-guard.conf, then vif-guard sync" });
+  } else if (guardedPorts > 0 && notrackTable === false) {
+    checks.push({ id: 'notrack', level: 'warning', message: 'the NOTRACK table (nft bridge vif_guard) is missing: guest traffic is being tracked', fix: env.runner.which('nft') ? 'vif-guard sync' : 'apt-get install nftables && vif-guard sync' });
+  } else if (guardedPorts > 0) {
+    checks.push(ok('notrack', 'switched guest traffic is not tracked'));
+  }
+  return checks;
+}
+
+export function checkHooks(env: DoctorEnv): Check[] {
+  const xen = join(env.root, env.settings.xenScriptsDir);
+  try {
+    statSync(xen);
+  } catch {
+    return [ok('hooks', `${env.settings.xenScriptsDir} does not exist (no Xen toolstack): nothing to hook`)];
+  }
+  const hook = join(xen, 'vif-post.d/vif-guard.hook');
+  try {
+    accessSync(hook, constants.X_OK);
+    return [ok('hooks', `${env.settings.xenScriptsDir}/vif-post.d/vif-guard.hook is installed and executable`)];
+  } catch {
+    let exists = true;
+    try {
+      statSync(hook);
+    } catch {
+      exists = false;
+    }
+    return exists
+      ? [{ id: 'hooks', level: 'error', message: `${env.settings.xenScriptsDir}/vif-post.d/vif-guard.hook is not executable: vif-bridge skips it and guests start unprotected`, fix: `chmod +x ${env.settings.xenScriptsDir}/vif-post.d/vif-guard.hook` }]
+      : [{ id: 'hooks', level: 'error', message: `${env.settings.xenScriptsDir}/vif-post.d/vif-guard.hook is missing: guests start unprotected`, fix: './install.sh' }];
+  }
+}
+
+const HOOKED_SCRIPTS = new Set(['vif-bridge', 'vif-route', 'vif-nat', 'vif-guard']);
+
+export function checkXlConf(env: DoctorEnv): Check[] {
+  const text = read(join(env.root, env.settings.xlConf));
+  if (text === undefined) return [];
+  let config;
+  try {
+    config = parseDomuConfig(text, env.settings.xlConf);
+  } catch (error) {
+    return [{ id: 'xl.conf', level: 'warning', message: toVifGuardError(error).shortMessage }];
+  }
+  const checks: Check[] = [];
+  const script = config.get('vif.default.script') ?? config.get('vifscript');
+  const name = script?.kind === 'string' ? script.value.split('/').pop() ?? '' : 'vif-bridge';
+  if (!HOOKED_SCRIPTS.has(name)) {
+    checks.push({ id: 'xl.conf', level: 'warning', message: `${env.settings.xlConf}: vif.default.script = "${name}" does not run vif-post.d hooks, so vif-guard never sees those vifs`, fix: `set vif.default.script = "vif-guard" in ${env.settings.xlConf} (it runs vif-bridge, then vif-guard)` });
+  } else {
+    checks.push(ok('xl.conf', `vif.default.script = ${name} runs the vif-guard hook`));
+  }
+  const hotplug = config.get('run_hotplug_scripts');
+  if (hotplug?.kind === 'number' && hotplug.value === '0') {
+    checks.push({ id: 'xl.conf:run_hotplug_scripts', level: 'warning', message: `${env.settings.xlConf}: run_hotplug_scripts = 0 relies on udev, which Xen >= 4.6 no longer uses`, fix: `set run_hotplug_scripts = 1 in ${env.settings.xlConf}` });
+  }
+  return checks;
+}
+
+export function worst(checks: readonly Check[]): number {
+  return checks.some((check) => check.level === 'error') ? 2 : checks.some((check) => check.level === 'warning') ? 1 : 0;
+}
+
+/** Every check, in the order an admin should read them. A check that cannot run is a warning, not a crash. */
+export async function runDoctor(env: DoctorEnv): Promise<Check[]> {
+  const checks: Check[] = [...checkBridgeNetfilter(env), ...checkPersistence(env)];
+  let live;
+  try {
+    checks.push(...(await checkIptables(env)));
+    const detection = await detectBackend(env.runner, env.settings.backend, env.settings.lockTimeout);
+    live = parseSave(detection.save, 'filter');
+  } catch (error) {
+    checks.push({ id: 'iptables', level: 'error', message: toVifGuardError(error).shortMessage, fix: 'apt-get install iptables' });
+  }
+  let guarded = 0;
+  try {
+    const inventory = await collectInventory(env.runner, env.settings);
+    const unaddressed = inventory.ports.filter((port) => !isGuarded(port, env.settings));
+    guarded = inventory.ports.length - unaddressed.length;
+    checks.push(
+      unaddressed.length
+        ? { id: 'unaddressed', level: 'warning', message: `running vifs with no ip= configured are not protected: ${unaddressed.map((p) => `${p.ifname} (${p.guest})`).join(', ')}`, fix: 'add ip=... to their vif lines, or set unaddressed = block, then vif-guard sync' }
+        : ok('unaddressed', 'every running vif has addresses configured'),
+    );
+    if (live && inventory.hypervisor) {
+      const rows = buildStatus(live, inventory.ports, env.settings);
+      const unprotected = rows.filter((row) => row.state === 'unprotected').map((row) => row.vif);
+      const drift = rows.filter((row) => row.state === 'drift' || row.state === 'stale').map((row) => `${row.vif} (${row.state})`);
+      if (unprotected.length) checks.push({ id: 'drift', level: 'error', message: `running vifs without their rules: ${unprotected.join(', ')}`, fix: 'vif-guard sync' });
+      else if (drift.length) checks.push({ id: 'drift', level: 'warning', message: `live rules differ from sync's plan: ${drift.join(', ')}`, fix: 'vif-guard sync' });
+      else checks.push(ok('drift', 'live rules match sync\'s plan'));
+    }
+  } catch (error) {
+    checks.push({ id: 'inventory', level: 'error', message: `cannot read the guests: ${toVifGuardError(error).shortMessage}` });
+  }
+  let notrackTable: boolean | undefined;
+  if (env.runner.which('nft')) notrackTable = await readNotrack(env.runner).then((state) => state.exists, () => undefined);
+  checks.push(...checkConntrack(env, guarded, notrackTable), ...checkHooks(env), ...checkXlConf(env));
+  return checks;
+}

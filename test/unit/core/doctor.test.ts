@@ -1,0 +1,68 @@
+import { describe, expect, it } from 'vitest';
+import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { checkConntrack, checkIptables, persistentSysctl, worst } from '../../../lib/core/doctor.js';
+import { DEFAULT_SETTINGS } from '../../../lib/config/settings.js';
+import { createRecordingRunner } from '../../helpers/recording-runner.js';
+
+function tree(files: Record<string, string>): string {
+  const root = mkdtempSync(join(tmpdir(), 'vif-guard-doctor-'));
+  for (const [path, text] of Object.entries(files)) {
+    mkdirSync(join(root, path, '..'), { recursive: true });
+    writeFileSync(join(root, path), text);
+  }
+  return root;
+}
+
+describe('doctor checks that a namespace cannot break', () => {
+  it('the physdev match missing is an error with its fix', async () => {
+    const { runner } = createRecordingRunner(
+      (call) => (call.command === 'iptables-nft-restore' ? { exitCode: 2, stderr: "iptables-restore v1.8.9 (nf_tables): Couldn't load match `physdev':No such file or directory\n" } : undefined),
+      ['iptables-nft-restore', 'iptables-nft-save'],
+    );
+    const checks = await checkIptables({ runner, settings: { ...DEFAULT_SETTINGS, backend: 'nft' }, root: '/', procSys: '/proc/sys' });
+    expect(checks.find((check) => check.id === 'physdev')).toEqual({
+      id: 'physdev',
+      level: 'error',
+      message: "the physdev match is not available (iptables-restore v1.8.9 (nf_tables): Couldn't load match `physdev':No such file or directory)",
+      fix: 'modprobe xt_physdev',
+    });
+  });
+
+  it.each([
+    [900, 1000, 'error'],
+    [800, 1000, 'warning'],
+    [10, 1000, 'ok'],
+  ])('conntrack %i of %i is %s, with the timeouts that matter', (count, max, level) => {
+    const procSys = tree({
+      'net/netfilter/nf_conntrack_count': `${count}\n`,
+      'net/netfilter/nf_conntrack_max': `${max}\n`,
+      'net/netfilter/nf_conntrack_udp_timeout': '30\n',
+      'net/netfilter/nf_conntrack_udp_timeout_stream': '120\n',
+      'net/netfilter/nf_conntrack_tcp_timeout_established': '432000\n',
+    });
+    const { runner } = createRecordingRunner(() => undefined);
+    const [check] = checkConntrack({ runner, settings: DEFAULT_SETTINGS, root: '/', procSys }, 0, undefined);
+    expect(check?.level).toBe(level);
+    expect(check?.message).toContain(`nf_conntrack_count ${count} of nf_conntrack_max ${max}`);
+    expect(check?.message).toContain('tcp_timeout_established=432000s');
+  });
+
+  it('persistent sysctl: /etc overrides /usr/lib by file name, the last file in name order wins', () => {
+    const root = tree({
+      'usr/lib/sysctl.d/50-default.conf': 'net.bridge.bridge-nf-call-iptables = 0\n',
+      'etc/sysctl.d/60-vif-guard.conf': 'net.bridge.bridge-nf-call-iptables = 1\n',
+      'usr/lib/sysctl.d/60-vif-guard.conf': 'net.bridge.bridge-nf-call-iptables = 0\n',
+    });
+    expect(persistentSysctl(root, 'net.bridge.bridge-nf-call-iptables')).toEqual({ value: '1', file: join(root, 'etc/sysctl.d/60-vif-guard.conf') });
+    writeFileSync(join(root, 'etc/sysctl.d/99-xen.conf'), 'net/bridge/bridge-nf-call-iptables=0\n');
+    expect(persistentSysctl(root, 'net.bridge.bridge-nf-call-iptables').value).toBe('0');
+  });
+
+  it('exit status: 2 with any error, 1 with warnings only, else 0', () => {
+    expect(worst([{ id: 'a', level: 'ok', message: '' }])).toBe(0);
+    expect(worst([{ id: 'a', level: 'warning', message: '' }])).toBe(1);
+    expect(worst([{ id: 'a', level: 'warning', message: '' }, { id: 'b', level: 'error', message: '' }])).toBe(2);
+  });
+});
