@@ -9,6 +9,8 @@ import { createContext, log, printJson } from './context.js';
 import { runSync } from './commands/sync.js';
 import { runStatus } from './commands/status.js';
 import { runDoctorCommand } from './commands/doctor.js';
+import { runDemoCommand } from './commands/demo.js';
+import { listen, send } from '../demo/agent.js';
 
 async function checkConfig(files: string[], json: boolean): Promise<number> {
   const settings = loadSettings();
@@ -77,6 +79,34 @@ export async function main(argv: string[]): Promise<number> {
             .example('$0 doctor', 'after installing, after a kernel or firewall change, at 3 a.m.')
             .example('$0 doctor --json | jq \'.checks[] | select(.level != "ok")\'', 'only the problems'),
         async (args) => set(await runDoctorCommand({ json: args.json })),
+      )
+      .command(
+        'demo',
+        'Build a small dom0 in network namespaces, attack it before and after protection, print what got through',
+        (y) =>
+          y
+            .option('json', { type: 'boolean', default: false, describe: 'print the table as JSON' })
+            .example('$0 demo', 'see what vif-guard stops, on any Linux machine (as root); also a self-test on a real host'),
+        async (args) => set(await runDemoCommand({ json: args.json })),
+      )
+      .command(
+        'demo-agent <action>',
+        false,
+        (y) =>
+          y
+            .positional('action', { choices: ['listen', 'send'] as const, demandOption: true })
+            .option('port', { type: 'number', array: true, default: [] as number[] })
+            .option('seconds', { type: 'number', default: 4 })
+            .option('ready-file', { type: 'string' })
+            .option('from', { type: 'string', default: '0.0.0.0' })
+            .option('sport', { type: 'number', default: 0 })
+            .option('to', { type: 'string', default: '' })
+            .option('dport', { type: 'number', default: 0 })
+            .option('token', { type: 'string', default: '' }),
+        async (args) => {
+          if (args.action === 'listen') await listen(args.port, Math.min(args.seconds, 30), args['ready-file']);
+          else await send({ from: args.from, sport: args.sport, to: args.to, dport: args.dport, token: args.token });
+        },
       )
       .command(
         'check-config [files..]',

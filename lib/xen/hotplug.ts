@@ -15,6 +15,8 @@ export interface HotplugRequest {
   /** `ip` as the stock script saw it (xenstore overrides it, as in vif-common.sh). */
   readonly ip: string | undefined;
   readonly bridge: string | undefined;
+  /** Guest name when the caller knows it (xenstore's /local/domain/<domid>/name otherwise). */
+  readonly guest?: string | undefined;
 }
 
 const XENBUS_PATH = /^(\/local\/domain\/0\/)?backend\/vif\/\d{1,5}\/\d{1,4}$/;
@@ -75,7 +77,7 @@ export function parseHookArguments(action: HotplugAction, argv: readonly string[
     options.set(key.slice(2), value);
     i += 1;
   }
-  const known = new Set(['dev', 'type-if', 'ip', 'bridge', 'xenbus-path', 'command']);
+  const known = new Set(['dev', 'type-if', 'ip', 'bridge', 'xenbus-path', 'command', 'guest']);
   for (const key of options.keys()) if (!known.has(key)) throw invalid('option', `one of --${[...known].join(', --')}`, `--${key}`, origin);
   const command = options.get('command');
   if (command !== undefined && actionOf(command, origin) !== action) {
@@ -86,6 +88,8 @@ export function parseHookArguments(action: HotplugAction, argv: readonly string[
   const dev = options.get('dev') || undefined;
   const bridge = options.get('bridge') || undefined;
   const xenbusPath = options.get('xenbus-path') || env.XENBUS_PATH || undefined;
+  const guest = options.get('guest') || undefined;
+  if (guest !== undefined && !/^[A-Za-z0-9_.:-]{1,64}$/.test(guest)) throw invalid('guest', 'a domain name of letters, digits and _.:-', guest, origin);
   return {
     action,
     typeIf,
@@ -94,5 +98,6 @@ export function parseHookArguments(action: HotplugAction, argv: readonly string[
     xenbusPath: xenbusPath === undefined ? undefined : validateXenbusPath(xenbusPath, origin),
     ip: options.get('ip'),
     bridge: bridge === undefined ? undefined : parseIfname(bridge, 'bridge', origin),
+    ...(guest === undefined ? {} : { guest }),
   };
 }

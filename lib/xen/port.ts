@@ -41,7 +41,7 @@ export async function readPortFromXenstore(request: HotplugRequest, xenstore: Xe
   const bridgeName = request.bridge ?? (bridge ? parseIfname(bridge, 'bridge', origin('bridge')) : undefined);
   return {
     ifname,
-    guest: name && GUEST_NAME.test(name) ? name : domid ? `domid-${domid}` : '-',
+    guest: request.guest ?? (name && GUEST_NAME.test(name) ? name : domid ? `domid-${domid}` : '-'),
     bridge: bridgeName,
     mac: mac ? parseMac(mac, origin('mac')) : undefined,
     addresses,
