@@ -17,6 +17,7 @@ Options:
   --prefix DIR        installation prefix (default /usr/local): DIR/lib/vif-guard, DIR/sbin/vif-guard
   --xen-scripts DIR   Xen's hotplug script directory (default /etc/xen/scripts)
   --sysconfdir DIR    where vif-guard.conf, sysctl.d and modules-load.d live (default /etc)
+  --systemd-dir DIR   where the systemd units go (default /etc/systemd/system)
   --no-deps           do not apt-get install missing system tools (fail instead)
   --no-kernel         do not load br_netfilter or set sysctls now (files are still installed)
   --uninstall         remove vif-guard's rules and every file this script installed
@@ -31,6 +32,7 @@ EOF
 PREFIX=/usr/local
 XEN_SCRIPTS=/etc/xen/scripts
 SYSCONFDIR=/etc
+SYSTEMD_DIR=
 DEPS=1
 KERNEL=1
 UNINSTALL=0
@@ -45,6 +47,8 @@ while [ $# -gt 0 ]; do
         --xen-scripts=*) XEN_SCRIPTS="${1#*=}"; shift ;;
         --sysconfdir) SYSCONFDIR="${2:?--sysconfdir needs a directory}"; shift 2 ;;
         --sysconfdir=*) SYSCONFDIR="${1#*=}"; shift ;;
+        --systemd-dir) SYSTEMD_DIR="${2:?--systemd-dir needs a directory}"; shift 2 ;;
+        --systemd-dir=*) SYSTEMD_DIR="${1#*=}"; shift ;;
         --no-deps) DEPS=0; shift ;;
         --no-kernel) KERNEL=0; shift ;;
         --uninstall) UNINSTALL=1; shift ;;
@@ -54,6 +58,7 @@ while [ $# -gt 0 ]; do
     esac
 done
 [ -n "$DESTDIR" ] && KERNEL=0
+SYSTEMD_DIR=${SYSTEMD_DIR:-$SYSCONFDIR/systemd/system}
 
 for dir in "$PREFIX" "$XEN_SCRIPTS" "$SYSCONFDIR"; do
     case "$dir" in
@@ -99,7 +104,7 @@ install_file() {
 
 # render TEMPLATE: substitute the paths of this installation.
 render() {
-    sed -e "s|@LIBEXEC@|$LIBDIR/bin|g" -e "s|@NODE@|$NODE|g" -e "s|@LIBDIR@|$LIBDIR|g" "$1"
+    sed -e "s|@LIBEXEC@|$LIBDIR/bin|g" -e "s|@NODE@|$NODE|g" -e "s|@LIBDIR@|$LIBDIR|g" -e "s|@SBIN@|$PREFIX/sbin|g" "$1"
 }
 
 need_tools() {
@@ -146,7 +151,12 @@ build_bundle() {
     (cd "$SRC" && run npm run --silent build) || die "npm run build failed"
 }
 
+have_systemd() { [ -z "$DESTDIR" ] && [ -d /run/systemd/system ] && command -v systemctl >/dev/null 2>&1; }
+
 uninstall() {
+    if have_systemd && in_manifest "$SYSTEMD_DIR/vif-guard-sync.service"; then
+        run systemctl disable --now vif-guard-sync.service vif-guard-resync.timer >/dev/null 2>&1 || true
+    fi
     if [ "$KERNEL" = 1 ] && [ -x "$DESTDIR$PREFIX/sbin/vif-guard" ]; then
         run "$DESTDIR$PREFIX/sbin/vif-guard" remove-rules || say "warning: could not remove vif-guard's rules"
     fi
@@ -163,6 +173,7 @@ uninstall() {
         fi
     done < <(sort -r "$MANIFEST")
     run rm -f -- "$MANIFEST"
+    have_systemd && run systemctl daemon-reload || true
     for dir in "$LIBDIR/bin" "$LIBDIR" "$XEN_SCRIPTS/vif-post.d" "$SYSCONFDIR/vif-guard" "$(dirname "$MANIFEST")"; do
         [ -d "$DESTDIR$dir" ] && [ "$DRY_RUN" = 0 ] && rmdir --ignore-fail-on-non-empty "$DESTDIR$dir" 2>/dev/null || true
     done
@@ -211,6 +222,20 @@ if [ "$KERNEL" = 1 ]; then
     [ -e /proc/sys/net/bridge/bridge-nf-call-iptables ] || run modprobe br_netfilter ||
         die "modprobe br_netfilter failed: vif-guard's rules would match nothing"
     run sysctl -q -p "$SYSCONFDIR/sysctl.d/60-vif-guard.conf" || die "could not set net.bridge.bridge-nf-call-*tables=1"
+fi
+
+# Boot-time recovery: sync after the host's firewall is restored, and after it is restarted.
+for unit in vif-guard-sync.service vif-guard-resync.service vif-guard-resync.timer; do
+    render "$SRC/templates/systemd/$unit" >"$TMP/$unit"
+    install_file 0644 "$TMP/$unit" "$SYSTEMD_DIR/$unit"
+done
+if have_systemd; then
+    run systemctl daemon-reload
+    # Starting the unit runs the first sync: guests already running get their rules now.
+    run systemctl enable --now vif-guard-sync.service || die "systemctl enable --now vif-guard-sync.service failed (journalctl -u vif-guard-sync)"
+    say "enabled vif-guard-sync.service (the periodic vif-guard-resync.timer is installed, not enabled)"
+elif [ -z "$DESTDIR" ] && [ "$KERNEL" = 1 ] && command -v xenstore-list >/dev/null 2>&1; then
+    run "$PREFIX/sbin/vif-guard" sync || die "vif-guard sync failed"
 fi
 
 if [ -d "$DESTDIR/etc/xen" ] || [ -n "$DESTDIR" ]; then

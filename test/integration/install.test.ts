@@ -34,9 +34,29 @@ describe.skipIf(!CAN_USE_NETNS)('install.sh (staged with DESTDIR)', () => {
     expect(readFileSync(join(dir, 'etc/sysctl.d/60-vif-guard.conf'), 'utf8')).toContain('net.bridge.bridge-nf-call-iptables = 1');
     expect(readFileSync(join(dir, 'etc/modules-load.d/vif-guard.conf'), 'utf8')).toContain('br_netfilter');
     expect(existsSync(join(dir, 'etc/vif-guard/vif-guard.conf'))).toBe(true);
+    const unit = readFileSync(join(dir, 'etc/systemd/system/vif-guard-sync.service'), 'utf8');
+    expect(unit).toContain('ExecStart=/usr/sbin/vif-guard sync');
+    expect(unit).toMatch(/^After=.*netfilter-persistent\.service.*iptables\.service/m);
+    expect(unit).toMatch(/^PartOf=.*nftables\.service/m);
+    expect(existsSync(join(dir, 'etc/systemd/system/vif-guard-resync.timer'))).toBe(true);
     // The wrappers point at the final paths; run the staged bundle itself.
     const cli = await $`node ${join(dir, 'usr/lib/vif-guard/vif-guard.mjs')} --help`;
     expect(cli.stdout).toContain('check-config');
+  }, 60_000);
+
+  it('installs systemd units that systemd-analyze accepts', async () => {
+    const dir = stage();
+    await install(dir);
+    const check = mkdtempSync(join(tmpdir(), 'vif-guard-units-'));
+    stages.push(check);
+    const units = ['vif-guard-sync.service', 'vif-guard-resync.service', 'vif-guard-resync.timer'];
+    for (const unit of units) {
+      // verify insists that ExecStart exists; the staged one is only there after a real install.
+      const text = readFileSync(join(dir, 'etc/systemd/system', unit), 'utf8').replace('ExecStart=/usr/sbin/vif-guard', 'ExecStart=/bin/true');
+      writeFileSync(join(check, unit), text);
+    }
+    const verify = await $`systemd-analyze verify --man=no ${units.map((unit) => join(check, unit))}`.nothrow();
+    expect(verify.exitCode, verify.stderr).toBe(0);
   }, 60_000);
 
   it('is idempotent: a second run installs nothing', async () => {
