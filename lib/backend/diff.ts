@@ -5,6 +5,7 @@ import { renderRuleBody } from './render.js';
 
 export interface TablePlan {
   readonly table: string;
+  readonly family: 4 | 6;
   /** iptables-restore --noflush payload lines, without `*table` and `COMMIT`; empty when nothing changes. */
   readonly lines: readonly string[];
   readonly added: readonly string[];
@@ -72,7 +73,7 @@ export function planTable(live: LiveTable, desired: TableSpec): TablePlan {
   for (const name of removed) removals.push(`-X ${name}`);
 
   lines.push(...jumpDeletes, ...rewrites, ...jumpInserts, ...removals);
-  return { table: live.table, lines, added, changed, removed };
+  return { table: live.table, family: desired.family, lines, added, changed, removed };
 }
 
 export function renderRestorePayload(plan: TablePlan): string {

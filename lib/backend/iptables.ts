@@ -2,26 +2,33 @@ import { readlinkSync } from 'node:fs';
 import { VifGuardError } from '../errors.js';
 import type { Runner } from '../runner.js';
 import { runOrThrow } from '../runner.js';
-import type { TableName } from '../rules/types.js';
+import type { Family, TableName } from '../rules/types.js';
 
 export type Variant = 'nft' | 'legacy';
 
 /** One iptables variant. The same canonical text is read and written by both (see render.ts). */
 export interface IptablesBackend {
   readonly variant: Variant;
+  readonly family: Family;
   /** One table, or every table in one call (cheaper than one call per table: nft reads the whole ruleset either way). */
   save(table?: TableName, counters?: boolean): Promise<string>;
   /** One payload may hold several `*table ... COMMIT` blocks; each is committed atomically on its own. */
   restore(payload: string): Promise<void>;
 }
 
-export function createIptablesBackend(runner: Runner, variant: Variant, waitSeconds: number): IptablesBackend {
-  const restoreTool = `iptables-${variant}-restore`;
+/** `iptables-nft-save`, `ip6tables-legacy-restore`, ... */
+export function toolName(family: Family, variant: Variant, verb: 'save' | 'restore'): string {
+  return `${family === 6 ? 'ip6tables' : 'iptables'}-${variant}-${verb}`;
+}
+
+export function createIptablesBackend(runner: Runner, variant: Variant, waitSeconds: number, family: Family = 4): IptablesBackend {
+  const restoreTool = toolName(family, variant, 'restore');
   return {
     variant,
+    family,
     async save(table, counters = false) {
       const args = [...(counters ? ['-c'] : []), ...(table ? ['-t', table] : [])];
-      const result = await runOrThrow(runner, `iptables-${variant}-save`, args, 'APPLY');
+      const result = await runOrThrow(runner, toolName(family, variant, 'save'), args, 'APPLY');
       return result.stdout;
     },
     async restore(payload) {

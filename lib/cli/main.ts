@@ -32,8 +32,8 @@ async function checkConfig(files: string[], json: boolean): Promise<number> {
 
 async function removeRules(dryRun: boolean): Promise<number> {
   const report = await removeEverything(createContext(), dryRun);
-  const removed = report.plans.flatMap((plan) => plan.removed.map((chain) => `${plan.table}/${chain}`));
-  if (report.notrackScript) removed.push('nft bridge table vif_guard');
+  const removed = report.plans.flatMap((plan) => plan.removed.map((chain) => `${plan.family === 6 ? 'ip6tables' : 'iptables'} ${chain}`));
+  if (report.bridgeScript) removed.push('nft table bridge vif_guard');
   log(`${dryRun ? 'would remove' : 'removed'} ${removed.length} chain(s)/table(s) from iptables-${report.variant}${removed.length ? `: ${removed.join(', ')}` : ''}`);
   return 0;
 }

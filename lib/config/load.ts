@@ -18,6 +18,13 @@ const integer = (min: number, max: number): Parser => (value) => {
   const n = Number(value);
   return n >= min && n <= max ? n : undefined;
 };
+// nft ethertype names, or a hex number; validated because they end up in an nft script.
+const ETHERTYPE_NAMES = new Set(['vlan', '8021ad', '8021q', 'rarp', 'lldp', 'pppoe-discovery', 'pppoe-session', 'mpls-uc', 'mpls-mc', 'ip', 'arp', 'ip6']);
+const ethertypes: Parser = (value) => {
+  const items = value.split(/[\s,]+/).filter(Boolean);
+  if (!items.every((item) => ETHERTYPE_NAMES.has(item) || /^0x[0-9a-fA-F]{4}$/.test(item))) return undefined;
+  return items.filter((item) => !['ip', 'arp', 'ip6'].includes(item));
+};
 const absolutePath: Parser = (value) => (/^\/[^\0\n]*$/.test(value) ? value : undefined);
 
 const KEYS: Record<string, { field: keyof Settings; parse: Parser; expected: string }> = {
@@ -27,6 +34,7 @@ const KEYS: Record<string, { field: keyof Settings; parse: Parser; expected: str
   log: { field: 'log', parse: yesNo, expected: 'yes or no' },
   log_per_minute: { field: 'logPerMinute', parse: integer(1, 59), expected: 'a whole number from 1 to 59' },
   log_burst: { field: 'logBurst', parse: integer(1, 1000), expected: 'a whole number from 1 to 1000' },
+  extra_ethertypes: { field: 'extraEthertypes', parse: ethertypes, expected: 'ethertype names (vlan, 8021ad, lldp, rarp, ...) or 0xNNNN, separated by spaces' },
   lock_timeout: { field: 'lockTimeout', parse: integer(1, 35), expected: 'seconds from 1 to 35 (libxl kills hooks at 40)' },
   xen_config_dir: { field: 'xenConfigDir', parse: absolutePath, expected: 'an absolute path' },
   xen_scripts_dir: { field: 'xenScriptsDir', parse: absolutePath, expected: 'an absolute path' },

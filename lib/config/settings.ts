@@ -11,6 +11,8 @@ export interface Settings {
   /** Log lines per minute per port and class, 1-59. */
   readonly logPerMinute: number;
   readonly logBurst: number;
+  /** Ethertypes a guarded guest may send besides IPv4, ARP and IPv6 (nft names or 0x numbers), e.g. `vlan`. */
+  readonly extraEthertypes: readonly string[];
   /** Seconds to wait for vif-guard's lock and the xtables lock; libxl kills hooks at 40 s. */
   readonly lockTimeout: number;
   /** Where xl/xm domU configs live, for `sync`. */
@@ -31,6 +33,7 @@ export const DEFAULT_SETTINGS: Settings = {
   log: true,
   logPerMinute: 6,
   logBurst: 10,
+  extraEthertypes: [],
   lockTimeout: 20,
   xenConfigDir: '/etc/xen',
   xenScriptsDir: '/etc/xen/scripts',

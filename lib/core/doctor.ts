@@ -6,7 +6,7 @@ import { toVifGuardError } from '../errors.js';
 import { parseDomuConfig } from '../xen/domu-config.js';
 import { detectBackend } from '../backend/iptables.js';
 import { parseSave } from '../backend/save-parse.js';
-import { readNotrack } from '../backend/nft-notrack.js';
+import { readBridge } from '../backend/nft-bridge.js';
 import { buildStatus } from './status.js';
 import { collectInventory } from './inventory.js';
 import { isGuarded } from '../rules/port.js';
@@ -241,7 +241,7 @@ export async function runDoctor(env: DoctorEnv): Promise<Check[]> {
     checks.push({ id: 'inventory', level: 'error', message: `cannot read the guests: ${toVifGuardError(error).shortMessage}` });
   }
   let notrackTable: boolean | undefined;
-  if (env.runner.which('nft')) notrackTable = await readNotrack(env.runner).then((state) => state.exists, () => undefined);
+  if (env.runner.which('nft')) notrackTable = await readBridge(env.runner).then((state) => state.exists && state.ports.length > 0, () => undefined);
   checks.push(...checkConntrack(env, guarded, notrackTable), ...checkHooks(env), ...checkXlConf(env));
   return checks;
 }

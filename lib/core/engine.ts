@@ -1,16 +1,18 @@
 import type { Settings } from '../config/settings.js';
 import type { GuestPort } from '../guest/model.js';
+import { parseAddress, type GuestAddress } from '../guest/validate.js';
 import type { Runner } from '../runner.js';
-import { toVifGuardError } from '../errors.js';
+import { VifGuardError } from '../errors.js';
 import { withLock } from '../lock.js';
-import { detectBackend, type IptablesBackend } from '../backend/iptables.js';
+import { createIptablesBackend, detectBackend, type IptablesBackend } from '../backend/iptables.js';
 import { parseSave, type LiveTable } from '../backend/save-parse.js';
 import { planTable, renderRestorePayload, type TablePlan } from '../backend/diff.js';
-import { applyNotrack, planNotrack, readNotrack } from '../backend/nft-notrack.js';
-import { buildFilterTable, buildNotrack, buildRuleset } from '../rules/build.js';
-import { buildPortInChain, buildPortOutChain, isGuarded, parsePortComment } from '../rules/port.js';
+import { applyBridge, planBridge, readBridge } from '../backend/nft-bridge.js';
+import { buildBridge, buildFilterTable, buildRuleset, type PortChains } from '../rules/build.js';
+import { buildPortIn6Chain, buildPortInChain, buildPortOut6Chain, buildPortOutChain, isGuarded, parsePortComment } from '../rules/port.js';
 import { portOfChain, portOutChain } from '../rules/names.js';
-import type { ChainSpec, NotrackSpec, Rule, TableSpec } from '../rules/types.js';
+import type { Rule, Ruleset } from '../rules/types.js';
+import { ipv4Addresses } from '../guest/model.js';
 
 export interface EngineContext {
   readonly runner: Runner;
@@ -21,9 +23,10 @@ export interface EngineContext {
 
 export interface ApplyReport {
   readonly variant: string;
+  /** One plan per family: IPv4, then IPv6. */
   readonly plans: readonly TablePlan[];
-  /** nft script sent (or that would be) for the NOTRACK table; empty when unchanged. */
-  readonly notrackScript: string;
+  /** nft script sent (or that would be) for the bridge table; empty when unchanged. */
+  readonly bridgeScript: string;
   readonly warnings: readonly string[];
   readonly dryRun: boolean;
 }
@@ -31,98 +34,113 @@ export interface ApplyReport {
 /** What one event does to the set of guarded ports; everything else is derived from the live ruleset. */
 export type PortChange = { readonly kind: 'up'; readonly port: GuestPort } | { readonly kind: 'down'; readonly ifname: string };
 
-interface LivePort {
+export interface LivePort {
   readonly ifname: string;
-  readonly in: ChainSpec;
-  readonly out: ChainSpec;
+  readonly v4: PortChains;
+  readonly v6: PortChains | undefined;
   readonly mac: string | undefined;
-}
-
-interface Desired {
-  readonly tables: readonly TableSpec[];
-  readonly notrack: NotrackSpec | undefined;
+  readonly ipv4: readonly GuestAddress[];
 }
 
 const COMMENT = /--comment "((?:[^"\\]|\\.)*)"/;
+const SOURCE = /^-s (\S+) -j RETURN$/;
+const verbatim = (rules: readonly string[]): Rule[] => rules.map((rule) => [rule]);
 
-/** The per-port chains already installed, kept verbatim, with the metadata recorded in their comment. */
-export function livePorts(filter: LiveTable): LivePort[] {
+/** The per-port chains already installed, kept verbatim; MAC and IPv4 addresses read back for the bridge table. */
+export function livePorts(filter4: LiveTable, filter6: LiveTable): LivePort[] {
   const ports: LivePort[] = [];
-  for (const [chain, entry] of filter.chains) {
+  for (const [chain, entry] of filter4.chains) {
     const ifname = portOfChain(chain);
     if (ifname === undefined) continue;
-    const outEntry = filter.chains.get(portOutChain(ifname));
     const comment = entry.rules.map((rule) => COMMENT.exec(rule)?.[1]).find((text) => text !== undefined);
     const meta = comment === undefined ? undefined : parsePortComment(comment.replace(/\\(.)/g, '$1'));
-    const verbatim = (rules: readonly string[]): Rule[] => rules.map((rule) => [rule]);
+    const ipv4 = entry.rules.flatMap((rule) => {
+      const cidr = SOURCE.exec(rule)?.[1];
+      return cidr ? [parseAddress(cidr, { source: `live chain ${chain}` })] : [];
+    });
+    const in6 = filter6.chains.get(chain);
+    const out6 = filter6.chains.get(portOutChain(ifname));
     ports.push({
       ifname,
-      in: { name: chain, rules: verbatim(entry.rules) },
-      out: { name: portOutChain(ifname), rules: verbatim(outEntry?.rules ?? []) },
+      v4: { ifname, in: { name: chain, rules: verbatim(entry.rules) }, out: { name: portOutChain(ifname), rules: verbatim(filter4.chains.get(portOutChain(ifname))?.rules ?? []) } },
+      v6: in6 ? { ifname, in: { name: chain, rules: verbatim(in6.rules) }, out: { name: portOutChain(ifname), rules: verbatim(out6?.rules ?? []) } } : undefined,
       mac: meta?.mac,
+      ipv4,
     });
   }
   return ports;
 }
 
 /** The desired state after one event: the live ports, with this one added, replaced or removed. */
-export function desiredAfterChange(filter: LiveTable, change: PortChange, settings: Settings): Desired {
+export function desiredAfterChange(filter4: LiveTable, filter6: LiveTable, change: PortChange, settings: Settings): Ruleset {
   const target = change.kind === 'up' ? change.port.ifname : change.ifname;
-  const ports = livePorts(filter).filter((port) => port.ifname !== target);
+  const ports = livePorts(filter4, filter6).filter((port) => port.ifname !== target);
   if (change.kind === 'up' && isGuarded(change.port, settings)) {
+    const port = change.port;
     ports.push({
       ifname: target,
-      in: buildPortInChain(change.port, settings),
-      out: buildPortOutChain(change.port, settings),
-      mac: change.port.mac,
+      v4: { ifname: target, in: buildPortInChain(port, settings), out: buildPortOutChain(port, settings) },
+      v6: { ifname: target, in: buildPortIn6Chain(port, settings), out: buildPortOut6Chain(port, settings) },
+      mac: port.mac,
+      ipv4: ipv4Addresses(port),
     });
   }
-  return { tables: [buildFilterTable(ports)], notrack: buildNotrack(ports, settings) };
+  return {
+    tables: [buildFilterTable(4, ports.map((port) => port.v4)), buildFilterTable(6, ports.flatMap((port) => (port.v6 ? [port.v6] : [])))],
+    bridge: buildBridge(ports, settings),
+  };
 }
 
-async function applyFilter(ctx: EngineContext, backend: IptablesBackend, desired: Desired, live: LiveTable, dryRun: boolean): Promise<TablePlan[]> {
-  const plans = desired.tables.map((table) => planTable(live, table));
-  const payload = plans.map(renderRestorePayload).join('');
-  if (payload === '') return plans;
-  if (dryRun) ctx.log(payload.trimEnd());
-  else await backend.restore(payload);
-  return plans;
+interface LiveState {
+  readonly backends: Record<4 | 6, IptablesBackend>;
+  readonly tables: Record<4 | 6, LiveTable>;
+  readonly variant: string;
+  readonly warnings: string[];
 }
 
-/** NOTRACK saves conntrack entries; it is not protection, so a failure here is a warning, not a failed hook. */
-async function applyNotrackTable(ctx: EngineContext, desired: NotrackSpec | undefined, dryRun: boolean, warnings: string[]): Promise<string> {
-  if (!ctx.runner.which('nft')) {
-    if (desired) warnings.push('nft is not installed: guest traffic stays in conntrack (apt-get install nftables, or notrack = no)');
-    return '';
-  }
-  try {
-    const script = planNotrack(await readNotrack(ctx.runner), desired);
-    if (script !== '' && dryRun) ctx.log(script.trimEnd());
-    else await applyNotrack(ctx.runner, script);
-    return script;
-  } catch (error) {
-    warnings.push(`NOTRACK not applied, guest traffic stays in conntrack: ${toVifGuardError(error).shortMessage}`);
-    return '';
-  }
+/** Read both families from the chosen iptables variant. */
+export async function readLive(ctx: EngineContext, counters = false): Promise<LiveState> {
+  const detection = await detectBackend(ctx.runner, ctx.settings.backend, ctx.settings.lockTimeout);
+  const v6 = createIptablesBackend(ctx.runner, detection.backend.variant, ctx.settings.lockTimeout, 6);
+  const save4 = counters ? await detection.backend.save('filter', true) : detection.save;
+  const save6 = await v6.save('filter', counters);
+  return {
+    backends: { 4: detection.backend, 6: v6 },
+    tables: { 4: parseSave(save4, 'filter'), 6: parseSave(save6, 'filter') },
+    variant: detection.backend.variant,
+    warnings: [...detection.warnings],
+  };
 }
 
-async function underLock(ctx: EngineContext, dryRun: boolean, desiredFor: (filter: LiveTable) => Desired): Promise<ApplyReport> {
+async function underLock(ctx: EngineContext, dryRun: boolean, desiredFor: (filter4: LiveTable, filter6: LiveTable) => Ruleset): Promise<ApplyReport> {
   return withLock(ctx.runner, ctx.lockPath, ctx.settings.lockTimeout, async () => {
-    const detection = await detectBackend(ctx.runner, ctx.settings.backend, ctx.settings.lockTimeout);
-    const warnings = [...detection.warnings];
-    const live = parseSave(detection.save, 'filter');
-    const desired = desiredFor(live);
-    // Protection first: the filter table is one atomic transaction; only then the NOTRACK table.
-    const plans = await applyFilter(ctx, detection.backend, desired, live, dryRun);
-    const notrackScript = await applyNotrackTable(ctx, desired.notrack, dryRun, warnings);
-    for (const warning of warnings) ctx.log(`warning: ${warning}`);
-    return { variant: detection.backend.variant, plans, notrackScript, warnings, dryRun };
+    const live = await readLive(ctx);
+    const desired = desiredFor(live.tables[4], live.tables[6]);
+    if (desired.bridge && !ctx.runner.which('nft')) {
+      throw new VifGuardError('MISSING_TOOL', 'nft is not installed: MAC, ARP and ethertype checks need it (apt-get install nftables)');
+    }
+    const liveBridge = ctx.runner.which('nft') ? await readBridge(ctx.runner) : undefined;
+    const plans = desired.tables.map((table) => planTable(live.tables[table.family], table));
+    const bridgeScript = liveBridge ? planBridge(liveBridge, desired.bridge) : '';
+    // Order: IPv4, IPv6, then layer 2; each is one atomic transaction.
+    for (const plan of plans) {
+      const payload = renderRestorePayload(plan);
+      if (payload === '') continue;
+      if (dryRun) ctx.log(`${plan.family === 6 ? 'ip6tables' : 'iptables'}-restore:\n${payload.trimEnd()}`);
+      else await live.backends[plan.family].restore(payload);
+    }
+    if (bridgeScript !== '') {
+      if (dryRun) ctx.log(`nft -f:\n${bridgeScript.trimEnd()}`);
+      else await applyBridge(ctx.runner, bridgeScript);
+    }
+    for (const warning of live.warnings) ctx.log(`warning: ${warning}`);
+    return { variant: live.variant, plans, bridgeScript, warnings: live.warnings, dryRun };
   });
 }
 
-/** Apply one port event (hook path): lock, read live, diff, one restore. */
+/** Apply one port event (hook path): lock, read live, diff, one restore per family and one nft transaction. */
 export function applyPortChange(ctx: EngineContext, change: PortChange, dryRun = false): Promise<ApplyReport> {
-  return underLock(ctx, dryRun, (filter) => desiredAfterChange(filter, change, ctx.settings));
+  return underLock(ctx, dryRun, (filter4, filter6) => desiredAfterChange(filter4, filter6, change, ctx.settings));
 }
 
 /** Make vif-guard's state exactly what these ports need (sync path). */
@@ -133,5 +151,11 @@ export function applyFullState(ctx: EngineContext, ports: readonly GuestPort[], 
 
 /** Remove every vif-guard chain, jump and table (uninstall). */
 export function removeEverything(ctx: EngineContext, dryRun = false): Promise<ApplyReport> {
-  return underLock(ctx, dryRun, () => ({ tables: [{ table: 'filter', chains: [], jumps: [] }], notrack: undefined }));
+  return underLock(ctx, dryRun, () => ({
+    tables: [
+      { table: 'filter', family: 4, chains: [], jumps: [] },
+      { table: 'filter', family: 6, chains: [], jumps: [] },
+    ],
+    bridge: undefined,
+  }));
 }

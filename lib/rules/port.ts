@@ -1,5 +1,6 @@
 import type { GuestPort } from '../guest/model.js';
 import { ipv4Addresses } from '../guest/model.js';
+import { linkLocalFromMac } from '../guest/eui64.js';
 import type { Settings } from '../config/settings.js';
 import type { ChainSpec, Rule } from './types.js';
 import { portInChain, portOutChain } from './names.js';
@@ -7,9 +8,9 @@ import { portInChain, portOutChain } from './names.js';
 const DHCP_CLIENT: Rule = ['-p', 'udp', '-m', 'udp', '--sport', '68', '--dport', '67'];
 const DHCP_SERVER: Rule = ['-p', 'udp', '-m', 'udp', '--sport', '67', '--dport', '68'];
 
-export type DropClass = 'src' | 'dhcps' | 'dst';
+export type DropClass = 'src' | 'dhcps' | 'dst' | 'src6' | 'dhcp6s' | 'ra' | 'dst6';
 
-/** LOG prefix, at most 29 characters: `vifg-dhcps:` (11) + a 15-character name + space. */
+/** LOG prefix, at most 29 characters: `vifg-dhcp6s:` (12) + a 15-character name + space. */
 export function logPrefix(dropClass: DropClass, ifname: string): string {
   return `vifg-${dropClass}:${ifname} `;
 }
@@ -38,9 +39,50 @@ export function parsePortComment(comment: string): PortMeta | undefined {
   return { ifname, guest, bridge: bridge === '-' ? undefined : bridge, mac: mac === '-' ? undefined : mac };
 }
 
-/** Whether this port gets chains at all: it has IPv4 addresses, or the policy blocks unaddressed ports. */
+/** Whether this port gets chains at all: it has addresses, or the policy blocks unaddressed ports. */
 export function isGuarded(port: GuestPort, settings: Settings): boolean {
-  return ipv4Addresses(port).length > 0 || settings.unaddressed === 'block';
+  return port.addresses.length > 0 || settings.unaddressed === 'block';
+}
+
+const ICMP6 = (type: number): Rule => ['-p', 'ipv6-icmp', '-m', 'icmp6', '--icmpv6-type', String(type)];
+const DHCP6_SERVER: Rule = ['-p', 'udp', '-m', 'udp', '--sport', '547', '--dport', '546'];
+// What a guest sends from :: before it has an address: DAD neighbour solicitations, MLD reports
+// during DAD (RFC 3590) and router solicitations (RFC 4861 6.3.7), all to link-scope multicast.
+const UNSPECIFIED_OK = [133, 135, 143];
+
+function ipv6Sources(port: GuestPort): string[] {
+  const own = port.addresses.filter((address) => address.family === 6).map((address) => address.cidr);
+  return port.mac ? [linkLocalFromMac(port.mac).cidr, ...own.filter((cidr) => cidr !== linkLocalFromMac(port.mac ?? '').cidr)] : own;
+}
+
+/**
+ * IPv6 from the guest: router advertisements, redirects and DHCPv6 server replies dropped first;
+ * `::` only for DAD, MLD and RS; then its MAC-derived link-local and its own addresses.
+ */
+export function buildPortIn6Chain(port: GuestPort, settings: Settings): ChainSpec {
+  const rules: Rule[] = [
+    ...logRule(settings, 'ra', port.ifname, ICMP6(134)),
+    [...ICMP6(134), '-j', 'DROP'],
+    [...ICMP6(137), '-j', 'DROP'],
+    ...logRule(settings, 'dhcp6s', port.ifname, DHCP6_SERVER),
+    [...DHCP6_SERVER, '-j', 'DROP'],
+    ...UNSPECIFIED_OK.map((type): Rule => ['-s', '::/128', '-d', 'ff02::/16', ...ICMP6(type), '-j', 'RETURN']),
+    ...ipv6Sources(port).map((cidr): Rule => ['-s', cidr, '-j', 'RETURN']),
+    ...logRule(settings, 'src6', port.ifname),
+    ['-m', 'comment', '--comment', portComment(port), '-j', 'DROP'],
+  ];
+  return { name: portInChain(port.ifname), rules };
+}
+
+/** IPv6 to the guest: its addresses, its link-local, and multicast (neighbour discovery, RAs, DHCPv6). */
+export function buildPortOut6Chain(port: GuestPort, settings: Settings): ChainSpec {
+  const rules: Rule[] = [
+    ...ipv6Sources(port).map((cidr): Rule => ['-d', cidr, '-j', 'RETURN']),
+    ['-d', 'ff00::/8', '-j', 'RETURN'],
+    ...logRule(settings, 'dst6', port.ifname),
+    ['-j', 'DROP'],
+  ];
+  return { name: portOutChain(port.ifname), rules };
 }
 
 /** Traffic from the guest, bridged or to dom0: only its own sources and DHCP requests; never DHCP offers. */

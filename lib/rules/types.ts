@@ -13,24 +13,38 @@ export interface JumpSpec {
 }
 
 export type TableName = 'filter';
+export type Family = 4 | 6;
 
 export interface TableSpec {
   readonly table: TableName;
+  /** iptables (4) or ip6tables (6): the same chain names live in both. */
+  readonly family: Family;
   /** vif-guard's own chains, complete; any other chain named vif-guard* is stale. */
   readonly chains: readonly ChainSpec[];
   readonly jumps: readonly JumpSpec[];
 }
 
-/** Switched guest traffic that needs no conntrack entry (see backend/nft-notrack.ts). */
+/** Switched guest traffic that needs no conntrack entry (see backend/nft-bridge.ts). */
 export interface NotrackSpec {
   readonly ports: readonly string[];
   readonly macs: readonly string[];
 }
 
+/** One guest's layer-2 checks (MAC, ARP, ethertypes) as nft rule texts for its chain in `bridge vif_guard`. */
+export interface GuestL2Spec {
+  readonly ifname: string;
+  readonly rules: readonly string[];
+}
+
+/** vif-guard's nft bridge table; undefined when it needs none. */
+export interface BridgeSpec {
+  readonly notrack: NotrackSpec | undefined;
+  readonly guests: readonly GuestL2Spec[];
+}
+
 export interface Ruleset {
   readonly tables: readonly TableSpec[];
-  /** undefined: vif-guard keeps no NOTRACK table (setting off, or no guarded port). */
-  readonly notrack: NotrackSpec | undefined;
+  readonly bridge: BridgeSpec | undefined;
 }
 
 /** Every chain vif-guard creates starts with this; nothing else is ever written. */

@@ -12,8 +12,8 @@ import { createXenstore, type Xenstore } from './xenstore.js';
 import { parseIfname } from '../guest/validate.js';
 
 function summary(report: ApplyReport): string {
-  const changes = report.plans.flatMap((plan) => (plan.lines.length ? [`${plan.table}: ${plan.lines.length} lines`] : []));
-  if (report.notrackScript) changes.push(`notrack: ${report.notrackScript.trimEnd().split('\n').length} lines`);
+  const changes = report.plans.flatMap((plan) => (plan.lines.length ? [`ipv${plan.family}: ${plan.lines.length} lines`] : []));
+  if (report.bridgeScript) changes.push(`bridge: ${report.bridgeScript.trimEnd().split('\n').length} lines`);
   return changes.length ? `${report.variant} ${changes.join(', ')}` : `${report.variant}, already in place`;
 }
 

@@ -14,7 +14,7 @@ export interface SyncSummary {
   readonly released: string[];
   readonly sharedChainsChanged: boolean;
   readonly restoreLines: number;
-  readonly notrackChanged: boolean;
+  readonly bridgeChanged: boolean;
   readonly warnings: string[];
 }
 
@@ -25,9 +25,11 @@ function portsOf(chains: readonly string[]): string[] {
 }
 
 export function summarise(report: ApplyReport, guarded: number, unaddressed: string[], warnings: string[]): SyncSummary {
-  const filter = report.plans[0];
-  const perPort = (chains: readonly string[] = []) => portsOf(chains);
-  const sharedChanged = [...(filter?.added ?? []), ...(filter?.changed ?? []), ...(filter?.removed ?? [])].some(
+  const all = (pick: (plan: ApplyReport['plans'][number]) => readonly string[]) => report.plans.flatMap(pick);
+  const added = portsOf(all((plan) => plan.added));
+  const released = portsOf(all((plan) => plan.removed));
+  const updated = portsOf(all((plan) => plan.changed)).filter((port) => !added.includes(port));
+  const sharedChanged = [...all((plan) => plan.added), ...all((plan) => plan.changed), ...all((plan) => plan.removed)].some(
     (chain) => portOfChain(chain) === undefined && !chain.startsWith('vif-guard-o-'),
   );
   return {
@@ -35,12 +37,12 @@ export function summarise(report: ApplyReport, guarded: number, unaddressed: str
     variant: report.variant,
     protectedPorts: guarded,
     unaddressedPorts: unaddressed,
-    added: perPort(filter?.added),
-    updated: perPort(filter?.changed),
-    released: perPort(filter?.removed),
-    sharedChainsChanged: sharedChanged || (filter?.lines.some((line) => /^-[ID] (FORWARD|INPUT) /.test(line)) ?? false),
-    restoreLines: filter?.lines.length ?? 0,
-    notrackChanged: report.notrackScript !== '',
+    added,
+    updated,
+    released,
+    sharedChainsChanged: sharedChanged || all((plan) => plan.lines).some((line) => /^-[ID] (FORWARD|INPUT) /.test(line)),
+    restoreLines: all((plan) => plan.lines).length,
+    bridgeChanged: report.bridgeScript !== '',
     warnings: [...warnings, ...report.warnings],
   };
 }
@@ -67,7 +69,7 @@ export async function runSync(options: { dryRun: boolean; json: boolean }): Prom
   if (summary.updated.length) parts.push(`${verb}update ${summary.updated.join(' ')}`);
   if (summary.released.length) parts.push(`${verb}release ${summary.released.join(' ')}`);
   if (summary.sharedChainsChanged) parts.push(`${verb}repair the dispatch chains and jumps`);
-  if (summary.notrackChanged) parts.push(`${verb}update the NOTRACK table`);
+  if (summary.bridgeChanged) parts.push(`${verb}update the bridge table (MAC, ARP, NOTRACK)`);
   if (unaddressed.length) log(`no ip= configured, left unprotected (unaddressed = allow): ${unaddressed.join(' ')}`);
   log(parts.length ? `${parts.join('; ')} (iptables-${summary.variant}, ${summary.restoreLines} restore lines)` : `nothing to do: ${guarded.length} vif(s) protected as configured`);
   return 0;

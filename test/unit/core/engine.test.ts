@@ -11,18 +11,25 @@ import type { GuestPort } from '../../../lib/guest/model.js';
 
 const lockPath = join(mkdtempSync(join(tmpdir(), 'vif-guard-unit-')), 'lock');
 const settings = { ...DEFAULT_SETTINGS, backend: 'nft' as const, log: false };
-const port: GuestPort = { ifname: 'vm01', guest: 'vm01', bridge: 'xenbr0', mac: undefined, addresses: parseAddressList('10.0.0.5', { source: 't' }) };
+const port: GuestPort = { ifname: 'vm01', guest: 'vm01', bridge: 'xenbr0', mac: '00:16:3e:00:00:01', addresses: parseAddressList('10.0.0.5 2001:db8::5', { source: 't' }) };
+const TOOLS = ['flock', 'iptables-nft-restore', 'iptables-nft-save', 'ip6tables-nft-restore', 'ip6tables-nft-save', 'nft'];
+const noTable = (call: { command: string; args: readonly string[] }) =>
+  call.command === 'nft' && call.args[0] === '-j' ? { exitCode: 1, stderr: 'Error: No such file or directory\n' } : undefined;
 
 describe('applyPortChange', () => {
-  it('takes the lock, reads the tables in one call, and sends one restore with a block per table', async () => {
-    const { runner, calls } = createRecordingRunner(() => undefined);
+  it('takes the lock, reads each family once, and sends one restore per family and one nft transaction', async () => {
+    const { runner, calls } = createRecordingRunner(noTable, TOOLS);
     await applyPortChange({ runner, settings, lockPath, log: () => undefined }, { kind: 'up', port });
     expect(calls.map((call) => `${call.command} ${call.args.join(' ')}`)).toEqual([
       'flock -x -w 20 3',
       'iptables-nft-save ',
+      'ip6tables-nft-save -t filter',
+      'nft -j list table bridge vif_guard',
       'iptables-nft-restore --noflush -w 20',
+      'ip6tables-nft-restore --noflush -w 20',
+      'nft -f -',
     ]);
-    expect(calls[2]?.input).toBe(`*filter
+    expect(calls[4]?.input).toBe(`*filter
 :vif-guard-fwd - [0:0]
 :vif-guard-in - [0:0]
 :vif-guard-out - [0:0]
@@ -35,7 +42,7 @@ describe('applyPortChange', () => {
 -A vif-guard-i-vm01 -p udp -m udp --sport 67 --dport 68 -j DROP
 -A vif-guard-i-vm01 -s 10.0.0.5/32 -j RETURN
 -A vif-guard-i-vm01 -p udp -m udp --sport 68 --dport 67 -j RETURN
--A vif-guard-i-vm01 -m comment --comment "vif-guard port=vm01 guest=vm01 bridge=xenbr0 mac=-" -j DROP
+-A vif-guard-i-vm01 -m comment --comment "vif-guard port=vm01 guest=vm01 bridge=xenbr0 mac=00:16:3e:00:00:01" -j DROP
 -A vif-guard-o-vm01 -d 10.0.0.5/32 -j RETURN
 -A vif-guard-o-vm01 -m pkttype --pkt-type broadcast -j RETURN
 -A vif-guard-o-vm01 -d 224.0.0.0/4 -j RETURN
@@ -45,27 +52,40 @@ describe('applyPortChange', () => {
 -I INPUT 1 -m physdev --physdev-is-in -j vif-guard-in
 COMMIT
 `);
+    const v6 = calls[5]?.input ?? '';
+    expect(v6).toContain('-A vif-guard-i-vm01 -p ipv6-icmp -m icmp6 --icmpv6-type 134 -j DROP\n');
+    expect(v6).toContain('-A vif-guard-i-vm01 -s fe80::216:3eff:fe00:1/128 -j RETURN\n-A vif-guard-i-vm01 -s 2001:db8::5/128 -j RETURN\n');
+    expect(v6).toContain('-A vif-guard-o-vm01 -d ff00::/8 -j RETURN\n');
+    const nft = calls[6]?.input ?? '';
+    expect(nft).toContain('add element bridge vif_guard guests { "vm01" : jump g_vm01 }');
+    expect(nft).toMatch(/chain g_vm01 \{\n {4}ether saddr != 00:16:3e:00:00:01 counter drop comment "vg:mac#[0-9a-f]{12}"\n/);
+    expect(nft).toMatch(/ether type arp arp saddr ip != \{ 0\.0\.0\.0, 10\.0\.0\.5 \} counter drop comment "vg:arp-ip#/);
   });
 
   it('fails with the lock error when another vif-guard holds the lock too long', async () => {
-    const { runner } = createRecordingRunner((call) => (call.command === 'flock' ? { exitCode: 1 } : undefined));
-    await expect(applyPortChange({ runner, settings, lockPath, log: () => undefined }, { kind: 'up', port })).rejects.toThrow(
-      /another vif-guard held .* for more than 20s/,
-    );
+    const { runner } = createRecordingRunner((call) => (call.command === 'flock' ? { exitCode: 1 } : undefined), TOOLS);
+    await expect(applyPortChange({ runner, settings, lockPath, log: () => undefined }, { kind: 'up', port })).rejects.toThrow(/another vif-guard held .* for more than 20s/);
   });
 
   it('reports the failing payload line when iptables-restore fails', async () => {
-    const { runner } = createRecordingRunner((call) =>
-      call.command === 'iptables-nft-restore' ? { exitCode: 2, stderr: 'iptables-restore v1.8.9 (nf_tables): line 9 failed\n' } : undefined,
+    const { runner } = createRecordingRunner(
+      (call) => noTable(call) ?? (call.command === 'iptables-nft-restore' ? { exitCode: 2, stderr: 'iptables-restore v1.8.9 (nf_tables): line 9 failed\n' } : undefined),
+      TOOLS,
     );
     await expect(applyPortChange({ runner, settings, lockPath, log: () => undefined }, { kind: 'up', port })).rejects.toThrow(
       'iptables-nft-restore failed: iptables-restore v1.8.9 (nf_tables): line 9 failed (payload line 9: -A vif-guard-in -m physdev --physdev-in vm01 -j vif-guard-i-vm01)',
     );
   });
+
+  it('refuses, changing nothing, when nft is missing: MAC and ARP checks would be absent', async () => {
+    const { runner, calls } = createRecordingRunner(() => undefined, TOOLS.filter((tool) => tool !== 'nft'));
+    await expect(applyPortChange({ runner, settings, lockPath, log: () => undefined }, { kind: 'up', port })).rejects.toThrow(/nft is not installed/);
+    expect(calls.some((call) => call.command.endsWith('-restore'))).toBe(false);
+  });
 });
 
 describe('desiredAfterChange', () => {
-  const live = parseSave(`*filter
+  const live4 = parseSave(`*filter
 :vif-guard-i-vm02 - [0:0]
 :vif-guard-o-vm02 - [0:0]
 -A vif-guard-i-vm02 -s 10.0.0.6/32 -j RETURN
@@ -73,22 +93,22 @@ describe('desiredAfterChange', () => {
 -A vif-guard-o-vm02 -j DROP
 COMMIT
 `, 'filter');
+  const live6 = parseSave('*filter\n:vif-guard-i-vm02 - [0:0]\n-A vif-guard-i-vm02 -j DROP\nCOMMIT\n', 'filter');
 
-  it('keeps other ports verbatim, and their MACs for NOTRACK', () => {
-    const desired = desiredAfterChange(live, { kind: 'up', port }, DEFAULT_SETTINGS);
-    const filter = desired.tables[0];
-    const names = filter?.chains.map((chain) => chain.name);
-    expect(names).toContain('vif-guard-i-vm02');
-    expect(filter?.chains.find((chain) => chain.name === 'vif-guard-i-vm02')?.rules).toEqual([
+  it('keeps other ports verbatim; their MAC and IPv4 addresses feed the bridge table', () => {
+    const desired = desiredAfterChange(live4, live6, { kind: 'up', port }, DEFAULT_SETTINGS);
+    expect(desired.tables[0]?.chains.find((chain) => chain.name === 'vif-guard-i-vm02')?.rules).toEqual([
       ['-s 10.0.0.6/32 -j RETURN'],
       ['-m comment --comment "vif-guard port=vm02 guest=vm02 bridge=xenbr1 mac=00:16:3e:00:00:02" -j DROP'],
     ]);
-    expect(desired.notrack).toEqual({ ports: ['vm01', 'vm02'], macs: ['00:16:3e:00:00:02'] });
+    expect(desired.tables[1]?.chains.find((chain) => chain.name === 'vif-guard-i-vm02')?.rules).toEqual([['-j DROP']]);
+    expect(desired.bridge?.notrack).toEqual({ ports: ['vm01', 'vm02'], macs: ['00:16:3e:00:00:01', '00:16:3e:00:00:02'] });
+    expect(desired.bridge?.guests.find((guest) => guest.ifname === 'vm02')?.rules.some((rule) => rule.includes('arp saddr ip != { 0.0.0.0, 10.0.0.6 }'))).toBe(true);
   });
 
-  it('down removes just that port', () => {
-    const desired = desiredAfterChange(live, { kind: 'down', ifname: 'vm02' }, DEFAULT_SETTINGS);
+  it('down removes just that port, and the bridge table when none is left', () => {
+    const desired = desiredAfterChange(live4, live6, { kind: 'down', ifname: 'vm02' }, DEFAULT_SETTINGS);
     expect(desired.tables[0]?.chains.map((chain) => chain.name)).toEqual(['vif-guard-fwd', 'vif-guard-in', 'vif-guard-out']);
-    expect(desired.notrack).toBeUndefined();
+    expect(desired.bridge).toBeUndefined();
   });
 });
