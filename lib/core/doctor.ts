@@ -5,9 +5,9 @@ import type { Runner } from '../runner.js';
 import { toVifGuardError } from '../errors.js';
 import { parseDomuConfig } from '../xen/domu-config.js';
 import { detectBackend } from '../backend/iptables.js';
-import { parseSave } from '../backend/save-parse.js';
+import { readLive } from './engine.js';
 import { readBridge } from '../backend/nft-bridge.js';
-import { buildStatus } from './status.js';
+import { buildStatus, type LiveState } from './status.js';
 import { collectInventory } from './inventory.js';
 import { isGuarded } from '../rules/port.js';
 
@@ -211,11 +211,12 @@ export function worst(checks: readonly Check[]): number {
 /** Every check, in the order an admin should read them. A check that cannot run is a warning, not a crash. */
 export async function runDoctor(env: DoctorEnv): Promise<Check[]> {
   const checks: Check[] = [...checkBridgeNetfilter(env), ...checkPersistence(env)];
-  let live;
+  let live: LiveState | undefined;
   try {
     checks.push(...(await checkIptables(env)));
-    const detection = await detectBackend(env.runner, env.settings.backend, env.settings.lockTimeout);
-    live = parseSave(detection.save, 'filter');
+    const state = await readLive({ runner: env.runner, settings: env.settings, lockPath: '', log: () => undefined });
+    const bridge = env.runner.which('nft') ? await readBridge(env.runner) : undefined;
+    live = { filter4: state.tables[4], filter6: state.tables[6], bridge };
   } catch (error) {
     checks.push({ id: 'iptables', level: 'error', message: toVifGuardError(error).shortMessage, fix: 'apt-get install iptables' });
   }

@@ -1,13 +1,21 @@
 import type { GuestPort } from '../guest/model.js';
 import type { Settings } from '../config/settings.js';
 import type { LiveTable, Counter } from '../backend/save-parse.js';
+import type { LiveBridge } from '../backend/nft-bridge.js';
 import { jumpsInPlace } from '../backend/diff.js';
 import { renderRuleBody } from '../backend/render.js';
 import { buildRuleset } from '../rules/build.js';
+import { l2Chain } from '../rules/l2.js';
 import { portInChain, portOfChain, portOutChain } from '../rules/names.js';
-import { buildPortInChain, buildPortOutChain, isGuarded, parsePortComment } from '../rules/port.js';
+import { buildPortIn6Chain, buildPortInChain, buildPortOut6Chain, buildPortOutChain, isGuarded, parsePortComment } from '../rules/port.js';
+import type { ChainSpec, TableSpec } from '../rules/types.js';
 
 export type PortState = 'protected' | 'unprotected' | 'drift' | 'no-addresses' | 'stale';
+
+/** Why vif-guard dropped a packet or frame. */
+export const FROM_GUEST_REASONS = ['source4', 'dhcpServer', 'source6', 'routerAdvert', 'redirect', 'dhcpv6Server', 'mac', 'ethertype', 'arpMac', 'arpIp'] as const;
+export const TO_GUEST_REASONS = ['notForGuest4', 'notForGuest6'] as const;
+export type Reason = (typeof FROM_GUEST_REASONS)[number] | (typeof TO_GUEST_REASONS)[number];
 
 export interface PortStatus {
   readonly guest: string;
@@ -16,101 +24,113 @@ export interface PortStatus {
   readonly addresses: string[];
   readonly mac: string | undefined;
   readonly state: PortState;
-  /** Dropped from the guest: spoofed sources (and anything else not its own). */
+  /** Everything dropped from the guest (spoofed addresses, forged MAC/ARP, rogue servers). */
   readonly spoofed: Counter;
-  /** DHCP server replies the guest tried to send. */
-  readonly dhcpServer: Counter;
-  /** Dropped on the way to the guest: addressed to someone else. */
-  readonly toGuest: Counter;
+  readonly dropped: Record<Reason, Counter>;
+}
+
+export interface LiveState {
+  readonly filter4: LiveTable;
+  readonly filter6: LiveTable;
+  readonly bridge: LiveBridge | undefined;
 }
 
 const ZERO: Counter = { packets: 0, bytes: 0 };
 const COMMENT = /--comment "((?:[^"\\]|\\.)*)"/;
+const add = (a: Counter, b: Counter): Counter => ({ packets: a.packets + b.packets, bytes: a.bytes + b.bytes });
 
 function counterOf(live: LiveTable, chain: string, pick: (body: string) => boolean): Counter {
   const entry = live.chains.get(chain);
   if (!entry) return ZERO;
-  let packets = 0;
-  let bytes = 0;
-  entry.rules.forEach((body, i) => {
-    if (!pick(body)) return;
-    packets += entry.counters[i]?.packets ?? 0;
-    bytes += entry.counters[i]?.bytes ?? 0;
-  });
-  return { packets, bytes };
+  return entry.rules.reduce((sum, body, i) => (pick(body) ? add(sum, entry.counters[i] ?? ZERO) : sum), ZERO);
 }
 
-function same(live: LiveTable, chain: string, rules: readonly (readonly string[])[]): boolean {
-  const have = live.chains.get(chain)?.rules;
-  return have !== undefined && have.length === rules.length && rules.every((rule, i) => renderRuleBody(rule) === have[i]);
+function countersFor(live: LiveState, vif: string): Pick<PortStatus, 'spoofed' | 'dropped'> {
+  const inChain = portInChain(vif);
+  const l2 = live.bridge?.counters.get(l2Chain(vif));
+  const nft = (cls: string) => l2?.get(cls) ?? ZERO;
+  const dropped: Record<Reason, Counter> = {
+    source4: counterOf(live.filter4, inChain, (body) => body.includes('--comment') && body.endsWith('-j DROP')),
+    dhcpServer: counterOf(live.filter4, inChain, (body) => body.includes('--sport 67 --dport 68 -j DROP')),
+    source6: counterOf(live.filter6, inChain, (body) => body.includes('--comment') && body.endsWith('-j DROP')),
+    routerAdvert: counterOf(live.filter6, inChain, (body) => body.endsWith('--icmpv6-type 134 -j DROP')),
+    redirect: counterOf(live.filter6, inChain, (body) => body.endsWith('--icmpv6-type 137 -j DROP')),
+    dhcpv6Server: counterOf(live.filter6, inChain, (body) => body.includes('--sport 547 --dport 546 -j DROP')),
+    mac: nft('mac'),
+    ethertype: nft('l2'),
+    arpMac: nft('arp-mac'),
+    arpIp: nft('arp-ip'),
+    notForGuest4: counterOf(live.filter4, portOutChain(vif), (body) => body === '-j DROP'),
+    notForGuest6: counterOf(live.filter6, portOutChain(vif), (body) => body === '-j DROP'),
+  };
+  return { spoofed: FROM_GUEST_REASONS.reduce((sum, reason) => add(sum, dropped[reason]), ZERO), dropped };
+}
+
+function same(live: LiveTable, chain: ChainSpec): boolean {
+  const have = live.chains.get(chain.name)?.rules;
+  return have !== undefined && have.length === chain.rules.length && chain.rules.every((rule, i) => renderRuleBody(rule) === have[i]);
+}
+
+function sharedOk(live: LiveTable, desired: TableSpec | undefined): boolean {
+  if (!desired) return true;
+  const shared = desired.chains.filter((chain) => portOfChain(chain.name) === undefined && !chain.name.startsWith('vif-guard-o-'));
+  const builtins = [...new Set(desired.jumps.map((jump) => jump.chain))];
+  return shared.every((chain) => same(live, chain)) && builtins.every((builtin) => jumpsInPlace(live, desired.jumps, builtin));
 }
 
 /**
  * One row per port that should be protected or still has chains: its state against what sync would
- * build, and its drop counters (from `iptables-save -c`, so since the chain was last written).
+ * build (IPv4, IPv6 and layer 2), and its drop counters since each chain was last written.
  */
-export function buildStatus(live: LiveTable, expected: readonly GuestPort[] | undefined, settings: Settings): PortStatus[] {
+export function buildStatus(live: LiveState, expected: readonly GuestPort[] | undefined, settings: Settings): PortStatus[] {
   const rows: PortStatus[] = [];
-  const counters = (vif: string) => ({
-    spoofed: counterOf(live, portInChain(vif), (body) => body.includes('--comment') && body.endsWith('-j DROP')),
-    dhcpServer: counterOf(live, portInChain(vif), (body) => body.includes('--sport 67 --dport 68 -j DROP')),
-    toGuest: counterOf(live, portOutChain(vif), (body) => body === '-j DROP'),
-  });
-  // Shared chains (dispatch, jumps) out of place mean every port may be bypassed.
-  const sharedDrift = expected !== undefined && (() => {
-    const desired = buildRuleset(expected, settings).tables[0];
-    if (!desired) return false;
-    const shared = desired.chains.filter((chain) => portOfChain(chain.name) === undefined && !chain.name.startsWith('vif-guard-o-'));
-    const builtins = [...new Set(desired.jumps.map((jump) => jump.chain))];
-    return !shared.every((chain) => same(live, chain.name, chain.rules)) || !builtins.every((builtin) => jumpsInPlace(live, desired.jumps, builtin));
-  })();
+  const ruleset = expected ? buildRuleset(expected, settings) : undefined;
+  const sharedDrift = ruleset !== undefined && !(sharedOk(live.filter4, ruleset.tables[0]) && sharedOk(live.filter6, ruleset.tables[1]) && (live.bridge?.skeletonCurrent ?? ruleset.bridge === undefined));
   const known = new Set<string>();
   for (const port of expected ?? []) {
     known.add(port.ifname);
-    const addresses = port.addresses.map((a) => a.cidr);
+    const base = { guest: port.guest, vif: port.ifname, bridge: port.bridge, addresses: port.addresses.map((a) => a.cidr), mac: port.mac, ...countersFor(live, port.ifname) };
     if (!isGuarded(port, settings)) {
-      rows.push({ guest: port.guest, vif: port.ifname, bridge: port.bridge, addresses, mac: port.mac, state: 'no-addresses', ...counters(port.ifname) });
+      rows.push({ ...base, state: 'no-addresses' });
       continue;
     }
-    const inChain = buildPortInChain(port, settings);
-    const outChain = buildPortOutChain(port, settings);
-    const exists = live.chains.has(inChain.name);
-    const state: PortState = !exists ? 'unprotected' : same(live, inChain.name, inChain.rules) && same(live, outChain.name, outChain.rules) && !sharedDrift ? 'protected' : 'drift';
-    rows.push({ guest: port.guest, vif: port.ifname, bridge: port.bridge, addresses, mac: port.mac, state, ...counters(port.ifname) });
+    const guestL2 = ruleset?.bridge?.guests.find((guest) => guest.ifname === port.ifname);
+    const wantL2 = guestL2?.rules.map((rule) => /comment "([^"]*)"$/.exec(rule)?.[1] ?? '') ?? [];
+    const haveL2 = live.bridge?.chains.get(l2Chain(port.ifname));
+    const l2Ok = haveL2 !== undefined && haveL2.length === wantL2.length && haveL2.every((comment, i) => comment === wantL2[i]);
+    const chains = [buildPortInChain(port, settings), buildPortOutChain(port, settings)];
+    const chains6 = [buildPortIn6Chain(port, settings), buildPortOut6Chain(port, settings)];
+    const exists = live.filter4.chains.has(portInChain(port.ifname));
+    const exact = chains.every((chain) => same(live.filter4, chain)) && chains6.every((chain) => same(live.filter6, chain)) && l2Ok;
+    rows.push({ ...base, state: !exists ? 'unprotected' : exact && !sharedDrift ? 'protected' : 'drift' });
   }
-  for (const [chain, entry] of live.chains) {
+  for (const [chain, entry] of live.filter4.chains) {
     const vif = portOfChain(chain);
     if (vif === undefined || known.has(vif)) continue;
     const comment = entry.rules.map((rule) => COMMENT.exec(rule)?.[1]).find((text) => text !== undefined);
     const meta = comment ? parsePortComment(comment.replace(/\\(.)/g, '$1')) : undefined;
     const addresses = entry.rules.flatMap((rule) => /^-s (\S+) -j RETURN$/.exec(rule)?.[1] ?? []);
     // Without an inventory (no hypervisor tools) the live chains are all there is to report.
-    const state: PortState = expected === undefined ? 'protected' : 'stale';
-    rows.push({ guest: meta?.guest ?? '-', vif, bridge: meta?.bridge, addresses, mac: meta?.mac, state, ...counters(vif) });
+    rows.push({ guest: meta?.guest ?? '-', vif, bridge: meta?.bridge, addresses, mac: meta?.mac, state: expected === undefined ? 'protected' : 'stale', ...countersFor(live, vif) });
   }
   return rows.sort((a, b) => a.vif.localeCompare(b.vif));
 }
 
 const label = (value: string) => value.replace(/["\\\n]/g, (c) => (c === '\n' ? '\\n' : `\\${c}`));
+const snake = (reason: string) => reason.replace(/[A-Z0-9]+/g, (m) => `_${m.toLowerCase()}`);
 
 /** node_exporter textfile format: one counter per port and reason, plus the port's state. */
 export function renderPrometheus(rows: readonly PortStatus[]): string {
-  const lines = [
-    '# HELP vif_guard_dropped_packets_total Packets vif-guard dropped, per guest port and reason, since its chain was written.',
-    '# TYPE vif_guard_dropped_packets_total counter',
-  ];
-  const bytes = [
-    '# HELP vif_guard_dropped_bytes_total Bytes vif-guard dropped, per guest port and reason, since its chain was written.',
-    '# TYPE vif_guard_dropped_bytes_total counter',
-  ];
+  const packets = ['# HELP vif_guard_dropped_packets_total Packets vif-guard dropped, per guest port and reason, since its chain was written.', '# TYPE vif_guard_dropped_packets_total counter'];
+  const bytes = ['# HELP vif_guard_dropped_bytes_total Bytes vif-guard dropped, per guest port and reason, since its chain was written.', '# TYPE vif_guard_dropped_bytes_total counter'];
   const state = ['# HELP vif_guard_port_protected 1 when the port has exactly the rules sync would build.', '# TYPE vif_guard_port_protected gauge'];
   for (const row of rows) {
     const base = `guest="${label(row.guest)}",vif="${label(row.vif)}"`;
-    for (const [reason, counter] of [['spoofed_source', row.spoofed], ['dhcp_server', row.dhcpServer], ['not_for_guest', row.toGuest]] as const) {
-      lines.push(`vif_guard_dropped_packets_total{${base},reason="${reason}"} ${counter.packets}`);
-      bytes.push(`vif_guard_dropped_bytes_total{${base},reason="${reason}"} ${counter.bytes}`);
+    for (const reason of [...FROM_GUEST_REASONS, ...TO_GUEST_REASONS]) {
+      packets.push(`vif_guard_dropped_packets_total{${base},reason="${snake(reason)}"} ${row.dropped[reason].packets}`);
+      bytes.push(`vif_guard_dropped_bytes_total{${base},reason="${snake(reason)}"} ${row.dropped[reason].bytes}`);
     }
     state.push(`vif_guard_port_protected{${base},state="${row.state}"} ${row.state === 'protected' ? 1 : 0}`);
   }
-  return `${[...lines, ...bytes, ...state].join('\n')}\n`;
+  return `${[...packets, ...bytes, ...state].join('\n')}\n`;
 }

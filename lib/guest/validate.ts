@@ -41,7 +41,8 @@ function intToIpv4(value: number): string {
   return [24, 16, 8, 0].map((shift) => Math.floor(value / 2 ** shift) % 256).join('.');
 }
 
-function expandIpv6(text: string): number[] {
+/** The eight 16-bit groups of an IPv6 address. */
+export function expandIpv6(text: string): number[] {
   let work = text;
   const v4 = /(\d+\.\d+\.\d+\.\d+)$/.exec(work);
   if (v4?.[1]) {

@@ -5,7 +5,7 @@ import { resolve } from 'node:path';
 $.verbose = false;
 $.quiet = true;
 
-export const PROBE = resolve('test/fixtures/probe.py');
+export const PROBE = resolve('templates/probe.py');
 
 /** A dom0 namespace with a bridge, and guest namespaces whose dom0 ends are named like vifs. Removed by destroy(). */
 export class Dom0Lab {
@@ -92,9 +92,9 @@ export interface Datagram {
   readonly port: number;
 }
 
-/** Start UDP listeners in a namespace; resolves once they are bound. */
-export async function listen(lab: Dom0Lab, ns: string, ports: number[], seconds: number): Promise<() => Promise<Datagram[]>> {
-  const args = ports.flatMap((port) => ['--port', String(port)]);
+/** Start UDP listeners in a namespace (IPv4 ports, and IPv6 ports); resolves once they are bound. */
+export async function listen(lab: Dom0Lab, ns: string, ports: number[], seconds: number, ports6: number[] = []): Promise<() => Promise<Datagram[]>> {
+  const args = [...ports.flatMap((port) => ['--port', String(port)]), ...ports6.flatMap((port) => ['--port6', String(port)])];
   const proc: ProcessPromise = $`ip netns exec ${ns} python3 ${PROBE} listen ${args} --seconds ${seconds}`.nothrow();
   await new Promise<void>((resolveReady, reject) => {
     const timer = setTimeout(() => reject(new Error(`listener in ${ns} did not start`)), 10_000);
@@ -113,6 +113,26 @@ export async function listen(lab: Dom0Lab, ns: string, ports: number[], seconds:
       .filter((line) => line.includes('"token"'))
       .map((line) => JSON.parse(line) as Datagram);
   };
+}
+
+/** Capture every frame arriving on an interface in a namespace; resolves once the socket is open. */
+export async function capture(ns: string, iface: string, seconds: number): Promise<() => Promise<string[]>> {
+  const proc: ProcessPromise = $`ip netns exec ${ns} python3 ${PROBE} capture --iface ${iface} --seconds ${seconds}`.nothrow();
+  await new Promise<void>((resolveReady, reject) => {
+    const timer = setTimeout(() => reject(new Error(`capture in ${ns} did not start`)), 10_000);
+    proc.stdout.on('data', (chunk: Buffer) => {
+      if (chunk.toString().includes('"ready"')) {
+        clearTimeout(timer);
+        resolveReady();
+      }
+    });
+  });
+  return async () => (await proc).stdout.split('\n').filter((line) => line.includes('"hex"')).map((line) => (JSON.parse(line) as { hex: string }).hex);
+}
+
+/** Send a hand-built frame (lib/demo/frames.ts) from a namespace's interface. */
+export async function sendHex(ns: string, iface: string, hex: string, count = 2): Promise<void> {
+  await $`ip netns exec ${ns} python3 ${PROBE} send-hex --iface ${iface} --hex ${hex} --count ${count}`;
 }
 
 export interface Frame {

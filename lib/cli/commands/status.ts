@@ -1,7 +1,7 @@
 import { renameSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { detectBackend } from '../../backend/iptables.js';
-import { parseSave } from '../../backend/save-parse.js';
+import { readBridge } from '../../backend/nft-bridge.js';
+import { readLive } from '../../core/engine.js';
 import { collectInventory } from '../../core/inventory.js';
 import { buildStatus, renderPrometheus, type PortStatus } from '../../core/status.js';
 import { toVifGuardError, VifGuardError } from '../../errors.js';
@@ -22,9 +22,10 @@ function writeAtomically(path: string, text: string): void {
 
 export async function collectStatus(): Promise<{ rows: PortStatus[]; variant: string; warnings: string[] }> {
   const ctx = createContext();
-  const detection = await detectBackend(ctx.runner, ctx.settings.backend, ctx.settings.lockTimeout);
-  const live = parseSave(await detection.backend.save('filter', true), 'filter');
-  const warnings = [...detection.warnings];
+  const state = await readLive(ctx, true);
+  const bridge = ctx.runner.which('nft') ? await readBridge(ctx.runner) : undefined;
+  const live = { filter4: state.tables[4], filter6: state.tables[6], bridge };
+  const warnings = [...state.warnings];
   let expected;
   try {
     const inventory = await collectInventory(ctx.runner, ctx.settings);
@@ -33,7 +34,7 @@ export async function collectStatus(): Promise<{ rows: PortStatus[]; variant: st
   } catch (error) {
     warnings.push(`cannot compare with the configs: ${toVifGuardError(error).shortMessage}`);
   }
-  return { rows: buildStatus(live, expected, ctx.settings), variant: detection.backend.variant, warnings };
+  return { rows: buildStatus(live, expected, ctx.settings), variant: state.variant, warnings };
 }
 
 /** vif-guard status: one line per guest port with its state and drop counters. */
@@ -50,11 +51,17 @@ export async function runStatus(options: { json: boolean; prometheus: string | u
     return 0;
   }
   const table = renderTable(
-    ['GUEST', 'VIF', 'BRIDGE', 'ADDRESSES', 'MAC', 'STATE', 'SPOOFED PKTS', 'BYTES', 'DHCP-SERVER', 'NOT-FOR-GUEST'],
-    rows.map((row) => [
-      row.guest, row.vif, row.bridge ?? '-', row.addresses.join(' ') || '-', row.mac ?? '-', row.state,
-      human(row.spoofed.packets), human(row.spoofed.bytes), human(row.dhcpServer.packets), human(row.toGuest.packets),
-    ]),
+    ['GUEST', 'VIF', 'BRIDGE', 'ADDRESSES', 'MAC', 'STATE', 'SPOOFED PKTS', 'BYTES', 'MAC/ARP', 'ROGUE DHCP/RA', 'NOT-FOR-GUEST'],
+    rows.map((row) => {
+      const d = row.dropped;
+      return [
+        row.guest, row.vif, row.bridge ?? '-', row.addresses.join(' ') || '-', row.mac ?? '-', row.state,
+        human(row.spoofed.packets), human(row.spoofed.bytes),
+        human(d.mac.packets + d.arpMac.packets + d.arpIp.packets + d.ethertype.packets),
+        human(d.dhcpServer.packets + d.dhcpv6Server.packets + d.routerAdvert.packets + d.redirect.packets),
+        human(d.notForGuest4.packets + d.notForGuest6.packets),
+      ];
+    }),
   );
   process.stdout.write(`${table}\n`);
   return 0;

@@ -1,0 +1,76 @@
+import { isIPv4 } from 'node:net';
+import { expandIpv6 } from '../guest/validate.js';
+
+/*
+ * Hand-built Ethernet frames for the demo and the tests: the attacks a hostile guest can send
+ * (forged MAC, ARP, IPv6 router advertisements, VLAN tags) need raw frames, not sockets.
+ */
+
+const macBytes = (mac: string): number[] => mac.split(':').map((hex) => parseInt(hex, 16));
+const ipv4Bytes = (ip: string): number[] => ip.split('.').map(Number);
+const ipv6Bytes = (ip: string): number[] => expandIpv6(ip.toLowerCase()).flatMap((group) => [group >> 8, group & 0xff]);
+const u16 = (n: number): number[] => [(n >> 8) & 0xff, n & 0xff];
+const u32 = (n: number): number[] => [(n >>> 24) & 0xff, (n >>> 16) & 0xff, (n >>> 8) & 0xff, n & 0xff];
+
+export function checksum(bytes: readonly number[]): number {
+  let sum = 0;
+  for (let i = 0; i < bytes.length; i += 2) sum += ((bytes[i] ?? 0) << 8) | (bytes[i + 1] ?? 0);
+  while (sum > 0xffff) sum = (sum & 0xffff) + (sum >>> 16);
+  return ~sum & 0xffff;
+}
+
+export function ethernet(dst: string, src: string, ethertype: number, payload: readonly number[], vlan?: number): number[] {
+  const tag = vlan === undefined ? [] : [...u16(0x8100), ...u16(vlan & 0x0fff)];
+  return [...macBytes(dst), ...macBytes(src), ...tag, ...u16(ethertype), ...payload];
+}
+
+export function arp(op: 'request' | 'reply', senderMac: string, senderIp: string, targetMac: string, targetIp: string): number[] {
+  return [...u16(1), ...u16(0x0800), 6, 4, ...u16(op === 'request' ? 1 : 2), ...macBytes(senderMac), ...ipv4Bytes(senderIp), ...macBytes(targetMac), ...ipv4Bytes(targetIp)];
+}
+
+export function ipv4Udp(src: string, dst: string, sport: number, dport: number, data: string): number[] {
+  const body = [...Buffer.from(data)];
+  const udp = [...u16(sport), ...u16(dport), ...u16(8 + body.length), 0, 0, ...body];
+  const header = [0x45, 0, ...u16(20 + udp.length), ...u16(0x1234), 0, 0, 64, 17, 0, 0, ...ipv4Bytes(src), ...ipv4Bytes(dst)];
+  const sum = checksum(header);
+  header[10] = sum >> 8;
+  header[11] = sum & 0xff;
+  return [...header, ...udp];
+}
+
+function ipv6(src: string, dst: string, next: number, payload: number[], checksumAt: number): number[] {
+  const pseudo = [...ipv6Bytes(src), ...ipv6Bytes(dst), ...u32(payload.length), 0, 0, 0, next];
+  const sum = checksum([...pseudo, ...payload]) || 0xffff;
+  payload[checksumAt] = sum >> 8;
+  payload[checksumAt + 1] = sum & 0xff;
+  return [0x60, 0, 0, 0, ...u16(payload.length), next, 255, ...ipv6Bytes(src), ...ipv6Bytes(dst), ...payload];
+}
+
+export function ipv6Udp(src: string, dst: string, sport: number, dport: number, data: string): number[] {
+  const body = [...Buffer.from(data)];
+  return ipv6(src, dst, 17, [...u16(sport), ...u16(dport), ...u16(8 + body.length), 0, 0, ...body], 6);
+}
+
+/** ICMPv6 router advertisement announcing a default route and an autoconfiguration prefix. */
+export function routerAdvertisement(src: string, routerMac: string, prefix: string): number[] {
+  const prefixInfo = [3, 4, 64, 0xc0, ...u32(86400), ...u32(14400), 0, 0, 0, 0, ...ipv6Bytes(prefix)];
+  const sourceLinkLayer = [1, 1, ...macBytes(routerMac)];
+  const ra = [134, 0, 0, 0, 64, 0, ...u16(1800), ...u32(0), ...u32(0), ...sourceLinkLayer, ...prefixInfo];
+  return ipv6(src, 'ff02::1', 58, ra, 2);
+}
+
+export const ETHERTYPE = { ipv4: 0x0800, arp: 0x0806, ipv6: 0x86dd } as const;
+
+/** Solicited-node multicast MACs and friends: 33:33 + the low 32 bits of an IPv6 multicast address. */
+export function ipv6MulticastMac(ip: string): string {
+  const bytes = ipv6Bytes(ip).slice(12);
+  return ['33', '33', ...bytes.map((b) => b.toString(16).padStart(2, '0'))].join(':');
+}
+
+export function toHex(frame: readonly number[]): string {
+  return Buffer.from(frame).toString('hex');
+}
+
+export function isIpv4(ip: string): boolean {
+  return isIPv4(ip);
+}
