@@ -198,6 +198,8 @@ for entry in vif-up vif-down vif-hotplug vif-guard; do
         "$entry" "$NODE" "$LIBDIR" "$entry" >"$TMP/$entry"
     install_file 0755 "$TMP/$entry" "$LIBDIR/bin/$entry"
 done
+# The demo's raw-frame probe (router advertisements, VLAN frames); it needs python3 at run time.
+install_file 0755 "$SRC/templates/probe.py" "$LIBDIR/probe.py"
 printf '#!/bin/sh\nexec %s %s/vif-guard.mjs "$@"\n' "$NODE" "$LIBDIR" >"$TMP/vif-guard-cli"
 install_file 0755 "$TMP/vif-guard-cli" "$PREFIX/sbin/vif-guard"
 

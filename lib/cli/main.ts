@@ -96,15 +96,17 @@ export async function main(argv: string[]): Promise<number> {
           y
             .positional('action', { choices: ['listen', 'send'] as const, demandOption: true })
             .option('port', { type: 'number', array: true, default: [] as number[] })
+            .option('port6', { type: 'number', array: true, default: [] as number[] })
             .option('seconds', { type: 'number', default: 4 })
             .option('ready-file', { type: 'string' })
+            .option('stop-file', { type: 'string' })
             .option('from', { type: 'string', default: '0.0.0.0' })
             .option('sport', { type: 'number', default: 0 })
             .option('to', { type: 'string', default: '' })
             .option('dport', { type: 'number', default: 0 })
             .option('token', { type: 'string', default: '' }),
         async (args) => {
-          if (args.action === 'listen') await listen(args.port, Math.min(args.seconds, 30), args['ready-file']);
+          if (args.action === 'listen') await listen(args.port, Math.min(args.seconds, 30), args['ready-file'], args.port6, args['stop-file']);
           else await send({ from: args.from, sport: args.sport, to: args.to, dport: args.dport, token: args.token });
         },
       )

@@ -4,12 +4,15 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { VifGuardError } from '../errors.js';
 import type { Runner } from '../runner.js';
+import { DEMO6 } from './flows.js';
 
 export interface DemoGuest {
   readonly name: string;
   readonly ns: string;
   readonly vif: string;
   readonly address: string;
+  readonly address6: string;
+  readonly mac: string;
   readonly hostile: boolean;
 }
 
@@ -22,9 +25,9 @@ export class DemoLab {
   readonly dom0Ip = `${SUBNET}.1`;
   readonly dir = mkdtempSync(join(tmpdir(), 'vif-guard-demo-'));
   readonly guests: DemoGuest[] = [
-    { name: 'web', ns: `vgdemo-${this.id}-web`, vif: 'vif1.0', address: `${SUBNET}.11`, hostile: false },
-    { name: 'db', ns: `vgdemo-${this.id}-db`, vif: 'vif2.0', address: `${SUBNET}.12`, hostile: false },
-    { name: 'evil', ns: `vgdemo-${this.id}-evil`, vif: 'vif3.0', address: `${SUBNET}.13`, hostile: true },
+    { name: 'web', ns: `vgdemo-${this.id}-web`, vif: 'vif1.0', address: `${SUBNET}.11`, address6: `${DEMO6}::11`, mac: '00:16:3e:00:00:11', hostile: false },
+    { name: 'db', ns: `vgdemo-${this.id}-db`, vif: 'vif2.0', address: `${SUBNET}.12`, address6: `${DEMO6}::12`, mac: '00:16:3e:00:00:12', hostile: false },
+    { name: 'evil', ns: `vgdemo-${this.id}-evil`, vif: 'vif3.0', address: `${SUBNET}.13`, address6: `${DEMO6}::13`, mac: '00:16:3e:00:00:13', hostile: true },
   ];
   private readonly made: string[] = [];
 
@@ -41,7 +44,7 @@ export class DemoLab {
     if (result.exitCode !== 0) throw new VifGuardError('KERNEL', `ip ${args.join(' ')} failed: ${result.stderr.trim()}`);
   }
 
-  async inNs(ns: string, args: string[], timeout = 15_000) {
+  inNs(ns: string, args: string[], timeout = 15_000) {
     return this.runner.run('ip', ['netns', 'exec', ns, ...args], { timeout });
   }
 
@@ -55,9 +58,10 @@ export class DemoLab {
     for (const guest of this.guests) {
       await this.ip('netns', 'add', guest.ns);
       this.made.push(guest.ns);
-      await this.ip('link', 'add', guest.vif, 'netns', this.dom0, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', guest.ns);
+      await this.ip('link', 'add', guest.vif, 'netns', this.dom0, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', guest.ns, 'address', guest.mac);
       await this.ip('-n', guest.ns, 'link', 'set', 'lo', 'up');
       await this.ip('-n', guest.ns, 'addr', 'add', `${guest.address}/24`, 'dev', 'eth0');
+      await this.ip('-n', guest.ns, 'addr', 'add', `${guest.address6}/64`, 'dev', 'eth0', 'nodad');
       await this.ip('-n', guest.ns, 'link', 'set', 'eth0', 'up');
       await this.ip('-n', this.dom0, 'link', 'set', guest.vif, 'master', 'xenbr0', 'up');
     }
@@ -65,6 +69,7 @@ export class DemoLab {
     const evil = this.guest('evil');
     await this.ip('-n', evil.ns, 'addr', 'add', `${SUBNET}.66/32`, 'dev', 'eth0');
     await this.ip('-n', evil.ns, 'addr', 'add', `${this.guest('web').address}/32`, 'dev', 'eth0');
+    await this.ip('-n', evil.ns, 'addr', 'add', `${this.guest('db').address6}/128`, 'dev', 'eth0', 'nodad');
     writeFileSync(join(this.dir, 'vif-guard.conf'), '[general]\nbackend = auto\n');
   }
 

@@ -1,5 +1,5 @@
 import { VifGuardError, invalid, type Origin } from '../errors.js';
-import { parseIfname } from '../guest/validate.js';
+import { parseIfname, parseMac } from '../guest/validate.js';
 
 export type HotplugAction = 'up' | 'down';
 
@@ -17,6 +17,8 @@ export interface HotplugRequest {
   readonly bridge: string | undefined;
   /** Guest name when the caller knows it (xenstore's /local/domain/<domid>/name otherwise). */
   readonly guest?: string | undefined;
+  /** Guest MAC when the caller knows it (xenstore's mac node otherwise). */
+  readonly mac?: string | undefined;
 }
 
 const XENBUS_PATH = /^(\/local\/domain\/0\/)?backend\/vif\/\d{1,5}\/\d{1,4}$/;
@@ -77,7 +79,7 @@ export function parseHookArguments(action: HotplugAction, argv: readonly string[
     options.set(key.slice(2), value);
     i += 1;
   }
-  const known = new Set(['dev', 'type-if', 'ip', 'bridge', 'xenbus-path', 'command', 'guest']);
+  const known = new Set(['dev', 'type-if', 'ip', 'bridge', 'xenbus-path', 'command', 'guest', 'mac']);
   for (const key of options.keys()) if (!known.has(key)) throw invalid('option', `one of --${[...known].join(', --')}`, `--${key}`, origin);
   const command = options.get('command');
   if (command !== undefined && actionOf(command, origin) !== action) {
@@ -99,5 +101,6 @@ export function parseHookArguments(action: HotplugAction, argv: readonly string[
     ip: options.get('ip'),
     bridge: bridge === undefined ? undefined : parseIfname(bridge, 'bridge', origin),
     ...(guest === undefined ? {} : { guest }),
+    ...(options.get('mac') ? { mac: parseMac(options.get('mac') ?? '', origin) } : {}),
   };
 }

@@ -43,7 +43,7 @@ export async function readPortFromXenstore(request: HotplugRequest, xenstore: Xe
     ifname,
     guest: request.guest ?? (name && GUEST_NAME.test(name) ? name : domid ? `domid-${domid}` : '-'),
     bridge: bridgeName,
-    mac: mac ? parseMac(mac, origin('mac')) : undefined,
+    mac: mac ? parseMac(mac, origin('mac')) : request.mac,
     addresses,
   };
 }
