@@ -2,7 +2,6 @@ import { createHash } from 'node:crypto';
 import { VifGuardError } from '../errors.js';
 import type { Runner } from '../runner.js';
 import type { BridgeSpec } from '../rules/types.js';
-import { l2Chain } from '../rules/l2.js';
 import type { Counter } from './save-parse.js';
 
 /*
@@ -11,84 +10,87 @@ import type { Counter } from './save-parse.js';
  *   PACKET_OTHERHOST into PACKET_HOST before the IPv4 PREROUTING hooks run, so raw PREROUTING cannot
  *   tell a frame the bridge switches from one dom0 routes or NATs (which must stay tracked).
  * - Layer-2 checks per guest port (MAC, ARP, ethertypes), reached by one `iifname vmap` lookup.
+ * Chain names carry digests of their rules, so the state can be read from chain names, map and
+ * set elements alone: listing rules makes nft fetch every rule of every chain.
  */
 export const NFT_TABLE = 'vif_guard';
+
+const SKELETON_TEXT = [
+  'set ports { type ifname; }',
+  'set macs { type ether_addr; }',
+  'map guests { type ifname : verdict; }',
+  'prerouting: type filter hook prerouting priority -300; policy accept;',
+  'prerouting: meta pkttype other iifname @ports notrack comment "vg:notrack-from-guest"',
+  'prerouting: meta pkttype other ether daddr @macs notrack comment "vg:notrack-to-guest"',
+  'from_guest: type filter hook prerouting priority -290; policy accept;',
+  'from_guest: iifname vmap @guests comment "vg:dispatch"',
+].join('\n');
+const SKELETON_DIGEST = createHash('sha256').update(SKELETON_TEXT).digest('hex').slice(0, 12);
+export const PREROUTING = `prerouting_${SKELETON_DIGEST}`;
+export const FROM_GUEST = `from_guest_${SKELETON_DIGEST}`;
 
 function skeleton(): string[] {
   return [
     '  set ports { type ifname; }',
     '  set macs { type ether_addr; }',
     '  map guests { type ifname : verdict; }',
-    '  chain prerouting {',
+    `  chain ${PREROUTING} {`,
     '    type filter hook prerouting priority -300; policy accept;',
-    '    meta pkttype other iifname @ports notrack comment "vg:notrack-from-guest#SKEL"',
-    '    meta pkttype other ether daddr @macs notrack comment "vg:notrack-to-guest#SKEL"',
+    '    meta pkttype other iifname @ports notrack comment "vg:notrack-from-guest"',
+    '    meta pkttype other ether daddr @macs notrack comment "vg:notrack-to-guest"',
     '  }',
-    '  chain from_guest {',
+    `  chain ${FROM_GUEST} {`,
     '    type filter hook prerouting priority -290; policy accept;',
-    '    iifname vmap @guests comment "vg:dispatch#SKEL"',
+    '    iifname vmap @guests comment "vg:dispatch"',
     '  }',
   ];
 }
-
-/** A digest of the skeleton, so a vif-guard upgrade that changes it rebuilds the table. */
-const SKELETON_DIGEST = createHash('sha256').update(skeleton().join('\n')).digest('hex').slice(0, 12);
-const SKELETON = skeleton().map((line) => line.replace('#SKEL', `#${SKELETON_DIGEST}`));
-const SKELETON_RULES = SKELETON.filter((line) => line.includes('comment "vg:')).length;
 
 export interface LiveBridge {
   readonly exists: boolean;
   readonly skeletonCurrent: boolean;
   readonly ports: readonly string[];
   readonly macs: readonly string[];
-  /** Guest chain name -> the comments of its rules, in order. */
-  readonly chains: ReadonlyMap<string, string[]>;
+  /** Guest chains (g_*) in the table. */
+  readonly chains: ReadonlySet<string>;
   /** Map key (ifname) -> chain it jumps to. */
   readonly dispatch: ReadonlyMap<string, string>;
-  /** Guest chain name -> class -> counter of its drop rule. */
+  /** Guest chain -> class -> counter of its drop rule (only from a full listing). */
   readonly counters: ReadonlyMap<string, Map<string, Counter>>;
 }
 
-export const ABSENT: LiveBridge = { exists: false, skeletonCurrent: false, ports: [], macs: [], chains: new Map(), dispatch: new Map(), counters: new Map() };
+export const ABSENT: LiveBridge = { exists: false, skeletonCurrent: false, ports: [], macs: [], chains: new Set(), dispatch: new Map(), counters: new Map() };
 
 interface NftItem {
-  set?: { name?: string; type?: string; elem?: unknown[] };
-  map?: { name?: string; elem?: unknown[] };
-  chain?: { name?: string };
-  rule?: { chain?: string; comment?: string; expr?: Array<{ counter?: { packets?: number; bytes?: number } }> };
+  set?: { name?: string; table?: string; elem?: unknown[] };
+  map?: { name?: string; table?: string; elem?: unknown[] };
+  chain?: { name?: string; table?: string };
+  rule?: { chain?: string; table?: string; comment?: string; expr?: Array<{ counter?: { packets?: number; bytes?: number } }> };
 }
 
-/** Parse `nft -j list table bridge vif_guard`. */
-export function parseBridgeJson(text: string): LiveBridge {
-  const items = ((JSON.parse(text) as { nftables?: NftItem[] }).nftables ?? []);
+/** Parse `nft -j` output: a full table listing, or the chains/map/sets listings a hook uses. */
+export function parseBridgeJson(texts: readonly string[]): LiveBridge {
+  const items = texts.flatMap((text) => (JSON.parse(text) as { nftables?: NftItem[] }).nftables ?? []);
+  const ours = (table: string | undefined) => table === undefined || table === NFT_TABLE;
   const setElems = (name: string) =>
-    items.flatMap((item) => (item.set?.name === name ? (item.set.elem ?? []) : [])).filter((elem): elem is string => typeof elem === 'string');
-  const chains = new Map<string, string[]>();
+    items.flatMap((item) => (item.set?.name === name && ours(item.set.table) ? (item.set.elem ?? []) : [])).filter((elem): elem is string => typeof elem === 'string');
+  const names = new Set(items.flatMap((item) => (item.chain?.name && ours(item.chain.table) ? [item.chain.name] : [])));
   const counters = new Map<string, Map<string, Counter>>();
-  const skeletonComments: string[] = [];
   for (const item of items) {
-    if (item.chain?.name?.startsWith('g_')) chains.set(item.chain.name, chains.get(item.chain.name) ?? []);
     const rule = item.rule;
-    if (!rule?.chain) continue;
-    const comment = rule.comment ?? '';
-    if (!rule.chain.startsWith('g_')) {
-      skeletonComments.push(comment);
-      continue;
-    }
-    chains.set(rule.chain, [...(chains.get(rule.chain) ?? []), comment]);
+    if (!rule?.chain?.startsWith('g_') || !ours(rule.table)) continue;
     const counter = rule.expr?.find((expr) => expr.counter)?.counter;
-    const cls = /^vg:([a-z0-9-]+)#/.exec(comment)?.[1];
-    if (counter && cls) {
-      const perChain = counters.get(rule.chain) ?? new Map<string, Counter>();
-      perChain.set(cls, { packets: counter.packets ?? 0, bytes: counter.bytes ?? 0 });
-      counters.set(rule.chain, perChain);
-    }
+    const cls = /^vg:([a-z0-9-]+)$/.exec(rule.comment ?? '')?.[1];
+    if (!counter || !cls) continue;
+    const perChain = counters.get(rule.chain) ?? new Map<string, Counter>();
+    perChain.set(cls, { packets: counter.packets ?? 0, bytes: counter.bytes ?? 0 });
+    counters.set(rule.chain, perChain);
   }
   const dispatch = new Map<string, string>();
   for (const item of items) {
-    if (item.map?.name !== 'guests') continue;
+    if (item.map?.name !== 'guests' || !ours(item.map.table)) continue;
     for (const elem of item.map.elem ?? []) {
-      // [ "vif1.0", { "jump": { "target": "g_vif1.0" } } ]
+      // [ "vif1.0", { "jump": { "target": "g_vif1.0_..." } } ]
       if (Array.isArray(elem) && typeof elem[0] === 'string') {
         const target = (elem[1] as { jump?: { target?: string } } | undefined)?.jump?.target;
         if (target) dispatch.set(elem[0], target);
@@ -96,33 +98,32 @@ export function parseBridgeJson(text: string): LiveBridge {
     }
   }
   return {
-    exists: true,
-    skeletonCurrent: skeletonComments.length === SKELETON_RULES && skeletonComments.every((comment) => comment.endsWith(`#${SKELETON_DIGEST}`)),
+    exists: names.size > 0 || items.some((item) => item.map?.name === 'guests'),
+    skeletonCurrent: names.has(PREROUTING) && names.has(FROM_GUEST),
     ports: setElems('ports'),
     macs: setElems('macs'),
-    chains,
+    chains: new Set([...names].filter((name) => name.startsWith('g_'))),
     dispatch,
     counters,
   };
 }
 
 const quote = (value: string) => `"${value}"`;
-const digestOf = (rules: readonly string[]) => rules.map((rule) => /comment "([^"]*)"$/.exec(rule)?.[1] ?? '');
 
 function fullTable(desired: BridgeSpec): string {
-  const lines = [`table bridge ${NFT_TABLE} {`, ...SKELETON];
-  for (const guest of desired.guests) lines.push(`  chain ${l2Chain(guest.ifname)} {`, ...guest.rules.map((rule) => `    ${rule}`), '  }');
+  const lines = [`table bridge ${NFT_TABLE} {`, ...skeleton()];
+  for (const guest of desired.guests) lines.push(`  chain ${guest.chain} {`, ...guest.rules.map((rule) => `    ${rule}`), '  }');
   lines.push('}');
-  const elements: string[] = [];
-  if (desired.notrack?.ports.length) elements.push(`add element bridge ${NFT_TABLE} ports { ${desired.notrack.ports.map(quote).join(', ')} }`);
-  if (desired.notrack?.macs.length) elements.push(`add element bridge ${NFT_TABLE} macs { ${desired.notrack.macs.join(', ')} }`);
-  if (desired.guests.length) elements.push(`add element bridge ${NFT_TABLE} guests { ${desired.guests.map((g) => `${quote(g.ifname)} : jump ${l2Chain(g.ifname)}`).join(', ')} }`);
-  return [...lines, ...elements].join('\n');
+  if (desired.notrack?.ports.length) lines.push(`add element bridge ${NFT_TABLE} ports { ${desired.notrack.ports.map(quote).join(', ')} }`);
+  if (desired.notrack?.macs.length) lines.push(`add element bridge ${NFT_TABLE} macs { ${desired.notrack.macs.join(', ')} }`);
+  if (desired.guests.length) lines.push(`add element bridge ${NFT_TABLE} guests { ${desired.guests.map((g) => `${quote(g.ifname)} : jump ${g.chain}`).join(', ')} }`);
+  return lines.join('\n');
 }
 
 /**
  * The nft script (one atomic transaction) that turns live into desired; empty when nothing changes.
- * Unchanged guest chains are not touched, so their counters survive.
+ * A guest whose rules change gets a new chain and its map element is repointed in the same
+ * transaction; unchanged chains are not touched, so their counters survive.
  */
 export function planBridge(live: LiveBridge, desired: BridgeSpec | undefined): string {
   if (!desired) return live.exists ? `delete table bridge ${NFT_TABLE}\n` : '';
@@ -130,23 +131,19 @@ export function planBridge(live: LiveBridge, desired: BridgeSpec | undefined): s
     return `table bridge ${NFT_TABLE} {}\ndelete table bridge ${NFT_TABLE}\n${fullTable(desired)}\n`;
   }
   const lines: string[] = [];
-  const wanted = new Map(desired.guests.map((guest) => [l2Chain(guest.ifname), guest]));
-  // Removals first: dispatch elements, then the chains they pointed to.
+  const wanted = new Map(desired.guests.map((guest) => [guest.ifname, guest]));
+  const wantedChains = new Set(desired.guests.map((guest) => guest.chain));
+  for (const guest of desired.guests) {
+    if (live.chains.has(guest.chain)) continue;
+    lines.push(`add chain bridge ${NFT_TABLE} ${guest.chain}`, ...guest.rules.map((rule) => `add rule bridge ${NFT_TABLE} ${guest.chain} ${rule}`));
+  }
   for (const [ifname, target] of live.dispatch) {
-    if (!wanted.has(target) || wanted.get(target)?.ifname !== ifname) lines.push(`delete element bridge ${NFT_TABLE} guests { ${quote(ifname)} }`);
+    if (wanted.get(ifname)?.chain !== target) lines.push(`delete element bridge ${NFT_TABLE} guests { ${quote(ifname)} }`);
   }
-  for (const chain of live.chains.keys()) if (!wanted.has(chain)) lines.push(`flush chain bridge ${NFT_TABLE} ${chain}`, `delete chain bridge ${NFT_TABLE} ${chain}`);
-  for (const [chain, guest] of wanted) {
-    const have = live.chains.get(chain);
-    const want = digestOf(guest.rules);
-    if (have && have.length === want.length && have.every((comment, i) => comment === want[i])) {
-      if (live.dispatch.get(guest.ifname) !== chain) lines.push(`add element bridge ${NFT_TABLE} guests { ${quote(guest.ifname)} : jump ${chain} }`);
-      continue;
-    }
-    lines.push(have ? `flush chain bridge ${NFT_TABLE} ${chain}` : `add chain bridge ${NFT_TABLE} ${chain}`);
-    for (const rule of guest.rules) lines.push(`add rule bridge ${NFT_TABLE} ${chain} ${rule}`);
-    if (live.dispatch.get(guest.ifname) !== chain) lines.push(`add element bridge ${NFT_TABLE} guests { ${quote(guest.ifname)} : jump ${chain} }`);
+  for (const guest of desired.guests) {
+    if (live.dispatch.get(guest.ifname) !== guest.chain) lines.push(`add element bridge ${NFT_TABLE} guests { ${quote(guest.ifname)} : jump ${guest.chain} }`);
   }
+  for (const chain of live.chains) if (!wantedChains.has(chain)) lines.push(`flush chain bridge ${NFT_TABLE} ${chain}`, `delete chain bridge ${NFT_TABLE} ${chain}`);
   const setDiff = (set: 'ports' | 'macs', have: readonly string[], want: readonly string[], q: (v: string) => string) => {
     const removed = have.filter((value) => !want.includes(value));
     const added = want.filter((value) => !have.includes(value));
@@ -158,13 +155,24 @@ export function planBridge(live: LiveBridge, desired: BridgeSpec | undefined): s
   return lines.length ? `${lines.join('\n')}\n` : '';
 }
 
-export async function readBridge(runner: Runner): Promise<LiveBridge> {
-  const result = await runner.run('nft', ['-j', 'list', 'table', 'bridge', NFT_TABLE]);
-  if (result.exitCode !== 0) {
-    if (/No such file or directory/.test(result.stderr)) return ABSENT;
-    throw new VifGuardError('APPLY', `nft list table bridge ${NFT_TABLE} failed: ${result.stderr.trim().split('\n')[0] ?? ''}`);
+/**
+ * The live table. `full` lists every rule (for counters: status, doctor); otherwise only chain
+ * names, the map and the sets, which is what a hook needs and stays fast with thousands of guests.
+ */
+export async function readBridge(runner: Runner, full = false): Promise<LiveBridge> {
+  const lists = full
+    ? [['list', 'table', 'bridge', NFT_TABLE]]
+    : [['list', 'chains', 'bridge'], ['list', 'map', 'bridge', NFT_TABLE, 'guests'], ['list', 'set', 'bridge', NFT_TABLE, 'ports'], ['list', 'set', 'bridge', NFT_TABLE, 'macs']];
+  const texts: string[] = [];
+  for (const args of lists) {
+    const result = await runner.run('nft', ['-j', ...args]);
+    if (result.exitCode !== 0) {
+      if (/No such file or directory/.test(result.stderr)) return ABSENT;
+      throw new VifGuardError('APPLY', `nft ${args.join(' ')} failed: ${result.stderr.trim().split('\n')[0] ?? ''}`);
+    }
+    texts.push(result.stdout);
   }
-  return parseBridgeJson(result.stdout);
+  return parseBridgeJson(texts);
 }
 
 export async function applyBridge(runner: Runner, script: string): Promise<void> {

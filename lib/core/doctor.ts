@@ -215,7 +215,7 @@ export async function runDoctor(env: DoctorEnv): Promise<Check[]> {
   try {
     checks.push(...(await checkIptables(env)));
     const state = await readLive({ runner: env.runner, settings: env.settings, lockPath: '', log: () => undefined });
-    const bridge = env.runner.which('nft') ? await readBridge(env.runner) : undefined;
+    const bridge = env.runner.which('nft') ? await readBridge(env.runner, true) : undefined;
     live = { filter4: state.tables[4], filter6: state.tables[6], bridge };
   } catch (error) {
     checks.push({ id: 'iptables', level: 'error', message: toVifGuardError(error).shortMessage, fix: 'apt-get install iptables' });

@@ -5,7 +5,6 @@ import type { LiveBridge } from '../backend/nft-bridge.js';
 import { jumpsInPlace } from '../backend/diff.js';
 import { renderRuleBody } from '../backend/render.js';
 import { buildRuleset } from '../rules/build.js';
-import { l2Chain } from '../rules/l2.js';
 import { portInChain, portOfChain, portOutChain } from '../rules/names.js';
 import { buildPortIn6Chain, buildPortInChain, buildPortOut6Chain, buildPortOutChain, isGuarded, parsePortComment } from '../rules/port.js';
 import type { ChainSpec, TableSpec } from '../rules/types.js';
@@ -47,7 +46,8 @@ function counterOf(live: LiveTable, chain: string, pick: (body: string) => boole
 
 function countersFor(live: LiveState, vif: string): Pick<PortStatus, 'spoofed' | 'dropped'> {
   const inChain = portInChain(vif);
-  const l2 = live.bridge?.counters.get(l2Chain(vif));
+  const chain = live.bridge?.dispatch.get(vif);
+  const l2 = chain ? live.bridge?.counters.get(chain) : undefined;
   const nft = (cls: string) => l2?.get(cls) ?? ZERO;
   const dropped: Record<Reason, Counter> = {
     source4: counterOf(live.filter4, inChain, (body) => body.includes('--comment') && body.endsWith('-j DROP')),
@@ -95,9 +95,7 @@ export function buildStatus(live: LiveState, expected: readonly GuestPort[] | un
       continue;
     }
     const guestL2 = ruleset?.bridge?.guests.find((guest) => guest.ifname === port.ifname);
-    const wantL2 = guestL2?.rules.map((rule) => /comment "([^"]*)"$/.exec(rule)?.[1] ?? '') ?? [];
-    const haveL2 = live.bridge?.chains.get(l2Chain(port.ifname));
-    const l2Ok = haveL2 !== undefined && haveL2.length === wantL2.length && haveL2.every((comment, i) => comment === wantL2[i]);
+    const l2Ok = guestL2 !== undefined && live.bridge?.dispatch.get(port.ifname) === guestL2.chain && (live.bridge?.chains.has(guestL2.chain) ?? false);
     const chains = [buildPortInChain(port, settings), buildPortOutChain(port, settings)];
     const chains6 = [buildPortIn6Chain(port, settings), buildPortOut6Chain(port, settings)];
     const exists = live.filter4.chains.has(portInChain(port.ifname));
@@ -117,7 +115,20 @@ export function buildStatus(live: LiveState, expected: readonly GuestPort[] | un
 }
 
 const label = (value: string) => value.replace(/["\\\n]/g, (c) => (c === '\n' ? '\\n' : `\\${c}`));
-const snake = (reason: string) => reason.replace(/[A-Z0-9]+/g, (m) => `_${m.toLowerCase()}`);
+const LABELS: Record<Reason, string> = {
+  source4: 'source_ipv4',
+  dhcpServer: 'dhcp_server',
+  source6: 'source_ipv6',
+  routerAdvert: 'router_advertisement',
+  redirect: 'redirect',
+  dhcpv6Server: 'dhcpv6_server',
+  mac: 'mac',
+  ethertype: 'ethertype',
+  arpMac: 'arp_mac',
+  arpIp: 'arp_ip',
+  notForGuest4: 'not_for_guest_ipv4',
+  notForGuest6: 'not_for_guest_ipv6',
+};
 
 /** node_exporter textfile format: one counter per port and reason, plus the port's state. */
 export function renderPrometheus(rows: readonly PortStatus[]): string {
@@ -127,8 +138,8 @@ export function renderPrometheus(rows: readonly PortStatus[]): string {
   for (const row of rows) {
     const base = `guest="${label(row.guest)}",vif="${label(row.vif)}"`;
     for (const reason of [...FROM_GUEST_REASONS, ...TO_GUEST_REASONS]) {
-      packets.push(`vif_guard_dropped_packets_total{${base},reason="${snake(reason)}"} ${row.dropped[reason].packets}`);
-      bytes.push(`vif_guard_dropped_bytes_total{${base},reason="${snake(reason)}"} ${row.dropped[reason].bytes}`);
+      packets.push(`vif_guard_dropped_packets_total{${base},reason="${LABELS[reason]}"} ${row.dropped[reason].packets}`);
+      bytes.push(`vif_guard_dropped_bytes_total{${base},reason="${LABELS[reason]}"} ${row.dropped[reason].bytes}`);
     }
     state.push(`vif_guard_port_protected{${base},state="${row.state}"} ${row.state === 'protected' ? 1 : 0}`);
   }

@@ -10,20 +10,29 @@ import type { GuestL2Spec } from './types.js';
  */
 
 /** nft identifiers cannot hold `-`: `_` becomes `__` and `-` becomes `_h`, so the mapping is reversible. */
-export function l2Chain(ifname: string): string {
-  return `g_${ifname.replace(/_/g, '__').replace(/-/g, '_h')}`;
+export function encodeIfname(ifname: string): string {
+  return ifname.replace(/_/g, '__').replace(/-/g, '_h');
+}
+
+/**
+ * A guest's chain is named after its port and the digest of its rules (`g_vif1.0_3f2a...`), so a
+ * hook can tell from the chain names alone, without nft listing every rule of every guest (0.8 s at
+ * 1,000 guests), which chains are current.
+ */
+export function l2Chain(ifname: string, digest: string): string {
+  return `g_${encodeIfname(ifname)}_${digest}`;
 }
 
 export function ifnameOfL2Chain(chain: string): string | undefined {
-  if (!chain.startsWith('g_')) return undefined;
-  return chain.slice(2).replace(/_(_|h)/g, (_all, c: string) => (c === '_' ? '_' : '-'));
+  const match = /^g_(.*)_[0-9a-f]{12}$/.exec(chain);
+  return match?.[1]?.replace(/_(_|h)/g, (_all, c: string) => (c === '_' ? '_' : '-'));
 }
 
 export type L2Class = 'mac' | 'l2' | 'arp-mac' | 'arp-ip';
 
 const ETHERTYPES = ['ip', 'arp', 'ip6'];
 
-/** The rules of one guest's chain; every rule carries `vg:<class>#<digest of the whole chain>`. */
+/** The rules of one guest's chain; every rule carries `vg:<class>` so status can read its counter. */
 export function buildGuestL2(ifname: string, mac: string | undefined, ipv4: readonly GuestAddress[], settings: Settings): GuestL2Spec {
   const checks: { cls: L2Class; match: string }[] = [];
   if (mac) checks.push({ cls: 'mac', match: `ether saddr != ${mac}` });
@@ -41,7 +50,7 @@ export function buildGuestL2(ifname: string, mac: string | undefined, ipv4: read
   const digest = createHash('sha256').update(plain.join('\n')).digest('hex').slice(0, 12);
   const rules = plain.map((line) => {
     const bar = line.lastIndexOf('|');
-    return `${line.slice(0, bar)} comment "vg:${line.slice(bar + 1)}#${digest}"`;
+    return `${line.slice(0, bar)} comment "vg:${line.slice(bar + 1)}"`;
   });
-  return { ifname, rules };
+  return { ifname, chain: l2Chain(ifname, digest), rules };
 }

@@ -33,6 +33,8 @@ export interface NotrackSpec {
 /** One guest's layer-2 checks (MAC, ARP, ethertypes) as nft rule texts for its chain in `bridge vif_guard`. */
 export interface GuestL2Spec {
   readonly ifname: string;
+  /** `g_<ifname>_<digest of the rules>`. */
+  readonly chain: string;
   readonly rules: readonly string[];
 }
 

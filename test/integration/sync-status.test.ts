@@ -98,7 +98,7 @@ describe.skipIf(!CAN_USE_NETNS).each(VARIANTS)('sync and status on iptables-%s',
     expect(rows.find((row) => row.vif === 'vif2.0')?.spoofed.packets).toBeGreaterThanOrEqual(3);
     expect(rows.find((row) => row.vif === 'vif1.0')?.spoofed.packets).toBe(0);
     const text = readFileSync(prom, 'utf8');
-    expect(text).toMatch(/^vif_guard_dropped_packets_total\{guest="beta",vif="vif2.0",reason="source4"\} [3-9]\d*$/m);
+    expect(text).toMatch(/^vif_guard_dropped_packets_total\{guest="beta",vif="vif2.0",reason="source_ipv4"\} [3-9]\d*$/m);
     expect(text).toContain('vif_guard_port_protected{guest="alpha",vif="vif1.0",state="protected"} 1');
   }, 60_000);
 

@@ -23,7 +23,7 @@ function writeAtomically(path: string, text: string): void {
 export async function collectStatus(): Promise<{ rows: PortStatus[]; variant: string; warnings: string[] }> {
   const ctx = createContext();
   const state = await readLive(ctx, true);
-  const bridge = ctx.runner.which('nft') ? await readBridge(ctx.runner) : undefined;
+  const bridge = ctx.runner.which('nft') ? await readBridge(ctx.runner, true) : undefined;
   const live = { filter4: state.tables[4], filter6: state.tables[6], bridge };
   const warnings = [...state.warnings];
   let expected;

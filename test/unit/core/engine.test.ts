@@ -14,7 +14,7 @@ const settings = { ...DEFAULT_SETTINGS, backend: 'nft' as const, log: false };
 const port: GuestPort = { ifname: 'vm01', guest: 'vm01', bridge: 'xenbr0', mac: '00:16:3e:00:00:01', addresses: parseAddressList('10.0.0.5 2001:db8::5', { source: 't' }) };
 const TOOLS = ['flock', 'iptables-nft-restore', 'iptables-nft-save', 'ip6tables-nft-restore', 'ip6tables-nft-save', 'nft'];
 const noTable = (call: { command: string; args: readonly string[] }) =>
-  call.command === 'nft' && call.args[0] === '-j' ? { exitCode: 1, stderr: 'Error: No such file or directory\n' } : undefined;
+  call.command === 'nft' && call.args[0] === '-j' && call.args.includes('vif_guard') ? { exitCode: 1, stderr: 'Error: No such file or directory\n' } : undefined;
 
 describe('applyPortChange', () => {
   it('takes the lock, reads each family once, and sends one restore per family and one nft transaction', async () => {
@@ -24,12 +24,13 @@ describe('applyPortChange', () => {
       'flock -x -w 20 3',
       'iptables-nft-save ',
       'ip6tables-nft-save -t filter',
-      'nft -j list table bridge vif_guard',
+      'nft -j list chains bridge',
+      'nft -j list map bridge vif_guard guests',
       'iptables-nft-restore --noflush -w 20',
       'ip6tables-nft-restore --noflush -w 20',
       'nft -f -',
     ]);
-    expect(calls[4]?.input).toBe(`*filter
+    expect(calls[5]?.input).toBe(`*filter
 :vif-guard-fwd - [0:0]
 :vif-guard-in - [0:0]
 :vif-guard-out - [0:0]
@@ -52,14 +53,14 @@ describe('applyPortChange', () => {
 -I INPUT 1 -m physdev --physdev-is-in -j vif-guard-in
 COMMIT
 `);
-    const v6 = calls[5]?.input ?? '';
+    const v6 = calls[6]?.input ?? '';
     expect(v6).toContain('-A vif-guard-i-vm01 -p ipv6-icmp -m icmp6 --icmpv6-type 134 -j DROP\n');
     expect(v6).toContain('-A vif-guard-i-vm01 -s fe80::216:3eff:fe00:1/128 -j RETURN\n-A vif-guard-i-vm01 -s 2001:db8::5/128 -j RETURN\n');
     expect(v6).toContain('-A vif-guard-o-vm01 -d ff00::/8 -j RETURN\n');
-    const nft = calls[6]?.input ?? '';
-    expect(nft).toContain('add element bridge vif_guard guests { "vm01" : jump g_vm01 }');
-    expect(nft).toMatch(/chain g_vm01 \{\n {4}ether saddr != 00:16:3e:00:00:01 counter drop comment "vg:mac#[0-9a-f]{12}"\n/);
-    expect(nft).toMatch(/ether type arp arp saddr ip != \{ 0\.0\.0\.0, 10\.0\.0\.5 \} counter drop comment "vg:arp-ip#/);
+    const nft = calls[7]?.input ?? '';
+    expect(nft).toMatch(/add element bridge vif_guard guests \{ "vm01" : jump g_vm01_[0-9a-f]{12} \}/);
+    expect(nft).toMatch(/chain g_vm01_[0-9a-f]{12} \{\n {4}ether saddr != 00:16:3e:00:00:01 counter drop comment "vg:mac"\n/);
+    expect(nft).toMatch(/ether type arp arp saddr ip != \{ 0\.0\.0\.0, 10\.0\.0\.5 \} counter drop comment "vg:arp-ip"/);
   });
 
   it('fails with the lock error when another vif-guard holds the lock too long', async () => {
