@@ -6,6 +6,8 @@ const entries = {
   'vif-up': 'dist/hooks/vif-up.js',
   'vif-down': 'dist/hooks/vif-down.js',
   'vif-hotplug': 'dist/hooks/vif-hotplug.js',
+  'vz-mount': 'dist/hooks/vz-mount.js',
+  'vz-net': 'dist/hooks/vz-net.js',
   'vif-guard': 'dist/lib/cli/main.js',
 };
 

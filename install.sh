@@ -18,6 +18,7 @@ Options:
   --xen-scripts DIR   Xen's hotplug script directory (default /etc/xen/scripts)
   --sysconfdir DIR    where vif-guard.conf, sysctl.d and modules-load.d live (default /etc)
   --systemd-dir DIR   where the systemd units go (default /etc/systemd/system)
+  --vz-dir DIR        OpenVZ's config directory (default /etc/vz; hooks are installed when it exists)
   --no-deps           do not apt-get install missing system tools (fail instead)
   --no-kernel         do not load br_netfilter or set sysctls now (files are still installed)
   --uninstall         remove vif-guard's rules and every file this script installed
@@ -33,6 +34,7 @@ PREFIX=/usr/local
 XEN_SCRIPTS=/etc/xen/scripts
 SYSCONFDIR=/etc
 SYSTEMD_DIR=
+VZ_DIR=/etc/vz
 DEPS=1
 KERNEL=1
 UNINSTALL=0
@@ -49,6 +51,8 @@ while [ $# -gt 0 ]; do
         --sysconfdir=*) SYSCONFDIR="${1#*=}"; shift ;;
         --systemd-dir) SYSTEMD_DIR="${2:?--systemd-dir needs a directory}"; shift 2 ;;
         --systemd-dir=*) SYSTEMD_DIR="${1#*=}"; shift ;;
+        --vz-dir) VZ_DIR="${2:?--vz-dir needs a directory}"; shift 2 ;;
+        --vz-dir=*) VZ_DIR="${1#*=}"; shift ;;
         --no-deps) DEPS=0; shift ;;
         --no-kernel) KERNEL=0; shift ;;
         --uninstall) UNINSTALL=1; shift ;;
@@ -165,13 +169,23 @@ uninstall() {
         return 0
     fi
     local target
+    # First remove what vif-guard installed, then put back what it moved aside to chain to.
     while IFS= read -r target; do
         [ -n "$target" ] || continue
+        case "$target" in moved:*) continue ;; esac
         if [ -e "$DESTDIR$target" ] || [ -L "$DESTDIR$target" ]; then
             run rm -f -- "$DESTDIR$target"
             say "removed $target"
         fi
     done < <(sort -r "$MANIFEST")
+    while IFS= read -r target; do
+        case "$target" in
+            moved:*)
+                local from=${target#moved:} to
+                to=${from%.pre-vif-guard}
+                if [ -e "$DESTDIR$from" ]; then run mv -f -- "$DESTDIR$from" "$DESTDIR$to"; say "restored $to"; fi ;;
+        esac
+    done < "$MANIFEST"
     run rm -f -- "$MANIFEST"
     have_systemd && run systemctl daemon-reload || true
     for dir in "$LIBDIR/bin" "$LIBDIR" "$XEN_SCRIPTS/vif-post.d" "$SYSCONFDIR/vif-guard" "$(dirname "$MANIFEST")"; do
@@ -192,7 +206,7 @@ build_bundle
 TMP=$(mktemp -d)
 trap 'rm -rf "$TMP"' EXIT
 
-for entry in vif-up vif-down vif-hotplug vif-guard; do
+for entry in vif-up vif-down vif-hotplug vz-mount vz-net vif-guard; do
     install_file 0644 "$SRC/dist/bundle/$entry.mjs" "$LIBDIR/$entry.mjs"
     printf '#!/bin/sh\n# vif-guard %s: installed by install.sh\nexec %s %s/%s.mjs "$@"\n' \
         "$entry" "$NODE" "$LIBDIR" "$entry" >"$TMP/$entry"
@@ -224,6 +238,57 @@ if [ "$KERNEL" = 1 ]; then
     [ -e /proc/sys/net/bridge/bridge-nf-call-iptables ] || run modprobe br_netfilter ||
         die "modprobe br_netfilter failed: vif-guard's rules would match nothing"
     run sysctl -q -p "$SYSCONFDIR/sysctl.d/60-vif-guard.conf" || die "could not set net.bridge.bridge-nf-call-*tables=1"
+fi
+
+# OpenVZ: the global vps.mount (host modules, veth protection before a container starts) and the
+# vznet.conf EXTERNAL_SCRIPT (protect each veth before it joins its bridge). Existing ones keep working.
+if [ -d "$DESTDIR$VZ_DIR" ]; then
+    conf_dir="$VZ_DIR/conf"
+    [ -z "$DESTDIR" ] && [ -e "$conf_dir" ] && conf_dir=$(readlink -f "$conf_dir")
+    mount_hook="$conf_dir/vps.mount"
+    if [ -e "$DESTDIR$mount_hook" ] && ! in_manifest "$mount_hook"; then
+        run mv -- "$DESTDIR$mount_hook" "$DESTDIR$mount_hook.pre-vif-guard"
+        [ "$DRY_RUN" = 1 ] || echo "moved:$mount_hook.pre-vif-guard" >>"$MANIFEST"
+        say "your $mount_hook now runs after vif-guard's, as $mount_hook.pre-vif-guard"
+    fi
+    render "$SRC/templates/openvz/vps.mount" >"$TMP/vps.mount"
+    install_file 0755 "$TMP/vps.mount" "$mount_hook"
+
+    vznet="$VZ_DIR/vznet.conf"
+    our_net="$LIBDIR/bin/vznet-hook"
+    previous=""
+    if [ -f "$DESTDIR$vznet" ]; then
+        previous=$( . "$DESTDIR$vznet" >/dev/null 2>&1; printf '%s' "${EXTERNAL_SCRIPT:-}" )
+        [ "$previous" = "$our_net" ] && previous=$(cat "$DESTDIR$LIBDIR/vznet-chain" 2>/dev/null || true)
+    fi
+    if [ -n "$previous" ]; then
+        chain="exec \"$previous\" \"\$@\""
+        printf '%s' "$previous" >"$TMP/vznet-chain"
+        install_file 0644 "$TMP/vznet-chain" "$LIBDIR/vznet-chain"
+    else
+        # What vznetcfg does when there is no EXTERNAL_SCRIPT: bring the interface up.
+        chain='case "$1" in init) exec ip link set "$3" up ;; esac'
+    fi
+    sed -e "s|@LIBEXEC@|$LIBDIR/bin|g" "$SRC/templates/openvz/vznet-hook" | awk -v chain="$chain" '{ if ($0 == "@CHAIN@") print chain; else print }' >"$TMP/vznet-hook"
+    install_file 0755 "$TMP/vznet-hook" "$our_net"
+    if [ -f "$DESTDIR$vznet" ] && ! grep -q "^EXTERNAL_SCRIPT=\"$our_net\"\$" "$DESTDIR$vznet"; then
+        if ! in_manifest "moved:$vznet.pre-vif-guard"; then
+            run cp -p -- "$DESTDIR$vznet" "$DESTDIR$vznet.pre-vif-guard"
+            [ "$DRY_RUN" = 1 ] || echo "moved:$vznet.pre-vif-guard" >>"$MANIFEST"
+        fi
+        if [ "$DRY_RUN" = 0 ]; then
+            grep -v '^[[:space:]]*EXTERNAL_SCRIPT=' "$DESTDIR$vznet" >"$TMP/vznet.conf" || true
+            echo "EXTERNAL_SCRIPT=\"$our_net\"" >>"$TMP/vznet.conf"
+            cat "$TMP/vznet.conf" >"$DESTDIR$vznet"
+        fi
+        say "$vznet: EXTERNAL_SCRIPT is now vif-guard's${previous:+, which then runs $previous}"
+    elif [ ! -f "$DESTDIR$vznet" ]; then
+        printf '# Written by vif-guard install.sh.\nEXTERNAL_SCRIPT="%s"\n' "$our_net" >"$TMP/vznet.conf"
+        install_file 0644 "$TMP/vznet.conf" "$vznet"
+    fi
+    if [ ! -e "$DESTDIR$SYSCONFDIR/vif-guard/containers.conf" ] || in_manifest "$SYSCONFDIR/vif-guard/containers.conf"; then
+        install_file 0644 "$SRC/templates/containers.conf" "$SYSCONFDIR/vif-guard/containers.conf"
+    fi
 fi
 
 # Boot-time recovery: sync after the host's firewall is restored, and after it is restarted.

@@ -10,6 +10,7 @@ import { runSync } from './commands/sync.js';
 import { runStatus } from './commands/status.js';
 import { runDoctorCommand } from './commands/doctor.js';
 import { runDemoCommand } from './commands/demo.js';
+import { runVe } from './commands/ve.js';
 import { listen, send } from '../demo/agent.js';
 
 async function checkConfig(files: string[], json: boolean): Promise<number> {
@@ -88,6 +89,24 @@ export async function main(argv: string[]): Promise<number> {
             .option('json', { type: 'boolean', default: false, describe: 'print the table as JSON' })
             .example('$0 demo', 'see what vif-guard stops, on any Linux machine (as root); also a self-test on a real host'),
         async (args) => set(await runDemoCommand({ json: args.json })),
+      )
+      .command(
+        've <action> <target> [names..]',
+        'OpenVZ: which iptables modules a container may use (allow, deny, list, check); target is a CTID or all',
+        (y) =>
+          y
+            .positional('action', { choices: ['allow', 'deny', 'list', 'check'] as const, demandOption: true })
+            .positional('target', { type: 'string', demandOption: true, describe: 'container ID, or `all` for the global IPTABLES in vz.conf' })
+            .positional('names', { type: 'string', array: true, describe: 'modules: vzctl names (ipt_recent) or the usual ones (recent, state, nat, conntrack)' })
+            .option('restart', { type: 'boolean', default: false, describe: 'restart a running container so the list applies now (vzctl --setmode restart)' })
+            .option('dry-run', { type: 'boolean', default: false, describe: 'print the vzctl command instead of running it' })
+            .option('rule', { type: 'string', describe: 'with check: the iptables arguments that fail inside the container' })
+            .option('json', { type: 'boolean', default: false })
+            .example('$0 ve allow 101 recent state', 'let container 101 use -m recent and -m state (adds ip_conntrack, keeps its list)')
+            .example('$0 ve check 101 --rule "-A INPUT -m recent --set"', 'why does this fail inside container 101?')
+            .example('$0 ve deny 101 nat --dry-run', 'show the vzctl command that removes NAT'),
+        async (args) =>
+          set(await runVe(args.action, String(args.target), (args.names as string[] | undefined) ?? [], { restart: args.restart, dryRun: args['dry-run'], json: args.json, rule: args.rule })),
       )
       .command(
         'demo-agent <action>',

@@ -41,6 +41,9 @@ const KEYS: Record<string, { field: keyof Settings; parse: Parser; expected: str
   xl_conf: { field: 'xlConf', parse: absolutePath, expected: 'an absolute path' },
   vz_conf: { field: 'vzConf', parse: absolutePath, expected: 'an absolute path' },
   vz_conf_dir: { field: 'vzConfDir', parse: absolutePath, expected: 'an absolute path' },
+  containers_conf: { field: 'containersConf', parse: absolutePath, expected: 'an absolute path' },
+  modules_load_file: { field: 'modulesLoadFile', parse: absolutePath, expected: 'an absolute path' },
+  vznet_conf: { field: 'vznetConf', parse: absolutePath, expected: 'an absolute path' },
 };
 
 const SECTIONS = ['general', 'xen', 'openvz'];

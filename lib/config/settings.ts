@@ -24,6 +24,11 @@ export interface Settings {
   /** OpenVZ: the global config and the per-container configs. */
   readonly vzConf: string;
   readonly vzConfDir: string;
+  /** vif-guard's per-container veth addresses (INI: [CTID] ifname = addresses). */
+  readonly containersConf: string;
+  /** Where `ve allow` persists the host modules it loaded. */
+  readonly modulesLoadFile: string;
+  readonly vznetConf: string;
 }
 
 export const DEFAULT_SETTINGS: Settings = {
@@ -40,4 +45,7 @@ export const DEFAULT_SETTINGS: Settings = {
   xlConf: '/etc/xen/xl.conf',
   vzConf: '/etc/vz/vz.conf',
   vzConfDir: '/etc/vz/conf',
+  containersConf: '/etc/vif-guard/containers.conf',
+  modulesLoadFile: '/etc/modules-load.d/vif-guard-openvz.conf',
+  vznetConf: '/etc/vz/vznet.conf',
 };

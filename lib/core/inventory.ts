@@ -3,6 +3,7 @@ import type { GuestPort } from '../guest/model.js';
 import type { Runner } from '../runner.js';
 import { findDomuConfigs, readDomuNetworks } from '../xen/domu-files.js';
 import { buildXenInventory, listRunningVifs } from '../xen/inventory.js';
+import { containerPorts, readContainer, runningContainers } from '../openvz/host.js';
 
 export interface Inventory {
   /** Every port that should exist now, validated. */
@@ -12,14 +13,25 @@ export interface Inventory {
   readonly hypervisor: boolean;
 }
 
-/** What sync protects: running Xen domains (xenstore) with their domU configs. Throws, changing nothing, on any bad value. */
+/**
+ * What sync protects: running Xen domains (xenstore) with their domU configs, and running OpenVZ
+ * containers' veths (vzlist, CTID.conf, containers.conf). Throws, changing nothing, on any bad value.
+ */
 export async function collectInventory(runner: Runner, settings: Settings): Promise<Inventory> {
+  const warnings: string[] = [];
+  const ports: GuestPort[] = [];
   const running = await listRunningVifs(runner);
-  const configs = readDomuNetworks(findDomuConfigs(settings.xenConfigDir));
-  if (running === undefined) {
-    const warnings = configs.some((config) => config.vifs.length > 0) ? ['xenstore clients are not installed: no running domain can be seen'] : [];
-    return { ports: [], warnings, hypervisor: false };
+  if (running !== undefined) {
+    const xen = buildXenInventory(running, readDomuNetworks(findDomuConfigs(settings.xenConfigDir)));
+    ports.push(...xen.ports);
+    warnings.push(...xen.warnings);
   }
-  const xen = buildXenInventory(running, configs);
-  return { ports: xen.ports, warnings: xen.warnings, hypervisor: true };
+  const containers = await runningContainers(runner);
+  for (const ctid of containers ?? []) ports.push(...containerPorts(settings, readContainer(settings, ctid)));
+  const seen = new Set<string>();
+  for (const port of ports) {
+    if (seen.has(port.ifname)) warnings.push(`${port.ifname} is claimed twice (a Xen vif and an OpenVZ veth?); the last one wins`);
+    seen.add(port.ifname);
+  }
+  return { ports: [...new Map(ports.map((port) => [port.ifname, port])).values()], warnings, hypervisor: running !== undefined || containers !== undefined };
 }

@@ -1,0 +1,5 @@
+#!/usr/bin/env node
+// OpenVZ vznet.conf EXTERNAL_SCRIPT: protect one veth as vznetcfg brings it up.
+import { runVzNet } from '../lib/openvz/hooks.js';
+
+process.exitCode = await runVzNet(process.argv.slice(2));

@@ -1,0 +1,100 @@
+import { readFileSync, realpathSync, renameSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import type { Settings } from '../config/settings.js';
+import { VifGuardError } from '../errors.js';
+import type { GuestPort } from '../guest/model.js';
+import type { Runner } from '../runner.js';
+import { loadContainerAddresses } from './addresses.js';
+import { effectiveMask, iptablesSetting, parseContainerConfig, parseVzConfig, validateCtid, type ContainerConfig, type Effective, type IptablesSetting } from './config.js';
+import { hostModulesFor } from './modules.js';
+
+/** The real per-container config directory: /etc/vz/conf may be a symlink (RPM, Proxmox). */
+export function confDir(settings: Settings): string {
+  try {
+    return realpathSync(settings.vzConfDir);
+  } catch {
+    return settings.vzConfDir;
+  }
+}
+
+export function readText(path: string): string | undefined {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw new VifGuardError('INVALID_INPUT', `cannot read ${path}: ${(error as Error).message}`);
+  }
+}
+
+export function readContainer(settings: Settings, ctid: string, file?: string): ContainerConfig {
+  validateCtid(ctid, { source: 'container ID' });
+  const path = file ?? join(confDir(settings), `${ctid}.conf`);
+  const text = readText(path);
+  if (text === undefined) throw new VifGuardError('INVALID_INPUT', `no container ${ctid}: ${path} does not exist`);
+  return parseContainerConfig(text, ctid, path);
+}
+
+export function readGlobalIptables(settings: Settings): IptablesSetting | undefined {
+  const text = readText(settings.vzConf);
+  return text === undefined ? undefined : iptablesSetting(parseVzConfig(text), settings.vzConf);
+}
+
+export function containerEffective(settings: Settings, ct: ContainerConfig): Effective {
+  return effectiveMask(ct, readGlobalIptables(settings), settings.vzConf);
+}
+
+/** Write a file the way vzctl's own tools should: a temp file in the same directory, then rename. */
+export function writeAtomic(path: string, text: string, mode = 0o644): void {
+  const temp = join(dirname(path), `.${process.pid}.vif-guard.tmp`);
+  try {
+    writeFileSync(temp, text, { mode });
+    renameSync(temp, path);
+  } catch (error) {
+    throw new VifGuardError('INVALID_INPUT', `cannot write ${path}: ${(error as Error).message}`, { cause: error });
+  }
+}
+
+/** Load the host modules a mask needs; each failure names the module. Returns what was asked for. */
+export async function loadHostModules(runner: Runner, mask: bigint): Promise<string[]> {
+  const modules = hostModulesFor(mask);
+  for (const module of modules) {
+    const result = await runner.run('modprobe', [module]);
+    if (result.exitCode !== 0) {
+      throw new VifGuardError('KERNEL', `modprobe ${module} failed on the host: ${result.stderr.trim().split('\n')[0] ?? ''}`);
+    }
+  }
+  return modules;
+}
+
+/** Add modules to vif-guard's modules-load.d file (kept sorted, one per line), so they load at boot. */
+export function persistHostModules(settings: Settings, modules: readonly string[]): boolean {
+  const current = (readText(settings.modulesLoadFile) ?? '').split('\n').filter((line) => line.trim() !== '' && !line.startsWith('#'));
+  const all = [...new Set([...current, ...modules])].sort();
+  if (all.length === current.length) return false;
+  writeAtomic(settings.modulesLoadFile, `# Written by vif-guard ve allow: host modules OpenVZ containers were allowed to use.\n${all.join('\n')}\n`);
+  return true;
+}
+
+/** The ports of one container's bridged veths, with the addresses vif-guard's containers.conf gives them. */
+export function containerPorts(settings: Settings, ct: ContainerConfig): GuestPort[] {
+  const addresses = loadContainerAddresses(settings.containersConf).get(ct.ctid);
+  return ct.veths.map((veth) => ({
+    ifname: veth.hostIfname,
+    guest: `ct${ct.ctid}`,
+    bridge: veth.bridge,
+    mac: veth.mac,
+    addresses: [...(addresses?.get(veth.ifname) ?? [])],
+  }));
+}
+
+/** Running containers, from vzlist; undefined when vzctl is not installed (not an OpenVZ node). */
+export async function runningContainers(runner: Runner): Promise<string[] | undefined> {
+  if (!runner.which('vzlist')) return undefined;
+  const result = await runner.run('vzlist', ['-H', '-o', 'ctid']);
+  if (result.exitCode !== 0) throw new VifGuardError('INVALID_INPUT', `vzlist failed: ${result.stderr.trim()}; nothing was changed`);
+  return result.stdout.split('\n').map((line) => line.trim()).filter((line) => /^\d+$/.test(line));
+}
+
+export function ctConfPath(settings: Settings, ctid: string): string {
+  return join(confDir(settings), `${ctid}.conf`);
+}
