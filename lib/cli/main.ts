@@ -40,7 +40,22 @@ async function removeRules(dryRun: boolean): Promise<number> {
 }
 
 /** The CLI: parse, call one function, map errors to `vif-guard: <message>` and an exit status. */
-export async function main(argv: string[]): Promise<number> {
+/** `--rule "-A INPUT ..."`: yargs would read a value that starts with `-` as options, so glue it on. */
+function glueRule(argv: string[]): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < argv.length; i += 1) {
+    if (argv[i] === '--rule' && argv[i + 1] !== undefined) {
+      out.push(`--rule=${argv[i + 1]}`);
+      i += 1;
+    } else {
+      out.push(argv[i] ?? '');
+    }
+  }
+  return out;
+}
+
+export async function main(rawArgv: string[]): Promise<number> {
+  const argv = glueRule(rawArgv);
   let status = 0;
   const set = (code: number) => {
     status = code;

@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { VifGuardError } from '../errors.js';
 import { validateCtid } from './config.js';
 import { containerEffective, readContainer } from './host.js';
-import { MODULE_TABLE, maskOf, tokensOfMask } from './modules.js';
+import { MODULE_TABLE, tokensOfMask } from './modules.js';
 import { restartPending, type VeContext } from './ve.js';
 
 // iptables -t/-m/-j names -> vzctl tokens (openvz.md 5: what the kernel gates and how it is named).
@@ -88,7 +88,7 @@ export async function check(ctx: VeContext, ctid: string, rule: string | undefin
   if (await restartPending(ctx, ctid)) {
     findings.push({ level: 'problem', message: `container ${ctid}'s module list changed while it was running; vzctl applies it only at start`, fix: `vzctl restart ${ctid}` });
   }
-  if ((effective.mask & maskOf('iptable_filter')) === 0n && needed.tokens.length > 1) {
+  if ((effective.mask & (1n << 1n)) === 0n && needed.tokens.length > 1) {
     findings.push({ level: 'problem', message: `container ${ctid} has no filter table (iptable_filter is not allowed): every filter rule fails`, fix: `vif-guard ve allow ${ctid} iptable_filter --restart` });
   }
   if (findings.every((finding) => finding.level === 'ok')) findings.push({ level: 'ok', message: `container ${ctid} may use ${[...needed.tokens].join(', ')} and the host has the modules loaded` });

@@ -5,7 +5,7 @@ import { VifGuardError } from '../errors.js';
 import type { Runner } from '../runner.js';
 import { parseVzConfig, validateCtid } from './config.js';
 import { containerEffective, ctConfPath, loadHostModules, persistHostModules, readContainer, readGlobalIptables, readText, writeAtomic } from './host.js';
-import { hostModulesFor, maskOf, maskOfTokens, modeFor, NETFILTER_MODES, renderSavedIptables, resolveToken, tokensOfMask, withoutTokens, type NetfilterMode } from './modules.js';
+import { hostModulesFor, maskOfTokens, modeFor, NETFILTER_MODES, renderSavedIptables, resolveToken, tokensOfMask, withoutTokens, type NetfilterMode } from './modules.js';
 
 export interface VeContext {
   readonly runner: Runner;
@@ -25,7 +25,8 @@ export interface VeChange {
   readonly dryRun: boolean;
 }
 
-const FILTER = maskOf('iptable_filter');
+// Only iptable_filter's own bit: its mask also holds ip_tables'.
+const FILTER = 1n << 1n;
 
 async function vzctlHasNetfilter(runner: Runner): Promise<boolean> {
   const result = await runner.run('vzctl', ['--help']);
