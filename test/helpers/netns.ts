@@ -92,12 +92,10 @@ export interface Datagram {
   readonly port: number;
 }
 
-/** Start UDP listeners in a namespace (IPv4 ports, and IPv6 ports); resolves once they are bound. */
-export async function listen(lab: Dom0Lab, ns: string, ports: number[], seconds: number, ports6: number[] = []): Promise<() => Promise<Datagram[]>> {
-  const args = [...ports.flatMap((port) => ['--port', String(port)]), ...ports6.flatMap((port) => ['--port6', String(port)])];
-  const proc: ProcessPromise = $`ip netns exec ${ns} python3 ${PROBE} listen ${args} --seconds ${seconds}`.nothrow();
-  await new Promise<void>((resolveReady, reject) => {
-    const timer = setTimeout(() => reject(new Error(`listener in ${ns} did not start`)), 10_000);
+/** Wait for the probe's {"ready":true} line (its sockets are open), bounded at 10 s. */
+function ready(proc: ProcessPromise, what: string): Promise<void> {
+  return new Promise<void>((resolveReady, reject) => {
+    const timer = setTimeout(() => reject(new Error(`${what} did not start`)), 10_000);
     proc.stdout.on('data', (chunk: Buffer) => {
       if (chunk.toString().includes('"ready"')) {
         clearTimeout(timer);
@@ -105,6 +103,13 @@ export async function listen(lab: Dom0Lab, ns: string, ports: number[], seconds:
       }
     });
   });
+}
+
+/** Start UDP listeners in a namespace (IPv4 ports, and IPv6 ports); resolves once they are bound. */
+export async function listen(lab: Dom0Lab, ns: string, ports: number[], seconds: number, ports6: number[] = []): Promise<() => Promise<Datagram[]>> {
+  const args = [...ports.flatMap((port) => ['--port', String(port)]), ...ports6.flatMap((port) => ['--port6', String(port)])];
+  const proc: ProcessPromise = $`ip netns exec ${ns} python3 ${PROBE} listen ${args} --seconds ${seconds}`.nothrow();
+  await ready(proc, `listener in ${ns}`);
   void lab;
   return async () => {
     const out = await proc;
@@ -118,15 +123,7 @@ export async function listen(lab: Dom0Lab, ns: string, ports: number[], seconds:
 /** Capture every frame arriving on an interface in a namespace; resolves once the socket is open. */
 export async function capture(ns: string, iface: string, seconds: number): Promise<() => Promise<string[]>> {
   const proc: ProcessPromise = $`ip netns exec ${ns} python3 ${PROBE} capture --iface ${iface} --seconds ${seconds}`.nothrow();
-  await new Promise<void>((resolveReady, reject) => {
-    const timer = setTimeout(() => reject(new Error(`capture in ${ns} did not start`)), 10_000);
-    proc.stdout.on('data', (chunk: Buffer) => {
-      if (chunk.toString().includes('"ready"')) {
-        clearTimeout(timer);
-        resolveReady();
-      }
-    });
-  });
+  await ready(proc, `capture in ${ns}`);
   return async () => (await proc).stdout.split('\n').filter((line) => line.includes('"hex"')).map((line) => (JSON.parse(line) as { hex: string }).hex);
 }
 

@@ -195,6 +195,10 @@ describe.skipIf(!CAN_USE_NETNS).each(VARIANTS)('Xen vif-bridge + vif-guard hook 
     const filter = await xen.save('filter');
     expect(filter).not.toContain('vif2.0');
     expect(filter).toContain(':vif-guard-i-web01 ');
+    expect((await lab.inDom0(`ip6tables-${variant}-save`, '-t', 'filter')).stdout).not.toContain('vif2.0');
+    const bridge = (await lab.inDom0('nft', 'list', 'table', 'bridge', 'vif_guard')).stdout;
+    expect(bridge).not.toContain('vif2.0');
+    expect(bridge).toContain('g_web01_');
     const second = await xen.hotplug('vif-bridge', ['offline', 'type_if=vif'], 2, 0);
     expect(second.exitCode).toBe(0);
   }, 60_000);
