@@ -60,7 +60,8 @@ export function parseSettings(text: string, path: string): Settings {
       throw new VifGuardError('INVALID_INPUT', `${path}: unknown section [${section}] (expected [general], [xen] or [openvz])`);
     }
     for (const [key, raw] of Object.entries(body as Record<string, unknown>)) {
-      const spec = KEYS[key];
+      // Own keys only: `valueOf` or `constructor` must be unknown keys, not Object.prototype's.
+      const spec = Object.hasOwn(KEYS, key) ? KEYS[key] : undefined;
       if (!spec) throw new VifGuardError('INVALID_INPUT', `${path}: unknown key \`${key}\` in [${section}] (known: ${Object.keys(KEYS).join(', ')})`);
       const value = spec.parse(String(raw).trim());
       if (value === undefined) throw new VifGuardError('INVALID_INPUT', `${path}: \`${key}\` must be ${spec.expected}, got ${quoteValue(String(raw))}`);

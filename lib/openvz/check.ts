@@ -28,16 +28,16 @@ export function tokensForRule(rule: string): { tokens: string[]; unknown: string
     const next = (words[i + 1] ?? '').replace(/^['"]|['"]$/g, '');
     if (word === '-t' || word === '--table') table = next;
     if (word === '-m' || word === '--match') {
-      const token = MATCHES[next];
+      const token = Object.hasOwn(MATCHES, next) ? MATCHES[next] : undefined;
       if (token) tokens.add(token);
       else if (!['tcp', 'udp', 'icmp', 'comment', 'physdev', 'iprange', 'addrtype'].includes(next)) unknown.push(`-m ${next}`);
     }
     if (word === '-j' || word === '--jump') {
-      const token = TARGETS[next];
+      const token = Object.hasOwn(TARGETS, next) ? TARGETS[next] : undefined;
       if (token) tokens.add(token);
     }
   }
-  const tableToken = TABLES[table];
+  const tableToken = Object.hasOwn(TABLES, table) ? TABLES[table] : undefined;
   if (!tableToken) throw new VifGuardError('INVALID_INPUT', `unknown table \`${table}\` in the rule (filter, mangle or nat)`);
   tokens.add(tableToken);
   return { tokens: [...tokens], unknown };

@@ -59,7 +59,7 @@ export function iptablesSetting(lines: readonly ConfigLine[], file: string): Ipt
 export function netfilterSetting(lines: readonly ConfigLine[], file: string): NetfilterMode | undefined {
   const match = lines.filter((line) => line.key === 'NETFILTER').pop();
   if (!match) return undefined;
-  if (!(match.value in NETFILTER_MODES)) throw invalid('NETFILTER', 'disabled, stateless, stateful or full', match.value, { source: file, line: match.line });
+  if (!Object.hasOwn(NETFILTER_MODES, match.value)) throw invalid('NETFILTER', 'disabled, stateless, stateful or full', match.value, { source: file, line: match.line });
   return match.value as NetfilterMode;
 }
 

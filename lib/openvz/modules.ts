@@ -81,7 +81,8 @@ const ALIASES: Record<string, string> = {
 /** A token from what an admin typed, or an error listing what is valid. */
 export function resolveToken(name: string): string {
   if (BY_TOKEN.has(name)) return name;
-  const alias = ALIASES[name] ?? ALIASES[name.toLowerCase()];
+  const own = (key: string) => (Object.hasOwn(ALIASES, key) ? ALIASES[key] : undefined);
+  const alias = own(name) ?? own(name.toLowerCase());
   if (alias) return alias;
   throw new VifGuardError('INVALID_INPUT', `unknown iptables module \`${name}\`: valid names are ${MODULE_TABLE.map((row) => row.token).join(', ')} (or recent, state, conntrack, nat, filter, ...)`);
 }

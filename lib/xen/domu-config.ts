@@ -56,7 +56,7 @@ function tokenize(text: string, file: string): Token[] {
         }
         if (d === '\\') {
           const e = text.charAt(i + 1);
-          const mapped = ESCAPES[e];
+          const mapped = Object.hasOwn(ESCAPES, e) ? ESCAPES[e] : undefined;
           if (mapped === undefined) fail(file, line, `unknown escape \\${e} in string`);
           value += mapped;
           i += 2;
