@@ -63,8 +63,9 @@ export function parseSettings(text: string, path: string): Settings {
       // Own keys only: `valueOf` or `constructor` must be unknown keys, not Object.prototype's.
       const spec = Object.hasOwn(KEYS, key) ? KEYS[key] : undefined;
       if (!spec) throw new VifGuardError('INVALID_INPUT', `${path}: unknown key \`${key}\` in [${section}] (known: ${Object.keys(KEYS).join(', ')})`);
-      const value = spec.parse(String(raw).trim());
-      if (value === undefined) throw new VifGuardError('INVALID_INPUT', `${path}: \`${key}\` must be ${spec.expected}, got ${quoteValue(String(raw))}`);
+      if (typeof raw !== 'string') throw new VifGuardError('INVALID_INPUT', `${path}: \`${key}\` in [${section}] needs a value: \`${key} = ...\` (and section names have no dots)`);
+      const value = spec.parse(raw.trim());
+      if (value === undefined) throw new VifGuardError('INVALID_INPUT', `${path}: \`${key}\` must be ${spec.expected}, got ${quoteValue(raw)}`);
       settings[spec.field] = value;
     }
   }

@@ -93,6 +93,10 @@ export function parseAddress(value: string, origin: Origin): GuestAddress {
     const size = 2 ** (32 - prefix);
     const network = Math.floor(ipv4ToInt(host) / size) * size;
     const address = intToIpv4(network);
+    const first = Math.floor(network / 2 ** 24);
+    // 0/8 ("this network"), 127/8 (loopback), 224/4 (multicast) and 240/4 (reserved, broadcast)
+    // are never a guest's own source; 0.0.0.0 is DHCP's and is allowed separately.
+    if (first === 0 || first === 127 || first >= 224) throw invalid('ip', 'a unicast IPv4 address (not 0/8, loopback, multicast or broadcast)', value, origin);
     return { family: 4, address, prefix, cidr: `${address}/${prefix}` };
   }
   if (isIPv6(host) && !host.includes('%')) {
@@ -105,6 +109,8 @@ export function parseAddress(value: string, origin: Origin): GuestAddress {
       return bitsInGroup === 16 ? group : group & (0xffff << (16 - bitsInGroup)) & 0xffff;
     });
     const address = compressIpv6(masked);
+    // :: and ::1 are never a source a guest may own; ff00::/8 is multicast.
+    if ((masked[0] ?? 0) >= 0xff00 || address === '::' || address === '::1') throw invalid('ip', 'a unicast IPv6 address (not ::, ::1 or multicast)', value, origin);
     return { family: 6, address, prefix, cidr: `${address}/${prefix}` };
   }
   throw invalid('ip', EXPECTED_ADDRESS, value, origin);

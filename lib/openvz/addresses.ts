@@ -17,6 +17,8 @@ export function parseContainerAddresses(text: string, file: string): ContainerAd
     const perIf = new Map<string, GuestAddress[]>();
     for (const [ifname, value] of Object.entries(body as Record<string, unknown>)) {
       const origin = { source: `${file} [${section}] ${ifname}` };
+      // ini reads `[1.0]` as nested sections; only `ifname = addresses` lines are meaningful here.
+      if (typeof value !== 'string') throw new VifGuardError('INVALID_INPUT', `${file}: [${section}] must hold only \`ifname = addresses\` lines (section names are container IDs, without dots)`);
       perIf.set(parseIfname(ifname, 'interface name', origin), parseAddressList(String(value), origin));
     }
     result.set(ctid, perIf);

@@ -54,7 +54,8 @@ describe('every parser returns valid data or a one-line VifGuardError, whatever 
         const v4 = ip.includes('.') && !ip.includes(':');
         const text = `${ip}/${v4 ? Math.min(prefix, 32) : prefix}`;
         const result = safely(() => parseAddress(text, origin));
-        if (result instanceof VifGuardError) expect(v4 && Math.min(prefix, 32) < 8).toBe(true);
+        // Refused only for being too wide, or not a unicast address a guest could own.
+        if (result instanceof VifGuardError) expect(result.shortMessage).toMatch(/no wider than|a unicast IPv[46] address/);
       }),
       RUNS,
     );

@@ -39,6 +39,13 @@ describe('parseAddress', () => {
     'fe80::1%eth0',
     '10.0.0.1;rm -rf /',
     '１.２.３.４',
+    '127.0.0.1',
+    '0.1.2.3',
+    '224.0.0.1',
+    '255.255.255.255',
+    '::1',
+    '::',
+    'ff02::1',
   ])('rejects %j with file, line and value', (input) => {
     expect(() => parseAddress(input, origin)).toThrow(VifGuardError);
     expect(() => parseAddress(input, origin)).toThrow(/\/etc\/xen\/vm01 line 7/);
