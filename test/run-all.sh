@@ -11,7 +11,7 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 
 export DEBIAN_FRONTEND=noninteractive
-packages=(iptables nftables iproute2 python3 util-linux kmod dpkg apt bridge-utils procps conntrack systemd)
+packages=(iptables nftables ipset iproute2 python3 util-linux kmod dpkg apt bridge-utils procps conntrack systemd)
 missing=()
 for pkg in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || missing+=("$pkg")

@@ -73,9 +73,10 @@ async function applyContainer(ctx: VeContext, ctid: string, newMask: bigint, opt
   if (running && options.restart) args.push('--setmode', 'restart');
   const modules = options.dryRun ? hostModulesFor(newMask) : await loadHostModules(ctx.runner, newMask);
   if (!options.dryRun) {
+    // Persist first: if the disk is full, nothing about the container has changed yet.
+    persistHostModules(ctx.settings, modules);
     const result = await ctx.runner.run('vzctl', args, { timeout: 300_000 });
     if (result.exitCode !== 0) throw new VifGuardError('APPLY', `vzctl ${args.join(' ')} failed (exit ${result.exitCode}): ${result.stderr.trim().split('\n').pop() ?? ''}`);
-    persistHostModules(ctx.settings, modules);
     if (running && !options.restart) markPending(ctx.settings, ctid);
   }
   return { target: `container ${ctid}`, before, after, command: ['vzctl', ...args], hostModules: modules, restartNeeded: running && !options.restart, notes, dryRun: options.dryRun };

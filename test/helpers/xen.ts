@@ -133,6 +133,14 @@ export class FakeXenHost {
     return { exitCode: result.exitCode ?? 1, stdout: result.stdout, stderr: result.stderr };
   }
 
+  /** Any command inside the dom0 namespace and its mount namespace (private /run, so private locks). */
+  async inMountNs(argv: string[], extraEnv: Record<string, string> = {}): Promise<HotplugResult> {
+    const env = { PATH: '/usr/sbin:/usr/bin:/sbin:/bin', VIF_GUARD_CONFIG: this.configPath, ...extraEnv };
+    const envArgs = Object.entries(env).map(([key, value]) => `${key}=${value}`);
+    const result = await $`ip netns exec ${this.lab.dom0} unshare -m --propagation private ${IN_DOM0} ${this.root} env -i ${envArgs} ${argv} </dev/null`.timeout('120s').nothrow();
+    return { exitCode: result.exitCode ?? 1, stdout: result.stdout, stderr: result.stderr };
+  }
+
   /** A file in the staged installation (writable from the host side, seen at the same path in the mount namespace). */
   stagePath(path: string): string {
     return join(this.root, 'stage', path);
