@@ -225,6 +225,9 @@ export async function runDoctor(env: DoctorEnv): Promise<Check[]> {
     const inventory = await collectInventory(env.runner, env.settings);
     const unaddressed = inventory.ports.filter((port) => !isGuarded(port, env.settings));
     guarded = inventory.ports.length - unaddressed.length;
+    for (const warning of inventory.warnings.filter((w) => w.includes(' overlaps '))) {
+      checks.push({ id: 'overlap', level: 'warning', message: warning, fix: 'give each guest its own addresses in its config, then vif-guard sync' });
+    }
     checks.push(
       unaddressed.length
         ? { id: 'unaddressed', level: 'warning', message: `running vifs with no ip= configured are not protected: ${unaddressed.map((p) => `${p.ifname} (${p.guest})`).join(', ')}`, fix: 'add ip=... to their vif lines, or set unaddressed = block, then vif-guard sync' }

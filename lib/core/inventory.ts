@@ -1,9 +1,30 @@
 import type { Settings } from '../config/settings.js';
 import type { GuestPort } from '../guest/model.js';
+import { sameNetwork, type GuestAddress } from '../guest/validate.js';
 import type { Runner } from '../runner.js';
 import { findDomuConfigs, readDomuNetworks } from '../xen/domu-files.js';
 import { buildXenInventory, listRunningVifs } from '../xen/inventory.js';
 import { containerPorts, readContainer, runningContainers } from '../openvz/host.js';
+
+/**
+ * Addresses configured for two different guests: each guest is still held to its own list, but
+ * either may then use the other's address, which is almost always a config mistake.
+ */
+export function overlaps(ports: readonly GuestPort[]): string[] {
+  const warnings: string[] = [];
+  const contains = (a: GuestAddress, b: GuestAddress) => a.family === b.family && a.prefix <= b.prefix && sameNetwork(a, b, a.prefix);
+  for (let i = 0; i < ports.length; i += 1) {
+    for (let j = i + 1; j < ports.length; j += 1) {
+      const [p, q] = [ports[i], ports[j]];
+      if (!p || !q || p.guest === q.guest) continue;
+      for (const a of p.addresses) {
+        const b = q.addresses.find((other) => contains(a, other) || contains(other, a));
+        if (b) warnings.push(`${a.cidr} (${p.guest}, ${p.ifname}) overlaps ${b.cidr} (${q.guest}, ${q.ifname}): either guest may use those addresses`);
+      }
+    }
+  }
+  return warnings;
+}
 
 export interface Inventory {
   /** Every port that should exist now, validated. */
@@ -33,5 +54,6 @@ export async function collectInventory(runner: Runner, settings: Settings): Prom
     if (seen.has(port.ifname)) warnings.push(`${port.ifname} is claimed twice (a Xen vif and an OpenVZ veth?); the last one wins`);
     seen.add(port.ifname);
   }
+  warnings.push(...overlaps(ports));
   return { ports: [...new Map(ports.map((port) => [port.ifname, port])).values()], warnings, hypervisor: running !== undefined || containers !== undefined };
 }

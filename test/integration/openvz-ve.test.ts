@@ -133,6 +133,20 @@ describe('vif-guard ve (OpenVZ module whitelist)', () => {
     expect(readFileSync(node.vzConf, 'utf8')).toBe(before);
   });
 
+  it('a full disk when persisting the host modules: a clear error, and vzctl is never called', async () => {
+    node.container('112', 'IPTABLES="iptable_filter"\n');
+    const full = join(node.root, 'full');
+    mkdirSync(full);
+    writeFileSync(join(node.root, 'vif-guard.conf'), `[openvz]\nvz_conf = ${node.vzConf}\nvz_conf_dir = ${join(node.root, 'etc/vz/conf')}\nmodules_load_file = ${join(full, 'modules.conf')}\n`);
+    // A 16 KiB tmpfs filled up, in a private mount namespace: the host's disks are never touched.
+    const script = `mount -t tmpfs -o size=16k tmpfs ${full} && (dd if=/dev/zero of=${full}/fill bs=1k count=64 2>/dev/null; true) && exec node dist/bundle/vif-guard.mjs ve allow 112 recent`;
+    const env = { ...process.env, VIF_GUARD_CONFIG: join(node.root, 'vif-guard.conf'), VIF_GUARD_BIN_DIR: BIN, VZ_LOG: node.log, VZ_STATE: join(node.root, 'state') };
+    const result = await $({ env })`unshare -m --propagation private sh -c ${script}`.nothrow();
+    expect(result.exitCode).toBe(2);
+    expect(result.stderr.trim()).toMatch(new RegExp(`^vif-guard: cannot write ${full}/modules.conf: ENOSPC`));
+    expect(node.calls('vzctl set')).toEqual([]);
+  });
+
   it('check explains a failing rule: not allowed for the container, and not loaded on the host', async () => {
     node.container('111', 'IPTABLES="ip_tables iptable_filter "\n');
     mkdirSync(join(node.root, 'module', 'ip_tables'), { recursive: true });
