@@ -32,7 +32,10 @@ export interface ApplyReport {
 }
 
 /** What one event does to the set of guarded ports; everything else is derived from the live ruleset. */
-export type PortChange = { readonly kind: 'up'; readonly port: GuestPort } | { readonly kind: 'down'; readonly ifname: string };
+export type PortChange =
+  | { readonly kind: 'up'; readonly port: GuestPort }
+  /** `key` also removes a port recorded under another name (renamed, or its vifname node gone). */
+  | { readonly kind: 'down'; readonly ifname: string; readonly key?: string | undefined };
 
 export interface LivePort {
   readonly ifname: string;
@@ -40,6 +43,7 @@ export interface LivePort {
   readonly v6: PortChains | undefined;
   readonly mac: string | undefined;
   readonly ipv4: readonly GuestAddress[];
+  readonly key: string | undefined;
 }
 
 const COMMENT = /--comment "((?:[^"\\]|\\.)*)"/;
@@ -66,6 +70,7 @@ export function livePorts(filter4: LiveTable, filter6: LiveTable): LivePort[] {
       v6: in6 ? { ifname, in: { name: chain, rules: verbatim(in6.rules) }, out: { name: portOutChain(ifname), rules: verbatim(out6?.rules ?? []) } } : undefined,
       mac: meta?.mac,
       ipv4,
+      key: meta?.key,
     });
   }
   return ports;
@@ -74,7 +79,9 @@ export function livePorts(filter4: LiveTable, filter6: LiveTable): LivePort[] {
 /** The desired state after one event: the live ports, with this one added, replaced or removed. */
 export function desiredAfterChange(filter4: LiveTable, filter6: LiveTable, change: PortChange, settings: Settings): Ruleset {
   const target = change.kind === 'up' ? change.port.ifname : change.ifname;
-  const ports = livePorts(filter4, filter6).filter((port) => port.ifname !== target);
+  const key = change.kind === 'up' ? change.port.key : change.key;
+  // The same port under another name (renamed since) is replaced or removed too.
+  const ports = livePorts(filter4, filter6).filter((port) => port.ifname !== target && (key === undefined || port.key !== key));
   if (change.kind === 'up' && isGuarded(change.port, settings)) {
     const port = change.port;
     ports.push({
@@ -83,6 +90,7 @@ export function desiredAfterChange(filter4: LiveTable, filter6: LiveTable, chang
       v6: { ifname: target, in: buildPortIn6Chain(port, settings), out: buildPortOut6Chain(port, settings) },
       mac: port.mac,
       ipv4: ipv4Addresses(port),
+      key: port.key,
     });
   }
   return {

@@ -9,6 +9,8 @@ export interface GuestPort {
   readonly bridge: string | undefined;
   readonly mac: string | undefined;
   readonly addresses: readonly GuestAddress[];
+  /** Where the port comes from, independent of its name: `xen:<domid>/<devid>`, `vz:<ctid>/<ifname>`. */
+  readonly key?: string | undefined;
 }
 
 export function ipv4Addresses(port: GuestPort): GuestAddress[] {

@@ -84,6 +84,7 @@ export function containerPorts(settings: Settings, ct: ContainerConfig): GuestPo
     bridge: veth.bridge,
     mac: veth.mac,
     addresses: [...(addresses?.get(veth.ifname) ?? [])],
+    key: `vz:${ct.ctid}/${veth.ifname}`,
   }));
 }
 

@@ -22,7 +22,7 @@ function logRule(settings: Settings, dropClass: DropClass, ifname: string, match
 
 /** Port metadata kept in the ruleset itself, so a hook can rebuild shared chains without reading configs. */
 export function portComment(port: GuestPort): string {
-  return `vif-guard port=${port.ifname} guest=${port.guest} bridge=${port.bridge ?? '-'} mac=${port.mac ?? '-'}`;
+  return `vif-guard port=${port.ifname} guest=${port.guest} bridge=${port.bridge ?? '-'} mac=${port.mac ?? '-'} key=${port.key ?? '-'}`;
 }
 
 export interface PortMeta {
@@ -30,13 +30,14 @@ export interface PortMeta {
   readonly guest: string;
   readonly bridge: string | undefined;
   readonly mac: string | undefined;
+  readonly key: string | undefined;
 }
 
 export function parsePortComment(comment: string): PortMeta | undefined {
-  const match = /^vif-guard port=(\S+) guest=(\S+) bridge=(\S+) mac=(\S+)$/.exec(comment);
+  const match = /^vif-guard port=(\S+) guest=(\S+) bridge=(\S+) mac=(\S+)(?: key=(\S+))?$/.exec(comment);
   if (!match) return undefined;
-  const [, ifname = '', guest = '-', bridge = '-', mac = '-'] = match;
-  return { ifname, guest, bridge: bridge === '-' ? undefined : bridge, mac: mac === '-' ? undefined : mac };
+  const [, ifname = '', guest = '-', bridge = '-', mac = '-', key = '-'] = match;
+  return { ifname, guest, bridge: bridge === '-' ? undefined : bridge, mac: mac === '-' ? undefined : mac, key: key === '-' ? undefined : key };
 }
 
 /** Whether this port gets chains at all: it has addresses, or the policy blocks unaddressed ports. */

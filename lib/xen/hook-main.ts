@@ -7,7 +7,7 @@ import { isGuarded } from '../rules/port.js';
 import { createRunner } from '../runner.js';
 import { applyPortChange, type ApplyReport, type EngineContext } from '../core/engine.js';
 import { parseHookArguments, parseLibxlInvocation, type HotplugAction, type HotplugRequest } from './hotplug.js';
-import { readPortFromXenstore, resolveIfname } from './port.js';
+import { readPortFromXenstore, resolveIfname, xenKey } from './port.js';
 import { createXenstore, type Xenstore } from './xenstore.js';
 import { parseIfname } from '../guest/validate.js';
 
@@ -43,7 +43,8 @@ async function down(ctx: EngineContext, request: HotplugRequest, xenstore: Xenst
     if (value) vifname = parseIfname(value, 'vifname', { source: `xenstore ${request.xenbusPath}/vifname` });
   }
   const ifname = resolveIfname(request, vifname);
-  const report = await applyPortChange(ctx, { kind: 'down', ifname });
+  const key = request.typeIf === 'vif' ? xenKey(request.xenbusPath) : undefined;
+  const report = await applyPortChange(ctx, { kind: 'down', ifname, key });
   ctx.log(`${ifname} released (${summary(report)})`);
 }
 

@@ -120,10 +120,11 @@ export function buildXenInventory(running: readonly RunningVif[], configs: reado
       bridge: vif.nodes.bridge ? parseIfname(vif.nodes.bridge, 'bridge', origin('bridge')) : undefined,
       mac: vif.nodes.mac ? parseMac(vif.nodes.mac, origin('mac')) : undefined,
       addresses,
+      key: `xen:${vif.domid}/${vif.devid}`,
     };
     ports.push(port);
     // HVM nics of type ioemu also get a vifD.N-emu tap (xen-hotplug.md 2.2).
-    if (vif.nodes.type === 'vif_ioemu' || vif.nodes.type === 'ioemu') ports.push({ ...port, ifname: parseIfname(`${ifname}-emu`, 'vifname', origin('vifname')) });
+    if (vif.nodes.type === 'vif_ioemu' || vif.nodes.type === 'ioemu') ports.push({ ...port, ifname: parseIfname(`${ifname}-emu`, 'vifname', origin('vifname')), key: undefined });
   }
   const seen = new Set<string>();
   for (const port of ports) {

@@ -6,6 +6,12 @@ import type { Xenstore } from './xenstore.js';
 
 const GUEST_NAME = /^[A-Za-z0-9_.:-]{1,64}$/;
 
+/** `backend/vif/5/0` -> `xen:5/0`: the vif's identity whatever it is called now. */
+export function xenKey(xenbusPath: string | undefined): string | undefined {
+  const match = xenbusPath ? /backend\/vif\/(\d+)\/(\d+)$/.exec(xenbusPath) : null;
+  return match ? `xen:${match[1]}/${match[2]}` : undefined;
+}
+
 /** `backend/vif/5/0` (or its absolute form) -> domid 5. */
 export function domidOf(xenbusPath: string): string | undefined {
   return /backend\/vif\/(\d+)\/\d+$/.exec(xenbusPath)?.[1];
@@ -45,5 +51,7 @@ export async function readPortFromXenstore(request: HotplugRequest, xenstore: Xe
     bridge: bridgeName,
     mac: mac ? parseMac(mac, origin('mac')) : request.mac,
     addresses,
+    // A tap and its vif share the xenstore path; only the vif carries the key.
+    key: request.typeIf === 'vif' ? xenKey(base) : undefined,
   };
 }

@@ -4,7 +4,7 @@ import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { CAN_USE_NETNS, VARIANTS } from '../helpers/env.js';
-import { Dom0Lab } from '../helpers/netns.js';
+import { Dom0Lab, listen, sendFrame } from '../helpers/netns.js';
 import { FakeXenHost } from '../helpers/xen.js';
 
 $.quiet = true;
@@ -177,5 +177,19 @@ console.log('done');
     expect(gone.exitCode).toBe(0);
     expect((await hook('up', 962)).exitCode).toBe(0);
     expect((await lab.inDom0(`iptables-${variant}-save`)).stdout).toContain('-A vif-guard-fwd -j vif-guard-in');
+  }, 60_000);
+
+  it('after all of the above, guests are still protected against each other', async () => {
+    const a = await lab.addGuest('ga', 'vif3000.0', 201, true);
+    const b = await lab.addGuest('gb', 'vif3001.0', 202, true);
+    for (const guest of [a, b]) {
+      const up = await xen.inMountNs(['/opt/vif-guard/lib/vif-guard/bin/vif-up', '--command', 'online', '--dev', guest.vif, '--ip', guest.address, '--mac', guest.mac, '--bridge', 'xenbr0']);
+      expect(up.exitCode, up.stderr).toBe(0);
+    }
+    const done = await listen(lab, b.ns, [5000], 2.5);
+    await sendFrame(lab, { from: a, dstMac: b.mac, src: a.address, dst: b.address, sport: 4000, dport: 5000, token: 'own' });
+    await sendFrame(lab, { from: a, dstMac: b.mac, src: `${subnet}.66`, dst: b.address, sport: 4000, dport: 5000, token: 'spoofed' });
+    await sendFrame(lab, { from: a, dstMac: b.mac, src: b.address, dst: b.address, sport: 4000, dport: 5000, token: 'stolen' });
+    expect(new Set((await done()).map((d) => d.token))).toEqual(new Set(['own']));
   }, 60_000);
 });

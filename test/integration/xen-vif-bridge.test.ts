@@ -189,6 +189,18 @@ describe.skipIf(!CAN_USE_NETNS).each(VARIANTS)('Xen vif-bridge + vif-guard hook 
     expect(await xen.save('filter')).not.toContain('vif7.0');
   }, 60_000);
 
+  it('offline finds a renamed vif by its xenstore path even when the vifname node is gone', async () => {
+    await lab.addGuest('ren', 'vif8.0', 18);
+    xen.defineVif(8, 0, 'ren', { ip: `${subnet}.18`, bridge: 'xenbr0', vifname: 'ren01', mac: lab.guest('ren').mac });
+    expect((await xen.hotplug('vif-bridge', ['online', 'type_if=vif'], 8, 0)).exitCode).toBe(0);
+    expect(await xen.save('filter')).toContain(':vif-guard-i-ren01 ');
+    xen.xsRemove('backend/vif/8/0/vifname');
+    const off = await xen.hotplug('vif-bridge', ['offline', 'type_if=vif'], 8, 0);
+    expect(off.exitCode).toBe(0);
+    expect(await xen.save('filter')).not.toContain('ren01');
+    expect((await lab.inDom0('nft', 'list', 'table', 'bridge', 'vif_guard')).stdout).not.toContain('ren01');
+  }, 60_000);
+
   it('offline removes exactly that vif\'s rules, and succeeds again when they are gone', async () => {
     const first = await xen.hotplug('vif-bridge', ['offline', 'type_if=vif'], 2, 0);
     expect(first.exitCode).toBe(0);

@@ -43,7 +43,7 @@ describe('applyPortChange', () => {
 -A vif-guard-i-vm01 -p udp -m udp --sport 67 --dport 68 -j DROP
 -A vif-guard-i-vm01 -s 10.0.0.5/32 -j RETURN
 -A vif-guard-i-vm01 -p udp -m udp --sport 68 --dport 67 -j RETURN
--A vif-guard-i-vm01 -m comment --comment "vif-guard port=vm01 guest=vm01 bridge=xenbr0 mac=00:16:3e:00:00:01" -j DROP
+-A vif-guard-i-vm01 -m comment --comment "vif-guard port=vm01 guest=vm01 bridge=xenbr0 mac=00:16:3e:00:00:01 key=-" -j DROP
 -A vif-guard-o-vm01 -d 10.0.0.5/32 -j RETURN
 -A vif-guard-o-vm01 -m pkttype --pkt-type broadcast -j RETURN
 -A vif-guard-o-vm01 -d 224.0.0.0/4 -j RETURN
@@ -105,6 +105,17 @@ COMMIT
     expect(desired.tables[1]?.chains.find((chain) => chain.name === 'vif-guard-i-vm02')?.rules).toEqual([['-j DROP']]);
     expect(desired.bridge?.notrack).toEqual({ ports: ['vm01', 'vm02'], macs: ['00:16:3e:00:00:01', '00:16:3e:00:00:02'] });
     expect(desired.bridge?.guests.find((guest) => guest.ifname === 'vm02')?.rules.some((rule) => rule.includes('arp saddr ip != { 0.0.0.0, 10.0.0.6 }'))).toBe(true);
+  });
+
+  it('down by key removes the port even under another name (renamed, or vifname gone)', () => {
+    const keyed = parseSave(`*filter
+:vif-guard-i-web01 - [0:0]
+-A vif-guard-i-web01 -s 10.0.0.7/32 -j RETURN
+-A vif-guard-i-web01 -m comment --comment "vif-guard port=web01 guest=web bridge=xenbr0 mac=- key=xen:5/0" -j DROP
+COMMIT
+`, 'filter');
+    const desired = desiredAfterChange(keyed, live6, { kind: 'down', ifname: 'vif5.0', key: 'xen:5/0' }, DEFAULT_SETTINGS);
+    expect(desired.tables[0]?.chains.map((chain) => chain.name)).toEqual(['vif-guard-fwd', 'vif-guard-in', 'vif-guard-out']);
   });
 
   it('down removes just that port, and the bridge table when none is left', () => {

@@ -24,7 +24,7 @@ describe('per-port chains', () => {
         ['-s', '172.16.39.106/31', '-j', 'RETURN'],
         ['-p', 'udp', '-m', 'udp', '--sport', '68', '--dport', '67', '-j', 'RETURN'],
         ['-m', 'limit', '--limit', '6/min', '--limit-burst', '10', '-j', 'LOG', '--log-prefix', 'vifg-src:vm01 '],
-        ['-m', 'comment', '--comment', 'vif-guard port=vm01 guest=vm01 bridge=xenbr0 mac=00:16:3e:7c:1f:6e', '-j', 'DROP'],
+        ['-m', 'comment', '--comment', 'vif-guard port=vm01 guest=vm01 bridge=xenbr0 mac=00:16:3e:7c:1f:6e key=-', '-j', 'DROP'],
       ],
     });
   });
@@ -48,8 +48,8 @@ describe('per-port chains', () => {
   });
 
   it('the port comment round-trips', () => {
-    expect(parsePortComment(portComment(port))).toEqual({ ifname: 'vm01', guest: 'vm01', bridge: 'xenbr0', mac: '00:16:3e:7c:1f:6e' });
-    expect(parsePortComment(portComment({ ...port, bridge: undefined, mac: undefined }))).toEqual({ ifname: 'vm01', guest: 'vm01', bridge: undefined, mac: undefined });
+    expect(parsePortComment(portComment(port))).toEqual({ ifname: 'vm01', guest: 'vm01', bridge: 'xenbr0', mac: '00:16:3e:7c:1f:6e', key: undefined });
+    expect(parsePortComment(portComment({ ...port, bridge: undefined, mac: undefined, key: 'xen:5/0' }))).toEqual({ ifname: 'vm01', guest: 'vm01', bridge: undefined, mac: undefined, key: 'xen:5/0' });
   });
 });
 

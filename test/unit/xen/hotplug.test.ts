@@ -70,6 +70,7 @@ describe('readPortFromXenstore', () => {
       bridge: 'xenbr0',
       mac: '00:16:3e:7c:1f:6e',
       addresses: ['172.16.39.105/32', '172.16.39.106/31'],
+      key: 'xen:5/0',
     });
   });
   it('a tap is vifname-emu, else $vif-emu', async () => {
