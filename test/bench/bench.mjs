@@ -1,0 +1,188 @@
+#!/usr/bin/env node
+// vif-guard's benchmark (issue 6): every figure is measured against a baseline in the same run.
+// Runs only in network namespaces it creates (removed at the end, also on failure); traffic stays
+// between them; every loop is bounded. Needs root, iperf3, python3, iptables, nftables.
+//
+//   npm run bench [-- --quick] [--out DIR]
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+
+const args = process.argv.slice(2);
+const QUICK = args.includes('--quick');
+const OUT = resolve(args[args.indexOf('--out') + 1] && args.includes('--out') ? args[args.indexOf('--out') + 1] : 'bench-results');
+const GUESTS = QUICK ? 1000 : 4000;
+const SECONDS = QUICK ? 2 : 5;
+const RUNS = QUICK ? 5 : 11;
+const started = Date.now();
+const made = [];
+const dir = mkdtempSync(join(tmpdir(), 'vif-guard-bench-'));
+
+const sh = (cmd, argv, opts = {}) => execFileSync(cmd, argv, { encoding: 'utf8', ...opts });
+const ns = (name, argv, opts) => sh('ip', ['netns', 'exec', name, ...argv], opts);
+const median = (values) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)];
+const progress = (line) => process.stderr.write(`bench: ${line}\n`);
+
+function cleanup() {
+  for (const name of made.reverse()) spawnSync('ip', ['netns', 'del', name]);
+  made.length = 0;
+  rmSync(dir, { recursive: true, force: true });
+}
+process.on('SIGINT', () => {
+  cleanup();
+  process.exit(130);
+});
+
+/** A dom0 with xenbr0 and two real guests (vifA.0, vifB.0) on veths. */
+function buildLab(tag) {
+  const d0 = `vgb-${process.pid}-${tag}`;
+  const [a, b] = [`${d0}-a`, `${d0}-b`];
+  for (const name of [d0, a, b]) {
+    sh('ip', ['netns', 'add', name]);
+    made.push(name);
+  }
+  ns(d0, ['sh', '-c', 'ip link set lo up; ip link add xenbr0 address 02:00:00:00:0b:00 type bridge; ip link set xenbr0 up; echo 1 > /proc/sys/net/bridge/bridge-nf-call-iptables; echo 1 > /proc/sys/net/bridge/bridge-nf-call-ip6tables']);
+  const guests = [];
+  for (const [i, g] of [[1, a], [2, b]]) {
+    const mac = `00:16:3e:ff:00:0${i}`;
+    sh('ip', ['link', 'add', `vifbench${i}.0`, 'netns', d0, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', g, 'address', mac]);
+    ns(g, ['sh', '-c', `ip link set lo up; ip addr add 10.250.0.${i}/16 dev eth0; ip link set eth0 up`]);
+    ns(d0, ['sh', '-c', `ip link set vifbench${i}.0 master xenbr0 up`]);
+    guests.push({ ns: g, vif: `vifbench${i}.0`, ip: `10.250.0.${i}`, mac });
+  }
+  return { d0, guests };
+}
+
+function destroyLab(lab) {
+  for (const name of [lab.d0, ...lab.guests.map((g) => g.ns)]) {
+    spawnSync('ip', ['netns', 'del', name]);
+    made.splice(made.indexOf(name), 1);
+  }
+}
+
+/** Protect `count` synthetic ports plus the two real guests, in-process (the engine sync uses). */
+function protect(lab, variant, count) {
+  const script = join(dir, 'protect.mjs');
+  writeFileSync(script, `
+const { applyFullState } = await import(${JSON.stringify(resolve('dist/lib/core/engine.js'))});
+const { createRunner } = await import(${JSON.stringify(resolve('dist/lib/runner.js'))});
+const { DEFAULT_SETTINGS } = await import(${JSON.stringify(resolve('dist/lib/config/settings.js'))});
+const { parseAddressList } = await import(${JSON.stringify(resolve('dist/lib/guest/validate.js'))});
+const [variant, count, real] = [process.argv[2], Number(process.argv[3]), JSON.parse(process.argv[4])];
+const hex = (n) => n.toString(16).padStart(2, '0');
+const ports = Array.from({ length: count }, (_, i) => ({ ifname: 'vif' + (i + 1) + '.0', guest: 'g' + i, bridge: 'xenbr0', mac: '00:16:3e:' + hex(i >> 16 & 255) + ':' + hex(i >> 8 & 255) + ':' + hex(i & 255), addresses: parseAddressList('10.' + (100 + (i >> 16)) + '.' + ((i >> 8) & 255) + '.' + ((i & 255) || 1), { source: 'bench' }) }));
+for (const g of real) ports.push({ ifname: g.vif, guest: g.vif, bridge: 'xenbr0', mac: g.mac, addresses: parseAddressList(g.ip, { source: 'bench' }) });
+const ctx = { runner: createRunner(), settings: { ...DEFAULT_SETTINGS, backend: variant, log: false }, lockPath: ${JSON.stringify(join(dir, 'lock'))}, log: () => {} };
+let t = performance.now();
+await applyFullState(ctx, ports);
+const full = performance.now() - t;
+t = performance.now();
+await applyFullState(ctx, ports);
+console.log(JSON.stringify({ full, noop: performance.now() - t }));
+`);
+  return JSON.parse(ns(lab.d0, ['node', script, variant, String(count), JSON.stringify(lab.guests)]).trim().split('\n').pop());
+}
+
+/** Packets per second guest A -> guest B: iperf3 UDP, 64-byte payloads, received count. */
+function forwardKpps(lab) {
+  const [a, b] = lab.guests;
+  const server = spawn('ip', ['netns', 'exec', b.ns, 'iperf3', '-s', '-1', '-p', '5201'], { stdio: 'ignore' });
+  spawnSync('sleep', ['0.5']);
+  const out = ns(a.ns, ['iperf3', '-c', b.ip, '-p', '5201', '-u', '-l', '64', '-b', '0', '-t', String(SECONDS), '--json'], { timeout: (SECONDS + 20) * 1000 });
+  server.kill();
+  const sum = JSON.parse(out).end.sum;
+  return (sum.packets - (sum.lost_packets ?? 0)) / sum.seconds / 1000;
+}
+
+/** One `online` hook, process start to exit, with the ports already protected. */
+function hookMs(lab, variant) {
+  const config = join(dir, `hook-${variant}.conf`);
+  writeFileSync(config, `[general]\nbackend = ${variant}\n`);
+  const env = { PATH: '/usr/sbin:/usr/bin:/sbin:/bin', VIF_GUARD_CONFIG: config, VIF_GUARD_LOCK: join(dir, 'lock') };
+  const times = [];
+  for (let i = 0; i < RUNS; i += 1) {
+    const t = performance.now();
+    const up = spawnSync('ip', ['netns', 'exec', lab.d0, 'env', ...Object.entries(env).map(([k, v]) => `${k}=${v}`), process.execPath, resolve('dist/bundle/vif-up.mjs'),
+      '--command', 'online', '--dev', 'vifnew.0', '--ip', '10.251.0.1', '--mac', '00:16:3e:fe:00:01', '--bridge', 'xenbr0'], { encoding: 'utf8' });
+    times.push(performance.now() - t);
+    if (up.status !== 0) throw new Error(`vif-up failed: ${up.stdout}${up.stderr}`);
+    spawnSync('ip', ['netns', 'exec', lab.d0, 'env', ...Object.entries(env).map(([k, v]) => `${k}=${v}`), process.execPath, resolve('dist/bundle/vif-down.mjs'), '--command', 'offline', '--dev', 'vifnew.0']);
+  }
+  return median(times);
+}
+
+/** conntrack entries created by N distinct UDP flows from guest A (switched to B). */
+function conntrackGrowth(lab, flows) {
+  ns(lab.d0, ['iptables', '-A', 'OUTPUT', '-o', 'lo', '-m', 'conntrack', '--ctstate', 'INVALID', '-j', 'DROP']);
+  ns(lab.d0, ['sh', '-c', 'conntrack -F 2>/dev/null; true']);
+  const count = () => Number(ns(lab.d0, ['cat', '/proc/sys/net/netfilter/nf_conntrack_count']).trim());
+  const before = count();
+  const [a, b] = lab.guests;
+  const flood = join(dir, 'flood.py');
+  writeFileSync(flood, `import socket, struct, sys
+n = int(sys.argv[1]); src = socket.inet_aton(sys.argv[2]); dst = socket.inet_aton(sys.argv[3])
+dmac = bytes.fromhex(sys.argv[4].replace(':', '')); s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW); s.bind(('eth0', 0)); smac = s.getsockname()[4]
+def csum(h):
+    t = sum(struct.unpack('!10H', h)); t = (t & 0xffff) + (t >> 16); return ~t & 0xffff
+for i in range(n):
+    udp = struct.pack('!HHHH', 1024 + i % 60000, 9 + i // 60000, 8, 0)
+    ip = struct.pack('!BBHHHBBH4s4s', 0x45, 0, 28, i & 0xffff, 0, 64, 17, 0, src, dst)
+    ip = ip[:10] + struct.pack('!H', csum(ip)) + ip[12:]
+    s.send(dmac + smac + b'\\x08\\x00' + ip + udp)
+`);
+  ns(a.ns, ['python3', flood, String(flows), a.ip, b.ip, b.mac], { timeout: 120_000 });
+  return { before, after: count() };
+}
+
+const rows = [];
+const row = (figure, value, baseline, unit, target, pass) => {
+  rows.push({ figure, value: Number(value.toFixed(1)), baseline: baseline === undefined ? null : Number(baseline.toFixed(1)), unit, ratio: baseline ? Number((value / baseline).toFixed(2)) : null, target, pass });
+  progress(`${figure}: ${value.toFixed(1)} ${unit}${baseline === undefined ? '' : ` (baseline ${baseline.toFixed(1)})`} -> ${pass ? 'PASS' : 'FAIL'}`);
+};
+
+try {
+  const variant = 'nft';
+  progress(`forwarding rate: no firewall vs ${GUESTS} guests protected (iptables-${variant}, physdev layout), ${SECONDS}s each`);
+  const lab = buildLab('fwd');
+  ns(lab.d0, ['sh', '-c', 'echo 0 > /proc/sys/net/bridge/bridge-nf-call-iptables; echo 0 > /proc/sys/net/bridge/bridge-nf-call-ip6tables']);
+  const bare = forwardKpps(lab);
+  ns(lab.d0, ['sh', '-c', 'echo 1 > /proc/sys/net/bridge/bridge-nf-call-iptables; echo 1 > /proc/sys/net/bridge/bridge-nf-call-ip6tables']);
+  const sync = protect(lab, variant, GUESTS);
+  const guarded = forwardKpps(lab);
+  row(`forwarding, ${GUESTS} guests protected (iptables-${variant})`, guarded, bare, 'kpps', '>= 0.9 x no firewall', guarded >= 0.9 * bare);
+  row(`sync of ${GUESTS} guests from nothing (engine)`, sync.full, undefined, 'ms', '< 2000 ms', sync.full < 2000);
+  row(`sync of ${GUESTS} guests, nothing to do (engine)`, sync.noop, undefined, 'ms', '< 300 ms', sync.noop < 300);
+  const flows = QUICK ? 20_000 : 100_000;
+  const ct = conntrackGrowth(lab, flows);
+  row(`conntrack entries from ${flows} guest flows`, ct.after - ct.before, flows, 'entries', '< 1% of flows', ct.after - ct.before < flows / 100);
+  destroyLab(lab);
+
+  for (const backend of ['nft', 'legacy']) {
+    const small = buildLab(`h10-${backend}`);
+    protect(small, backend, 10);
+    const ms10 = hookMs(small, backend);
+    destroyLab(small);
+    const big = buildLab(`hbig-${backend}`);
+    protect(big, backend, GUESTS);
+    const msBig = hookMs(big, backend);
+    destroyLab(big);
+    row(`online hook, ${GUESTS} guests (iptables-${backend})`, msBig, ms10, 'ms', '<= 1.3 x 10 guests, < 100 ms', msBig <= 1.3 * ms10 && msBig < 100);
+  }
+  rows.push({ figure: 'blocklist: 8,600-prefix zone load', value: null, baseline: null, unit: 'ms', ratio: null, target: '< 300 ms, >= 100 x faster than iptables -A per prefix', pass: false, note: 'not built yet' });
+} finally {
+  cleanup();
+}
+
+mkdirSync(OUT, { recursive: true });
+const machine = `${sh('uname', ['-r']).trim()}, ${sh('nproc', []).trim()} cores, node ${process.version}`;
+const markdown = [
+  `vif-guard benchmark (${QUICK ? 'quick' : 'full'}), ${new Date().toISOString().slice(0, 10)}, ${machine}, ${((Date.now() - started) / 1000).toFixed(0)} s`,
+  '',
+  '| figure | vif-guard | baseline | ratio | target | result |',
+  '|---|---|---|---|---|---|',
+  ...rows.map((r) => `| ${r.figure} | ${r.value ?? 'n/a'} ${r.value === null ? '' : r.unit} | ${r.baseline ?? '-'} | ${r.ratio ?? '-'} | ${r.target} | ${r.note ?? (r.pass ? 'pass' : 'FAIL')} |`),
+].join('\n');
+writeFileSync(join(OUT, 'bench.json'), `${JSON.stringify({ machine, quick: QUICK, rows }, null, 2)}\n`);
+writeFileSync(join(OUT, 'bench.md'), `${markdown}\n`);
+console.log(markdown);
