@@ -13,7 +13,7 @@ export interface IptablesBackend {
   /** One table, or every table in one call (cheaper than one call per table: nft reads the whole ruleset either way). */
   save(table?: TableName, counters?: boolean): Promise<string>;
   /** One payload may hold several `*table ... COMMIT` blocks; each is committed atomically on its own. */
-  restore(payload: string): Promise<void>;
+  restore(payload: string, timeoutSeconds?: number): Promise<void>;
 }
 
 /** `iptables-nft-save`, `ip6tables-legacy-restore`, ... */
@@ -31,11 +31,11 @@ export function createIptablesBackend(runner: Runner, variant: Variant, waitSeco
       const result = await runOrThrow(runner, toolName(family, variant, 'save'), args, 'APPLY');
       return result.stdout;
     },
-    async restore(payload) {
+    async restore(payload, timeoutSeconds = waitSeconds + 10) {
       // -w: wait for the xtables lock (legacy; nft ignores it) instead of failing with status 4 (xen-hotplug.md 3.4).
       const result = await runner.run(restoreTool, ['--noflush', '-w', String(waitSeconds)], {
         input: payload,
-        timeout: (waitSeconds + 10) * 1000,
+        timeout: timeoutSeconds * 1000,
       });
       if (result.exitCode === 0) return;
       throw restoreError(restoreTool, payload, result.stderr, result.timedOut);

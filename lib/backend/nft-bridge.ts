@@ -175,11 +175,13 @@ export async function readBridge(runner: Runner, full = false): Promise<LiveBrid
   return parseBridgeJson(texts);
 }
 
-export async function applyBridge(runner: Runner, script: string): Promise<void> {
+export async function applyBridge(runner: Runner, script: string, timeoutSeconds = 30): Promise<void> {
   if (script === '') return;
-  const result = await runner.run('nft', ['-f', '-'], { input: script });
+  const result = await runner.run('nft', ['-f', '-'], { input: script, timeout: timeoutSeconds * 1000 });
   if (result.exitCode !== 0) {
-    const first = result.stderr.split('\n').find((line) => line.includes('Error')) ?? result.stderr.trim();
+    const first = result.timedOut
+      ? `timed out after ${timeoutSeconds}s (${script.split('\n').length} lines)`
+      : result.stderr.split('\n').find((line) => line.includes('Error')) ?? result.stderr.trim();
     throw new VifGuardError('APPLY', `nft -f failed: ${first}`, { details: `${result.stderr}\n${script}` });
   }
 }

@@ -120,7 +120,10 @@ export async function readLive(ctx: EngineContext, counters = false): Promise<Li
   };
 }
 
-async function underLock(ctx: EngineContext, dryRun: boolean, desiredFor: (filter4: LiveTable, filter6: LiveTable) => Ruleset): Promise<ApplyReport> {
+/** Hooks must finish inside libxl's 40 s; sync and uninstall may rewrite thousands of chains and get longer. */
+const BULK_SECONDS = 300;
+
+async function underLock(ctx: EngineContext, dryRun: boolean, desiredFor: (filter4: LiveTable, filter6: LiveTable) => Ruleset, bulk = false): Promise<ApplyReport> {
   return withLock(ctx.runner, ctx.lockPath, ctx.settings.lockTimeout, async () => {
     const live = await readLive(ctx);
     const desired = desiredFor(live.tables[4], live.tables[6]);
@@ -135,11 +138,11 @@ async function underLock(ctx: EngineContext, dryRun: boolean, desiredFor: (filte
       const payload = renderRestorePayload(plan);
       if (payload === '') continue;
       if (dryRun) ctx.log(`${plan.family === 6 ? 'ip6tables' : 'iptables'}-restore:\n${payload.trimEnd()}`);
-      else await live.backends[plan.family].restore(payload);
+      else await live.backends[plan.family].restore(payload, bulk ? BULK_SECONDS : undefined);
     }
     if (bridgeScript !== '') {
       if (dryRun) ctx.log(`nft -f:\n${bridgeScript.trimEnd()}`);
-      else await applyBridge(ctx.runner, bridgeScript);
+      else await applyBridge(ctx.runner, bridgeScript, bulk ? BULK_SECONDS : ctx.settings.lockTimeout + 10);
     }
     for (const warning of live.warnings) ctx.log(`warning: ${warning}`);
     return { variant: live.variant, plans, bridgeScript, warnings: live.warnings, dryRun };
@@ -154,7 +157,7 @@ export function applyPortChange(ctx: EngineContext, change: PortChange, dryRun =
 /** Make vif-guard's state exactly what these ports need (sync path). */
 export function applyFullState(ctx: EngineContext, ports: readonly GuestPort[], dryRun = false): Promise<ApplyReport> {
   const ruleset = buildRuleset(ports, ctx.settings);
-  return underLock(ctx, dryRun, () => ruleset);
+  return underLock(ctx, dryRun, () => ruleset, true);
 }
 
 /** Remove every vif-guard chain, jump and table (uninstall). */
@@ -165,5 +168,5 @@ export function removeEverything(ctx: EngineContext, dryRun = false): Promise<Ap
       { table: 'filter', family: 6, chains: [], jumps: [] },
     ],
     bridge: undefined,
-  }));
+  }), true);
 }

@@ -73,7 +73,8 @@ const [variant, count, real] = [process.argv[2], Number(process.argv[3]), JSON.p
 const hex = (n) => n.toString(16).padStart(2, '0');
 const ports = Array.from({ length: count }, (_, i) => ({ ifname: 'vif' + (i + 1) + '.0', guest: 'g' + i, bridge: 'xenbr0', mac: '00:16:3e:' + hex(i >> 16 & 255) + ':' + hex(i >> 8 & 255) + ':' + hex(i & 255), addresses: parseAddressList('10.' + (100 + (i >> 16)) + '.' + ((i >> 8) & 255) + '.' + ((i & 255) || 1), { source: 'bench' }) }));
 for (const g of real) ports.push({ ifname: g.vif, guest: g.vif, bridge: 'xenbr0', mac: g.mac, addresses: parseAddressList(g.ip, { source: 'bench' }) });
-const ctx = { runner: createRunner(), settings: { ...DEFAULT_SETTINGS, backend: variant, log: false }, lockPath: ${JSON.stringify(join(dir, 'lock'))}, log: () => {} };
+// The same settings the hooks use (logging on): otherwise the first hook would rewrite every chain.
+const ctx = { runner: createRunner(), settings: { ...DEFAULT_SETTINGS, backend: variant }, lockPath: ${JSON.stringify(join(dir, 'lock'))}, log: () => {} };
 let t = performance.now();
 await applyFullState(ctx, ports);
 const full = performance.now() - t;
