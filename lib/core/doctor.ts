@@ -178,6 +178,38 @@ export function checkHooks(env: DoctorEnv): Check[] {
   }
 }
 
+/** OpenVZ: vps.mount (modules and veth protection at start) and the vznet.conf EXTERNAL_SCRIPT (each veth). */
+export function checkOpenvzHooks(env: DoctorEnv): Check[] {
+  const confDir = join(env.root, env.settings.vzConfDir);
+  try {
+    statSync(confDir);
+  } catch {
+    return [];
+  }
+  const checks: Check[] = [];
+  const mount = join(confDir, 'vps.mount');
+  let mountOk = false;
+  try {
+    accessSync(mount, constants.X_OK);
+    mountOk = (read(mount) ?? '').includes('vz-mount');
+  } catch {
+    mountOk = false;
+  }
+  checks.push(
+    mountOk
+      ? ok('openvz:vps.mount', `${env.settings.vzConfDir}/vps.mount runs vif-guard before every container start`)
+      : { id: 'openvz:vps.mount', level: 'error', message: `${env.settings.vzConfDir}/vps.mount is not vif-guard's (or not executable): containers start without their host modules and veth protection`, fix: './install.sh' },
+  );
+  const vznet = read(join(env.root, env.settings.vznetConf));
+  const script = vznet === undefined ? undefined : /^\s*EXTERNAL_SCRIPT="?([^"\n]*)"?/m.exec(vznet)?.[1];
+  checks.push(
+    script?.endsWith('/vznet-hook')
+      ? ok('openvz:vznet', `${env.settings.vznetConf} runs vif-guard for each veth`)
+      : { id: 'openvz:vznet', level: 'warning', message: `${env.settings.vznetConf}'s EXTERNAL_SCRIPT is ${script ? `\`${script}\`` : 'not set'}: veths added to running containers are not protected until the next sync`, fix: './install.sh (it keeps the current script running after vif-guard\'s)' },
+  );
+  return checks;
+}
+
 const HOOKED_SCRIPTS = new Set(['vif-bridge', 'vif-route', 'vif-nat', 'vif-guard']);
 
 export function checkXlConf(env: DoctorEnv): Check[] {
@@ -246,6 +278,6 @@ export async function runDoctor(env: DoctorEnv): Promise<Check[]> {
   }
   let notrackTable: boolean | undefined;
   if (env.runner.which('nft')) notrackTable = await readBridge(env.runner).then((state) => state.exists && state.ports.length > 0, () => undefined);
-  checks.push(...checkConntrack(env, guarded, notrackTable), ...checkHooks(env), ...checkXlConf(env));
+  checks.push(...checkConntrack(env, guarded, notrackTable), ...checkHooks(env), ...checkXlConf(env), ...checkOpenvzHooks(env));
   return checks;
 }

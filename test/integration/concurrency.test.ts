@@ -22,6 +22,7 @@ describe.skipIf(!CAN_USE_NETNS).each(VARIANTS)('concurrent hooks on iptables-%s'
     bridge: 'xenbr0',
     mac: undefined,
     addresses: parseAddressList(`${subnet}.${domid + 10}`, { source: 'test' }),
+    key: `xen:${domid}/0`,
   });
 
   /** The plan a full rebuild from these ports would send: empty means nothing lost, nothing extra. */

@@ -66,3 +66,20 @@ describe('doctor checks that a namespace cannot break', () => {
     expect(worst([{ id: 'a', level: 'warning', message: '' }, { id: 'b', level: 'error', message: '' }])).toBe(2);
   });
 });
+
+describe('doctor on an OpenVZ node', () => {
+  it('checks vps.mount and the vznet.conf EXTERNAL_SCRIPT, and says nothing without /etc/vz', async () => {
+    const { checkOpenvzHooks } = await import('../../../lib/core/doctor.js');
+    const { chmodSync } = await import('node:fs');
+    const { runner } = createRecordingRunner(() => undefined);
+    expect(checkOpenvzHooks({ runner, settings: DEFAULT_SETTINGS, root: tree({}), procSys: '/proc/sys' })).toEqual([]);
+    const bare = tree({ 'etc/vz/conf/101.conf': '', 'etc/vz/vznet.conf': 'EXTERNAL_SCRIPT="/usr/sbin/vznetaddbr"\n' });
+    expect(checkOpenvzHooks({ runner, settings: DEFAULT_SETTINGS, root: bare, procSys: '/proc/sys' }).map((c) => [c.id, c.level])).toEqual([
+      ['openvz:vps.mount', 'error'],
+      ['openvz:vznet', 'warning'],
+    ]);
+    const good = tree({ 'etc/vz/conf/vps.mount': '#!/bin/sh\n"/usr/lib/vif-guard/bin/vz-mount"\n', 'etc/vz/vznet.conf': 'EXTERNAL_SCRIPT="/usr/lib/vif-guard/bin/vznet-hook"\n' });
+    chmodSync(join(good, 'etc/vz/conf/vps.mount'), 0o755);
+    expect(checkOpenvzHooks({ runner, settings: DEFAULT_SETTINGS, root: good, procSys: '/proc/sys' }).map((c) => c.level)).toEqual(['ok', 'ok']);
+  });
+});
