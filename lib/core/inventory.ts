@@ -1,6 +1,6 @@
 import type { Settings } from '../config/settings.js';
 import type { GuestPort } from '../guest/model.js';
-import { sameNetwork, type GuestAddress } from '../guest/validate.js';
+import { addressRange } from '../guest/validate.js';
 import type { Runner } from '../runner.js';
 import { findDomuConfigs, readDomuNetworks } from '../xen/domu-files.js';
 import { buildXenInventory, listRunningVifs } from '../xen/inventory.js';
@@ -11,17 +11,22 @@ import { containerPorts, readContainer, runningContainers } from '../openvz/host
  * either may then use the other's address, which is almost always a config mistake.
  */
 export function overlaps(ports: readonly GuestPort[]): string[] {
+  // Sort every address range by its first address and sweep: O(n log n), not pairwise, so sync
+  // stays fast with thousands of guests.
+  const ranges = ports.flatMap((port) =>
+    port.addresses.map((address) => {
+      const [start, end] = addressRange(address);
+      return { port, address, start, end };
+    }),
+  );
+  ranges.sort((a, b) => (a.address.family - b.address.family) || (a.start < b.start ? -1 : a.start > b.start ? 1 : 0));
   const warnings: string[] = [];
-  const contains = (a: GuestAddress, b: GuestAddress) => a.family === b.family && a.prefix <= b.prefix && sameNetwork(a, b, a.prefix);
-  for (let i = 0; i < ports.length; i += 1) {
-    for (let j = i + 1; j < ports.length; j += 1) {
-      const [p, q] = [ports[i], ports[j]];
-      if (!p || !q || p.guest === q.guest) continue;
-      for (const a of p.addresses) {
-        const b = q.addresses.find((other) => contains(a, other) || contains(other, a));
-        if (b) warnings.push(`${a.cidr} (${p.guest}, ${p.ifname}) overlaps ${b.cidr} (${q.guest}, ${q.ifname}): either guest may use those addresses`);
-      }
+  let widest: (typeof ranges)[number] | undefined;
+  for (const range of ranges) {
+    if (widest && widest.address.family === range.address.family && range.start <= widest.end && widest.port.guest !== range.port.guest) {
+      warnings.push(`${widest.address.cidr} (${widest.port.guest}, ${widest.port.ifname}) overlaps ${range.address.cidr} (${range.port.guest}, ${range.port.ifname}): either guest may use those addresses`);
     }
+    if (!widest || widest.address.family !== range.address.family || range.end > widest.end) widest = range;
   }
   return warnings;
 }

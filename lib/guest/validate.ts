@@ -129,16 +129,12 @@ export function parseAddressList(value: string, origin: Origin): GuestAddress[] 
   return result;
 }
 
-/** Whether two addresses of one family agree on their first `bits` bits. */
-export function sameNetwork(a: GuestAddress, b: GuestAddress, bits: number): boolean {
-  const groups = (address: GuestAddress) =>
-    address.family === 4 ? [ipv4ToInt(address.address)] : expandIpv6(address.address);
-  const width = a.family === 4 ? 32 : 16;
-  const [x, y] = [groups(a), groups(b)];
-  for (let i = 0, left = bits; left > 0; i += 1, left -= width) {
-    const take = Math.min(width, left);
-    const shift = width - take;
-    if (Math.floor((x[i] ?? 0) / 2 ** shift) !== Math.floor((y[i] ?? 0) / 2 ** shift)) return false;
-  }
-  return true;
+/** The first and last address of a CIDR, as numbers (BigInt, so IPv6 fits). */
+export function addressRange(address: GuestAddress): [bigint, bigint] {
+  const bits = address.family === 4 ? 32 : 128;
+  const start =
+    address.family === 4
+      ? BigInt(ipv4ToInt(address.address))
+      : expandIpv6(address.address).reduce((acc, group) => (acc << 16n) | BigInt(group), 0n);
+  return [start, start + (1n << BigInt(bits - address.prefix)) - 1n];
 }

@@ -54,10 +54,11 @@ export async function listRunningVifs(runner: Runner): Promise<RunningVif[] | un
   const names = domids.map((d) => `/local/domain/${d}/name`);
   const values = new Map<string, string>();
   const invalid = new Set<string>();
+  const asked = new Set([...wanted, ...names]);
   let last: string | undefined;
   for (const line of await xsMany(runner, 'xenstore-read', [...wanted, ...names])) {
     const match = /^(backend\/vif\/\d+\/\d+\/\w+|\/local\/domain\/\d+\/name): (.*)$/.exec(line);
-    if (match?.[1] !== undefined && (wanted.includes(match[1]) || names.includes(match[1]))) {
+    if (match?.[1] !== undefined && asked.has(match[1])) {
       last = match[1];
       values.set(match[1], match[2] ?? '');
     } else if (last) {

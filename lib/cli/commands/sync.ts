@@ -28,7 +28,8 @@ export function summarise(report: ApplyReport, guarded: number, unaddressed: str
   const all = (pick: (plan: ApplyReport['plans'][number]) => readonly string[]) => report.plans.flatMap(pick);
   const added = portsOf(all((plan) => plan.added));
   const released = portsOf(all((plan) => plan.removed));
-  const updated = portsOf(all((plan) => plan.changed)).filter((port) => !added.includes(port));
+  const addedSet = new Set(added);
+  const updated = portsOf(all((plan) => plan.changed)).filter((port) => !addedSet.has(port));
   const sharedChanged = [...all((plan) => plan.added), ...all((plan) => plan.changed), ...all((plan) => plan.removed)].some(
     (chain) => portOfChain(chain) === undefined && !chain.startsWith('vif-guard-o-'),
   );
