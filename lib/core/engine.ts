@@ -9,7 +9,7 @@ import { parseSave, type LiveTable } from '../backend/save-parse.js';
 import { planTable, renderRestorePayload, type TablePlan } from '../backend/diff.js';
 import { applyBridge, planBridge, readBridge } from '../backend/nft-bridge.js';
 import { buildBridge, buildFilterTable, buildRuleset, type PortChains } from '../rules/build.js';
-import { buildPortIn6Chain, buildPortInChain, buildPortOut6Chain, buildPortOutChain, isGuarded, parsePortComment } from '../rules/port.js';
+import { buildPortIn6Chain, buildPortInChain, buildPortOut6Chain, buildPortOutChain, isGuarded, portMetaOfRules } from '../rules/port.js';
 import { portOfChain, portOutChain } from '../rules/names.js';
 import type { Rule, Ruleset } from '../rules/types.js';
 import { ipv4Addresses } from '../guest/model.js';
@@ -46,7 +46,6 @@ export interface LivePort {
   readonly key: string | undefined;
 }
 
-const COMMENT = /--comment "((?:[^"\\]|\\.)*)"/;
 const SOURCE = /^-s (\S+) -j RETURN$/;
 const verbatim = (rules: readonly string[]): Rule[] => rules.map((rule) => [rule]);
 
@@ -56,8 +55,7 @@ export function livePorts(filter4: LiveTable, filter6: LiveTable): LivePort[] {
   for (const [chain, entry] of filter4.chains) {
     const ifname = portOfChain(chain);
     if (ifname === undefined) continue;
-    const comment = entry.rules.map((rule) => COMMENT.exec(rule)?.[1]).find((text) => text !== undefined);
-    const meta = comment === undefined ? undefined : parsePortComment(comment.replace(/\\(.)/g, '$1'));
+    const meta = portMetaOfRules(entry.rules);
     const ipv4 = entry.rules.flatMap((rule) => {
       const cidr = SOURCE.exec(rule)?.[1];
       return cidr ? [parseAddress(cidr, { source: `live chain ${chain}` })] : [];

@@ -6,7 +6,7 @@ import { jumpsInPlace } from '../backend/diff.js';
 import { renderRuleBody } from '../backend/render.js';
 import { buildRuleset } from '../rules/build.js';
 import { portInChain, portOfChain, portOutChain } from '../rules/names.js';
-import { buildPortIn6Chain, buildPortInChain, buildPortOut6Chain, buildPortOutChain, isGuarded, parsePortComment } from '../rules/port.js';
+import { buildPortIn6Chain, buildPortInChain, buildPortOut6Chain, buildPortOutChain, isGuarded, portMetaOfRules } from '../rules/port.js';
 import type { ChainSpec, TableSpec } from '../rules/types.js';
 
 export type PortState = 'protected' | 'unprotected' | 'drift' | 'no-addresses' | 'stale';
@@ -35,7 +35,6 @@ export interface LiveState {
 }
 
 const ZERO: Counter = { packets: 0, bytes: 0 };
-const COMMENT = /--comment "((?:[^"\\]|\\.)*)"/;
 const add = (a: Counter, b: Counter): Counter => ({ packets: a.packets + b.packets, bytes: a.bytes + b.bytes });
 
 function counterOf(live: LiveTable, chain: string, pick: (body: string) => boolean): Counter {
@@ -105,8 +104,7 @@ export function buildStatus(live: LiveState, expected: readonly GuestPort[] | un
   for (const [chain, entry] of live.filter4.chains) {
     const vif = portOfChain(chain);
     if (vif === undefined || known.has(vif)) continue;
-    const comment = entry.rules.map((rule) => COMMENT.exec(rule)?.[1]).find((text) => text !== undefined);
-    const meta = comment ? parsePortComment(comment.replace(/\\(.)/g, '$1')) : undefined;
+    const meta = portMetaOfRules(entry.rules);
     const addresses = entry.rules.flatMap((rule) => /^-s (\S+) -j RETURN$/.exec(rule)?.[1] ?? []);
     // Without an inventory (no hypervisor tools) the live chains are all there is to report.
     rows.push({ guest: meta?.guest ?? '-', vif, bridge: meta?.bridge, addresses, mac: meta?.mac, state: expected === undefined ? 'protected' : 'stale', ...countersFor(live, vif) });

@@ -1,4 +1,3 @@
-import { isIPv4 } from 'node:net';
 import { expandIpv6 } from '../guest/validate.js';
 
 /*
@@ -69,8 +68,4 @@ export function ipv6MulticastMac(ip: string): string {
 
 export function toHex(frame: readonly number[]): string {
   return Buffer.from(frame).toString('hex');
-}
-
-export function isIpv4(ip: string): boolean {
-  return isIPv4(ip);
 }

@@ -11,6 +11,13 @@ export function parseIfname(value: string, what: string, origin: Origin): string
   return value;
 }
 
+/** Xen domain names as vif-guard accepts them (they end up in rule comments and log lines). */
+const GUEST_NAME = /^[A-Za-z0-9_.:-]{1,64}$/;
+
+export function isGuestName(value: string): boolean {
+  return GUEST_NAME.test(value);
+}
+
 const MAC = /^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$/;
 
 /** Canonical lower-case MAC. Multicast and all-zero addresses cannot be a guest's source MAC. */

@@ -1,5 +1,6 @@
-import { readFileSync, realpathSync, renameSync, writeFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { realpathSync } from 'node:fs';
+import { join } from 'node:path';
+import { readOptional, writeAtomic } from '../files.js';
 import type { Settings } from '../config/settings.js';
 import { VifGuardError } from '../errors.js';
 import type { GuestPort } from '../guest/model.js';
@@ -17,14 +18,7 @@ export function confDir(settings: Settings): string {
   }
 }
 
-export function readText(path: string): string | undefined {
-  try {
-    return readFileSync(path, 'utf8');
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    throw new VifGuardError('INVALID_INPUT', `cannot read ${path}: ${(error as Error).message}`);
-  }
-}
+export const readText = readOptional;
 
 export function readContainer(settings: Settings, ctid: string, file?: string): ContainerConfig {
   validateCtid(ctid, { source: 'container ID' });
@@ -43,16 +37,6 @@ export function containerEffective(settings: Settings, ct: ContainerConfig): Eff
   return effectiveMask(ct, readGlobalIptables(settings), settings.vzConf);
 }
 
-/** Write a file the way vzctl's own tools should: a temp file in the same directory, then rename. */
-export function writeAtomic(path: string, text: string, mode = 0o644): void {
-  const temp = join(dirname(path), `.${process.pid}.vif-guard.tmp`);
-  try {
-    writeFileSync(temp, text, { mode });
-    renameSync(temp, path);
-  } catch (error) {
-    throw new VifGuardError('INVALID_INPUT', `cannot write ${path}: ${(error as Error).message}`, { cause: error });
-  }
-}
 
 /** Load the host modules a mask needs; each failure names the module. Returns what was asked for. */
 export async function loadHostModules(runner: Runner, mask: bigint): Promise<string[]> {

@@ -4,7 +4,8 @@ import type { Settings } from '../config/settings.js';
 import { VifGuardError } from '../errors.js';
 import type { Runner } from '../runner.js';
 import { parseVzConfig, validateCtid } from './config.js';
-import { containerEffective, ctConfPath, loadHostModules, persistHostModules, readContainer, readGlobalIptables, readText, writeAtomic } from './host.js';
+import { containerEffective, ctConfPath, loadHostModules, persistHostModules, readContainer, readGlobalIptables, readText } from './host.js';
+import { writeAtomic } from '../files.js';
 import { hostModulesFor, maskOfTokens, modeFor, NETFILTER_MODES, renderSavedIptables, resolveToken, tokensOfMask, withoutTokens, type NetfilterMode } from './modules.js';
 
 export interface VeContext {
@@ -77,7 +78,7 @@ async function applyContainer(ctx: VeContext, ctid: string, newMask: bigint, opt
     persistHostModules(ctx.settings, modules);
     const result = await ctx.runner.run('vzctl', args, { timeout: 300_000 });
     if (result.exitCode !== 0) throw new VifGuardError('APPLY', `vzctl ${args.join(' ')} failed (exit ${result.exitCode}): ${result.stderr.trim().split('\n').pop() ?? ''}`);
-    if (running && !options.restart) markPending(ctx.settings, ctid);
+    if (running && !options.restart) markPending(ctid);
   }
   return { target: `container ${ctid}`, before, after, command: ['vzctl', ...args], hostModules: modules, restartNeeded: running && !options.restart, notes, dryRun: options.dryRun };
 }
@@ -118,12 +119,18 @@ export function listContainers(settings: Settings): string[] {
 }
 
 
+/** The list in force for a container (or, for `all`, the global one), as vzctl would compute it. */
+function currentMaskOf(ctx: VeContext, target: string): bigint {
+  if (target === 'all') return readGlobalIptables(ctx.settings)?.mask ?? 0x17bfn;
+  return containerEffective(ctx.settings, readContainer(ctx.settings, validateCtid(target, { source: 'container ID' }))).mask;
+}
+
 /** vif-guard ve allow: add modules (by vzctl token or the names admins type) to a container's list. */
 export async function allow(ctx: VeContext, target: string, names: readonly string[], options: { restart: boolean; dryRun: boolean }): Promise<VeChange> {
   if (names.length === 0) throw new VifGuardError('INVALID_INPUT', 'name at least one module, e.g. vif-guard ve allow 101 recent state');
   const tokens = names.map(resolveToken);
   const notes: string[] = [];
-  const currentMask = target === 'all' ? readGlobalIptables(ctx.settings)?.mask ?? 0x17bfn : containerEffective(ctx.settings, readContainer(ctx.settings, validateCtid(target, { source: 'container ID' }))).mask;
+  const currentMask = currentMaskOf(ctx, target);
   let mask = currentMask | maskOfTokens(tokens);
   const implied = tokensOfMask(maskOfTokens(tokens)).filter((token) => !tokens.includes(token));
   if (implied.length) notes.push(`also allowed, as dependencies: ${implied.join(', ')}`);
@@ -139,7 +146,7 @@ export async function allow(ctx: VeContext, target: string, names: readonly stri
 export async function deny(ctx: VeContext, target: string, names: readonly string[], options: { restart: boolean; dryRun: boolean }): Promise<VeChange> {
   if (names.length === 0) throw new VifGuardError('INVALID_INPUT', 'name at least one module, e.g. vif-guard ve deny 101 recent');
   const tokens = names.map(resolveToken);
-  const currentMask = target === 'all' ? readGlobalIptables(ctx.settings)?.mask ?? 0x17bfn : containerEffective(ctx.settings, readContainer(ctx.settings, validateCtid(target, { source: 'container ID' }))).mask;
+  const currentMask = currentMaskOf(ctx, target);
   const mask = withoutTokens(currentMask, tokens);
   const removed = tokensOfMask(currentMask & ~mask).filter((token) => !tokens.includes(token));
   const notes = removed.length ? [`also removed, as they depend on it: ${removed.join(', ')}`] : [];
@@ -162,8 +169,7 @@ function pendingDir(): string {
   return process.env.VIF_GUARD_STATE_DIR ? join(process.env.VIF_GUARD_STATE_DIR, 'openvz-restart-pending') : PENDING_DIR;
 }
 
-function markPending(settings: Settings, ctid: string): void {
-  void settings;
+function markPending(ctid: string): void {
   try {
     mkdirSync(pendingDir(), { recursive: true });
     writeAtomic(join(pendingDir(), ctid), `${Math.floor(Date.now() / 1000)}\n`);

@@ -40,6 +40,14 @@ export function parsePortComment(comment: string): PortMeta | undefined {
   return { ifname, guest, bridge: bridge === '-' ? undefined : bridge, mac: mac === '-' ? undefined : mac, key: key === '-' ? undefined : key };
 }
 
+const COMMENT = /--comment "((?:[^"\\]|\\.)*)"/;
+
+/** The metadata vif-guard recorded in a port chain's rules (as iptables-save prints them), if any. */
+export function portMetaOfRules(rules: readonly string[]): PortMeta | undefined {
+  const comment = rules.map((rule) => COMMENT.exec(rule)?.[1]).find((text) => text !== undefined);
+  return comment === undefined ? undefined : parsePortComment(comment.replace(/\\(.)/g, '$1'));
+}
+
 /** Whether this port gets chains at all: it has addresses, or the policy blocks unaddressed ports. */
 export function isGuarded(port: GuestPort, settings: Settings): boolean {
   return port.addresses.length > 0 || settings.unaddressed === 'block';

@@ -1,5 +1,5 @@
 import { loadSettings } from '../config/load.js';
-import { exitCodeFor, toVifGuardError, VifGuardError } from '../errors.js';
+import { exitCodeFor, toVifGuardError } from '../errors.js';
 import type { GuestPort } from '../guest/model.js';
 import { ensureBridgeNetfilter } from '../kernel/bridge-nf.js';
 import { DEFAULT_LOCK_PATH } from '../lock.js';
@@ -80,6 +80,6 @@ export async function runHotplug(mode: HotplugAction | 'libxl', argv: readonly s
     }
     process.stdout.write(`${error.shortMessage}\n`);
     await reportToXenstore(xenstore, request, error.shortMessage);
-    return exitCodeFor(error instanceof VifGuardError ? error : error);
+    return exitCodeFor(error);
   }
 }

@@ -1,5 +1,5 @@
 import { VifGuardError, invalid, type Origin } from '../errors.js';
-import { parseIfname, parseMac } from '../guest/validate.js';
+import { isGuestName, parseIfname, parseMac } from '../guest/validate.js';
 
 export type HotplugAction = 'up' | 'down';
 
@@ -91,7 +91,7 @@ export function parseHookArguments(action: HotplugAction, argv: readonly string[
   const bridge = options.get('bridge') || undefined;
   const xenbusPath = options.get('xenbus-path') || env.XENBUS_PATH || undefined;
   const guest = options.get('guest') || undefined;
-  if (guest !== undefined && !/^[A-Za-z0-9_.:-]{1,64}$/.test(guest)) throw invalid('guest', 'a domain name of letters, digits and _.:-', guest, origin);
+  if (guest !== undefined && !isGuestName(guest)) throw invalid('guest', 'a domain name of letters, digits and _.:-', guest, origin);
   return {
     action,
     typeIf,

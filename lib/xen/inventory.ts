@@ -1,6 +1,6 @@
 import { VifGuardError, describeOrigin } from '../errors.js';
 import type { GuestPort } from '../guest/model.js';
-import { parseAddressList, parseIfname, parseMac } from '../guest/validate.js';
+import { isGuestName, parseAddressList, parseIfname, parseMac } from '../guest/validate.js';
 import type { Runner } from '../runner.js';
 import type { DomuNetwork } from './vif-spec.js';
 
@@ -77,7 +77,6 @@ export async function listRunningVifs(runner: Runner): Promise<RunningVif[] | un
   });
 }
 
-const GUEST_NAME = /^[A-Za-z0-9_.:-]{1,64}$/;
 
 export interface XenInventory {
   readonly ports: GuestPort[];
@@ -102,7 +101,7 @@ export function buildXenInventory(running: readonly RunningVif[], configs: reado
   for (const vif of running) {
     const base = `backend/vif/${vif.domid}/${vif.devid}`;
     const origin = (node: string) => ({ source: `xenstore ${base}/${node}` });
-    const guest = vif.name && GUEST_NAME.test(vif.name) ? vif.name : `domid-${vif.domid}`;
+    const guest = vif.name && isGuestName(vif.name) ? vif.name : `domid-${vif.domid}`;
     const vifname = vif.nodes.vifname ? parseIfname(vif.nodes.vifname, 'vifname', origin('vifname')) : undefined;
     const ifname = vifname ?? parseIfname(`vif${vif.domid}.${vif.devid}`, 'vif', origin('vifname'));
     let addresses = parseAddressList(vif.nodes.ip ?? '', origin('ip'));

@@ -1,10 +1,9 @@
 import { VifGuardError } from '../errors.js';
 import type { GuestPort } from '../guest/model.js';
-import { parseAddressList, parseIfname, parseMac } from '../guest/validate.js';
+import { isGuestName, parseAddressList, parseIfname, parseMac } from '../guest/validate.js';
 import type { HotplugRequest } from './hotplug.js';
 import type { Xenstore } from './xenstore.js';
 
-const GUEST_NAME = /^[A-Za-z0-9_.:-]{1,64}$/;
 
 /** `backend/vif/5/0` -> `xen:5/0`: the vif's identity whatever it is called now. */
 export function xenKey(xenbusPath: string | undefined): string | undefined {
@@ -47,7 +46,7 @@ export async function readPortFromXenstore(request: HotplugRequest, xenstore: Xe
   const bridgeName = request.bridge ?? (bridge ? parseIfname(bridge, 'bridge', origin('bridge')) : undefined);
   return {
     ifname,
-    guest: request.guest ?? (name && GUEST_NAME.test(name) ? name : domid ? `domid-${domid}` : '-'),
+    guest: request.guest ?? (name && isGuestName(name) ? name : domid ? `domid-${domid}` : '-'),
     bridge: bridgeName,
     mac: mac ? parseMac(mac, origin('mac')) : request.mac,
     addresses,

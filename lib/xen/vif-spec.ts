@@ -1,5 +1,5 @@
 import { VifGuardError, invalid, quoteValue, type Origin } from '../errors.js';
-import { parseAddressList, parseIfname, parseMac, type GuestAddress } from '../guest/validate.js';
+import { isGuestName, parseAddressList, parseIfname, parseMac, type GuestAddress } from '../guest/validate.js';
 import type { DomuConfig } from './domu-config.js';
 
 /** One `vif = [...]` entry, validated. */
@@ -56,14 +56,12 @@ export interface DomuNetwork {
   readonly vifs: readonly VifSpec[];
 }
 
-const GUEST_NAME = /^[A-Za-z0-9_.:-]{1,64}$/;
-
 /** The guest name and vifs of a parsed domU config. */
 export function buildDomuNetwork(config: DomuConfig, file: string): DomuNetwork {
   const nameValue = config.get('name');
   let name: string | undefined;
   if (nameValue) {
-    if (nameValue.kind !== 'string' || !GUEST_NAME.test(nameValue.value)) {
+    if (nameValue.kind !== 'string' || !isGuestName(nameValue.value)) {
       throw invalid('name', 'a domain name of letters, digits and _.:-', nameValue.kind === 'string' ? nameValue.value : nameValue.kind, { source: file, line: nameValue.line });
     }
     name = nameValue.value;

@@ -1,24 +1,13 @@
-import { renameSync, writeFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { writeAtomic } from '../../files.js';
 import { readBridge } from '../../backend/nft-bridge.js';
 import { readLive } from '../../core/engine.js';
 import { collectInventory } from '../../core/inventory.js';
 import { buildStatus, renderPrometheus, type PortStatus } from '../../core/status.js';
-import { toVifGuardError, VifGuardError } from '../../errors.js';
+import { toVifGuardError } from '../../errors.js';
 import { createContext, log, printJson, renderTable } from '../context.js';
 
 const human = (n: number): string => (n >= 1e9 ? `${(n / 1e9).toFixed(1)}G` : n >= 1e6 ? `${(n / 1e6).toFixed(1)}M` : n >= 1e4 ? `${(n / 1e3).toFixed(0)}k` : String(n));
 
-/** Write the node_exporter textfile atomically, so the collector never reads half a file. */
-function writeAtomically(path: string, text: string): void {
-  const temp = join(dirname(path), `.${process.pid}.vif-guard.prom.tmp`);
-  try {
-    writeFileSync(temp, text, { mode: 0o644 });
-    renameSync(temp, path);
-  } catch (error) {
-    throw new VifGuardError('INVALID_INPUT', `cannot write ${path}: ${(error as Error).message}`, { cause: error });
-  }
-}
 
 export async function collectStatus(): Promise<{ rows: PortStatus[]; variant: string; warnings: string[] }> {
   const ctx = createContext();
@@ -40,7 +29,8 @@ export async function collectStatus(): Promise<{ rows: PortStatus[]; variant: st
 /** vif-guard status: one line per guest port with its state and drop counters. */
 export async function runStatus(options: { json: boolean; prometheus: string | undefined }): Promise<number> {
   const { rows, variant, warnings } = await collectStatus();
-  if (options.prometheus) writeAtomically(options.prometheus, renderPrometheus(rows));
+  // Atomically: node_exporter's textfile collector must never read half a file.
+  if (options.prometheus) writeAtomic(options.prometheus, renderPrometheus(rows));
   if (options.json) {
     printJson({ variant, ports: rows, warnings });
     return 0;
