@@ -15,36 +15,26 @@ import type { Counter } from './save-parse.js';
  */
 export const NFT_TABLE = 'vif_guard';
 
-const SKELETON_TEXT = [
-  'set ports { type ifname; }',
-  'set macs { type ether_addr; }',
-  'map guests { type ifname : verdict; }',
-  'prerouting: type filter hook prerouting priority -300; policy accept;',
-  'prerouting: meta pkttype other iifname @ports notrack comment "vg:notrack-from-guest"',
-  'prerouting: meta pkttype other ether daddr @macs notrack comment "vg:notrack-to-guest"',
-  'from_guest: type filter hook prerouting priority -290; policy accept;',
-  'from_guest: iifname vmap @guests comment "vg:dispatch"',
-].join('\n');
-const SKELETON_DIGEST = createHash('sha256').update(SKELETON_TEXT).digest('hex').slice(0, 12);
+// The table's fixed part, written once: its digest names the base chains, so a vif-guard upgrade
+// that changes it is seen from the chain names alone and rebuilds the table.
+const SKELETON_TEMPLATE = [
+  '  set ports { type ifname; }',
+  '  set macs { type ether_addr; }',
+  '  map guests { type ifname : verdict; }',
+  '  chain prerouting_@ {',
+  '    type filter hook prerouting priority -300; policy accept;',
+  '    meta pkttype other iifname @ports notrack comment "vg:notrack-from-guest"',
+  '    meta pkttype other ether daddr @macs notrack comment "vg:notrack-to-guest"',
+  '  }',
+  '  chain from_guest_@ {',
+  '    type filter hook prerouting priority -290; policy accept;',
+  '    iifname vmap @guests comment "vg:dispatch"',
+  '  }',
+];
+const SKELETON_DIGEST = createHash('sha256').update(SKELETON_TEMPLATE.join('\n')).digest('hex').slice(0, 12);
 export const PREROUTING = `prerouting_${SKELETON_DIGEST}`;
 export const FROM_GUEST = `from_guest_${SKELETON_DIGEST}`;
-
-function skeleton(): string[] {
-  return [
-    '  set ports { type ifname; }',
-    '  set macs { type ether_addr; }',
-    '  map guests { type ifname : verdict; }',
-    `  chain ${PREROUTING} {`,
-    '    type filter hook prerouting priority -300; policy accept;',
-    '    meta pkttype other iifname @ports notrack comment "vg:notrack-from-guest"',
-    '    meta pkttype other ether daddr @macs notrack comment "vg:notrack-to-guest"',
-    '  }',
-    `  chain ${FROM_GUEST} {`,
-    '    type filter hook prerouting priority -290; policy accept;',
-    '    iifname vmap @guests comment "vg:dispatch"',
-    '  }',
-  ];
-}
+const SKELETON = SKELETON_TEMPLATE.map((line) => line.replace(/_@ \{$/, `_${SKELETON_DIGEST} {`));
 
 export interface LiveBridge {
   readonly exists: boolean;
@@ -111,7 +101,7 @@ export function parseBridgeJson(texts: readonly string[]): LiveBridge {
 const quote = (value: string) => `"${value}"`;
 
 function fullTable(desired: BridgeSpec): string {
-  const lines = [`table bridge ${NFT_TABLE} {`, ...skeleton()];
+  const lines = [`table bridge ${NFT_TABLE} {`, ...SKELETON];
   for (const guest of desired.guests) lines.push(`  chain ${guest.chain} {`, ...guest.rules.map((rule) => `    ${rule}`), '  }');
   lines.push('}');
   if (desired.notrack?.ports.length) lines.push(`add element bridge ${NFT_TABLE} ports { ${desired.notrack.ports.map(quote).join(', ')} }`);
