@@ -74,7 +74,8 @@ export function defaultVariant(runner: Runner): Variant {
 }
 
 function holdsRules(saveText: string): boolean {
-  return saveText.split('\n').some((line) => line.startsWith('-A '));
+  // With -c every rule line starts with its counters: `[12:3400] -A ...`.
+  return saveText.split('\n').some((line) => /^(\[\d+:\d+\] )?-A /.test(line));
 }
 
 function holdsVifGuard(saveText: string): boolean {
@@ -93,14 +94,14 @@ export interface Detection {
  * that holds rules, else the host's `iptables` alternative. Both holding rules is a warning: packets
  * pass both rulesets, and rules in the one vif-guard does not use are invisible to it.
  */
-export async function detectBackend(runner: Runner, setting: 'auto' | Variant, waitSeconds: number): Promise<Detection> {
+export async function detectBackend(runner: Runner, setting: 'auto' | Variant, waitSeconds: number, counters = false): Promise<Detection> {
   const missing = (['nft', 'legacy'] as const).filter((v) => !runner.which(`iptables-${v}-restore`));
   if (setting !== 'auto') {
     if (missing.includes(setting)) {
       throw new VifGuardError('MISSING_TOOL', `backend = ${setting} but iptables-${setting}-restore is not installed (apt-get install iptables)`);
     }
     const backend = createIptablesBackend(runner, setting, waitSeconds);
-    return { backend, warnings: [], save: await backend.save() };
+    return { backend, warnings: [], save: await backend.save(undefined, counters) };
   }
   const available = (['nft', 'legacy'] as const).filter((v) => !missing.includes(v));
   if (available.length === 0) throw new VifGuardError('MISSING_TOOL', 'neither iptables-nft nor iptables-legacy is installed (apt-get install iptables)');
@@ -108,11 +109,11 @@ export async function detectBackend(runner: Runner, setting: 'auto' | Variant, w
   // chains, that settles it without reading the other variant (doctor checks both).
   const preferred = available.includes(defaultVariant(runner)) ? defaultVariant(runner) : available[0] ?? 'nft';
   const saves = new Map<Variant, string>();
-  saves.set(preferred, await createIptablesBackend(runner, preferred, waitSeconds).save());
+  saves.set(preferred, await createIptablesBackend(runner, preferred, waitSeconds).save(undefined, counters));
   if (holdsVifGuard(saves.get(preferred) ?? '')) {
     return { backend: createIptablesBackend(runner, preferred, waitSeconds), warnings: [], save: saves.get(preferred) ?? '' };
   }
-  for (const variant of available) if (!saves.has(variant)) saves.set(variant, await createIptablesBackend(runner, variant, waitSeconds).save());
+  for (const variant of available) if (!saves.has(variant)) saves.set(variant, await createIptablesBackend(runner, variant, waitSeconds).save(undefined, counters));
   const warnings: string[] = [];
   const withRules = available.filter((v) => holdsRules(saves.get(v) ?? ''));
   if (withRules.length === 2) warnings.push('both iptables-nft and iptables-legacy hold rules; packets pass both, and vif-guard manages only one');

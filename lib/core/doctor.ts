@@ -4,7 +4,7 @@ import type { Settings } from '../config/settings.js';
 import type { Runner } from '../runner.js';
 import { toVifGuardError } from '../errors.js';
 import { parseDomuConfig } from '../xen/domu-config.js';
-import { detectBackend } from '../backend/iptables.js';
+import type { Detection } from '../backend/iptables.js';
 import { readLive } from './engine.js';
 import { readBridge } from '../backend/nft-bridge.js';
 import { buildStatus, type LiveState } from './status.js';
@@ -105,9 +105,8 @@ export function checkPersistence(env: DoctorEnv): Check[] {
   return checks;
 }
 
-export async function checkIptables(env: DoctorEnv): Promise<Check[]> {
+export async function checkIptables(env: DoctorEnv, detection: Detection): Promise<Check[]> {
   const checks: Check[] = [];
-  const detection = await detectBackend(env.runner, env.settings.backend, env.settings.lockTimeout);
   const variant = detection.backend.variant;
   // Both variants: read the other one too (the hook skips it for speed).
   const other = variant === 'nft' ? 'legacy' : 'nft';
@@ -245,8 +244,8 @@ export async function runDoctor(env: DoctorEnv): Promise<Check[]> {
   const checks: Check[] = [...checkBridgeNetfilter(env), ...checkPersistence(env)];
   let live: LiveState | undefined;
   try {
-    checks.push(...(await checkIptables(env)));
     const state = await readLive({ runner: env.runner, settings: env.settings, lockPath: '', log: () => undefined });
+    checks.push(...(await checkIptables(env, state.detection)));
     const bridge = env.runner.which('nft') ? await readBridge(env.runner, true) : undefined;
     live = { filter4: state.tables[4], filter6: state.tables[6], bridge };
   } catch (error) {

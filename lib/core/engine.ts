@@ -4,7 +4,7 @@ import { parseAddress, type GuestAddress } from '../guest/validate.js';
 import type { Runner } from '../runner.js';
 import { VifGuardError } from '../errors.js';
 import { withLock } from '../lock.js';
-import { createIptablesBackend, detectBackend, type IptablesBackend } from '../backend/iptables.js';
+import { createIptablesBackend, detectBackend, type Detection, type IptablesBackend } from '../backend/iptables.js';
 import { parseSave, type LiveTable } from '../backend/save-parse.js';
 import { planTable, renderRestorePayload, type TablePlan } from '../backend/diff.js';
 import { applyBridge, planBridge, readBridge } from '../backend/nft-bridge.js';
@@ -98,6 +98,7 @@ export function desiredAfterChange(filter4: LiveTable, filter6: LiveTable, chang
 }
 
 interface LiveState {
+  readonly detection: Detection;
   readonly backends: Record<4 | 6, IptablesBackend>;
   readonly tables: Record<4 | 6, LiveTable>;
   readonly variant: string;
@@ -106,13 +107,14 @@ interface LiveState {
 
 /** Read both families from the chosen iptables variant. */
 export async function readLive(ctx: EngineContext, counters = false): Promise<LiveState> {
-  const detection = await detectBackend(ctx.runner, ctx.settings.backend, ctx.settings.lockTimeout);
+  // Detection already read every IPv4 table (with counters when asked): no second iptables-save.
+  const detection = await detectBackend(ctx.runner, ctx.settings.backend, ctx.settings.lockTimeout, counters);
   const v6 = createIptablesBackend(ctx.runner, detection.backend.variant, ctx.settings.lockTimeout, 6);
-  const save4 = counters ? await detection.backend.save('filter', true) : detection.save;
   const save6 = await v6.save('filter', counters);
   return {
+    detection,
     backends: { 4: detection.backend, 6: v6 },
-    tables: { 4: parseSave(save4, 'filter'), 6: parseSave(save6, 'filter') },
+    tables: { 4: parseSave(detection.save, 'filter'), 6: parseSave(save6, 'filter') },
     variant: detection.backend.variant,
     warnings: [...detection.warnings],
   };

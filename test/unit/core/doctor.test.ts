@@ -3,6 +3,7 @@ import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { checkConntrack, checkIptables, persistentSysctl, worst } from '../../../lib/core/doctor.js';
+import { detectBackend } from '../../../lib/backend/iptables.js';
 import { DEFAULT_SETTINGS } from '../../../lib/config/settings.js';
 import { createRecordingRunner } from '../../helpers/recording-runner.js';
 
@@ -21,7 +22,8 @@ describe('doctor checks that a namespace cannot break', () => {
       (call) => (call.command === 'iptables-nft-restore' ? { exitCode: 2, stderr: "iptables-restore v1.8.9 (nf_tables): Couldn't load match `physdev':No such file or directory\n" } : undefined),
       ['iptables-nft-restore', 'iptables-nft-save'],
     );
-    const checks = await checkIptables({ runner, settings: { ...DEFAULT_SETTINGS, backend: 'nft' }, root: '/', procSys: '/proc/sys' });
+    const detection = await detectBackend(runner, 'nft', 5);
+    const checks = await checkIptables({ runner, settings: { ...DEFAULT_SETTINGS, backend: 'nft' }, root: '/', procSys: '/proc/sys' }, detection);
     expect(checks.find((check) => check.id === 'physdev')).toEqual({
       id: 'physdev',
       level: 'error',
