@@ -1,4 +1,4 @@
-import type { TableSpec } from '../rules/types.js';
+import type { ChainSpec, TableSpec } from '../rules/types.js';
 import { isOwnedChain } from '../rules/types.js';
 import type { LiveTable } from './save-parse.js';
 import { renderRuleBody } from './render.js';
@@ -15,6 +15,12 @@ export interface TablePlan {
 
 function isOwnedJump(body: string): boolean {
   return / -[jg] vif-guard/.test(` ${body}`);
+}
+
+/** Whether a live chain holds exactly these rules, in order (as iptables-save prints them). */
+export function chainMatches(live: LiveTable, chain: ChainSpec): boolean {
+  const have = live.chains.get(chain.name)?.rules;
+  return have !== undefined && have.length === chain.rules.length && chain.rules.every((rule, i) => renderRuleBody(rule) === have[i]);
 }
 
 /** Whether the desired jumps are the first rules of their built-in chains, in order, and the only vif-guard jumps there. */
@@ -37,18 +43,16 @@ export function planTable(live: LiveTable, desired: TableSpec): TablePlan {
 
   const rewrites: string[] = [];
   for (const chain of desired.chains) {
-    const bodies = chain.rules.map(renderRuleBody);
-    const current = live.chains.get(chain.name);
-    if (!current) {
+    if (!live.chains.has(chain.name)) {
       lines.push(`:${chain.name} - [0:0]`);
       added.push(chain.name);
-    } else if (current.rules.length === bodies.length && current.rules.every((rule, i) => rule === bodies[i])) {
+    } else if (chainMatches(live, chain)) {
       continue;
     } else {
       rewrites.push(`-F ${chain.name}`);
       changed.push(chain.name);
     }
-    for (const body of bodies) rewrites.push(`-A ${chain.name} ${body}`);
+    for (const rule of chain.rules) rewrites.push(`-A ${chain.name} ${renderRuleBody(rule)}`);
   }
 
   // Jumps must be the first rules of their built-in chain, in order, and appear nowhere else in it.

@@ -2,12 +2,11 @@ import type { GuestPort } from '../guest/model.js';
 import type { Settings } from '../config/settings.js';
 import type { LiveTable, Counter } from '../backend/save-parse.js';
 import type { LiveBridge } from '../backend/nft-bridge.js';
-import { jumpsInPlace } from '../backend/diff.js';
-import { renderRuleBody } from '../backend/render.js';
+import { chainMatches, jumpsInPlace } from '../backend/diff.js';
 import { buildRuleset } from '../rules/build.js';
 import { portInChain, portOfChain, portOutChain } from '../rules/names.js';
 import { buildPortIn6Chain, buildPortInChain, buildPortOut6Chain, buildPortOutChain, isGuarded, portMetaOfRules } from '../rules/port.js';
-import type { ChainSpec, TableSpec } from '../rules/types.js';
+import type { TableSpec } from '../rules/types.js';
 
 export type PortState = 'protected' | 'unprotected' | 'drift' | 'no-addresses' | 'stale';
 
@@ -65,16 +64,11 @@ function countersFor(live: LiveState, vif: string): Pick<PortStatus, 'spoofed' |
   return { spoofed: FROM_GUEST_REASONS.reduce((sum, reason) => add(sum, dropped[reason]), ZERO), dropped };
 }
 
-function same(live: LiveTable, chain: ChainSpec): boolean {
-  const have = live.chains.get(chain.name)?.rules;
-  return have !== undefined && have.length === chain.rules.length && chain.rules.every((rule, i) => renderRuleBody(rule) === have[i]);
-}
-
 function sharedOk(live: LiveTable, desired: TableSpec | undefined): boolean {
   if (!desired) return true;
   const shared = desired.chains.filter((chain) => portOfChain(chain.name) === undefined && !chain.name.startsWith('vif-guard-o-'));
   const builtins = [...new Set(desired.jumps.map((jump) => jump.chain))];
-  return shared.every((chain) => same(live, chain)) && builtins.every((builtin) => jumpsInPlace(live, desired.jumps, builtin));
+  return shared.every((chain) => chainMatches(live, chain)) && builtins.every((builtin) => jumpsInPlace(live, desired.jumps, builtin));
 }
 
 /**
@@ -98,7 +92,7 @@ export function buildStatus(live: LiveState, expected: readonly GuestPort[] | un
     const chains = [buildPortInChain(port, settings), buildPortOutChain(port, settings)];
     const chains6 = [buildPortIn6Chain(port, settings), buildPortOut6Chain(port, settings)];
     const exists = live.filter4.chains.has(portInChain(port.ifname));
-    const exact = chains.every((chain) => same(live.filter4, chain)) && chains6.every((chain) => same(live.filter6, chain)) && l2Ok;
+    const exact = chains.every((chain) => chainMatches(live.filter4, chain)) && chains6.every((chain) => chainMatches(live.filter6, chain)) && l2Ok;
     rows.push({ ...base, state: !exists ? 'unprotected' : exact && !sharedDrift ? 'protected' : 'drift' });
   }
   for (const [chain, entry] of live.filter4.chains) {
