@@ -11,6 +11,11 @@ export interface Settings {
   /** Log lines per minute per port and class, 1-59. */
   readonly logPerMinute: number;
   readonly logBurst: number;
+  /**
+   * MAC, ARP and ethertype checks and NOTRACK, in nft's bridge family. `off` is for kernels without
+   * nf_tables (OpenVZ 6's 2.6.32): IP checks only, chosen by the admin, reported by doctor.
+   */
+  readonly layer2: boolean;
   /** Ethertypes a guarded guest may send besides IPv4, ARP and IPv6 (nft names or 0x numbers), e.g. `vlan`. */
   readonly extraEthertypes: readonly string[];
   /** Seconds to wait for vif-guard's lock and the xtables lock; libxl kills hooks at 40 s. */
@@ -38,6 +43,7 @@ export const DEFAULT_SETTINGS: Settings = {
   log: true,
   logPerMinute: 6,
   logBurst: 10,
+  layer2: true,
   extraEthertypes: [],
   lockTimeout: 20,
   xenConfigDir: '/etc/xen',

@@ -277,6 +277,9 @@ export async function runDoctor(env: DoctorEnv): Promise<Check[]> {
   }
   let notrackTable: boolean | undefined;
   if (env.runner.which('nft')) notrackTable = await readBridge(env.runner).then((state) => state.exists && state.ports.length > 0, () => undefined);
+  if (!env.settings.layer2 && guarded > 0) {
+    checks.push({ id: 'layer2', level: 'warning', message: 'layer2 = no: guests can forge their MAC, poison ARP and send VLAN-tagged frames past the IP checks', fix: 'on a kernel with nf_tables: apt-get install nftables, set layer2 = yes, then vif-guard sync' });
+  }
   checks.push(...checkConntrack(env, guarded, notrackTable), ...checkHooks(env), ...checkXlConf(env), ...checkOpenvzHooks(env));
   return checks;
 }

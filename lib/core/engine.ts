@@ -128,7 +128,7 @@ async function underLock(ctx: EngineContext, dryRun: boolean, desiredFor: (filte
     const live = await readLive(ctx);
     const desired = desiredFor(live.tables[4], live.tables[6]);
     if (desired.bridge && !ctx.runner.which('nft')) {
-      throw new VifGuardError('MISSING_TOOL', 'nft is not installed: MAC, ARP and ethertype checks need it (apt-get install nftables)');
+      throw new VifGuardError('MISSING_TOOL', 'nft is not installed: MAC, ARP and ethertype checks need it (apt-get install nftables; on a kernel without nf_tables, layer2 = no in vif-guard.conf)');
     }
     const liveBridge = ctx.runner.which('nft') ? await readBridge(ctx.runner) : undefined;
     const plans = desired.tables.map((table) => planTable(live.tables[table.family], table));

@@ -47,6 +47,7 @@ export function buildNotrack(ports: readonly { ifname: string; mac: string | und
 }
 
 export function buildBridge(ports: readonly L2Port[], settings: Settings): BridgeSpec | undefined {
+  if (!settings.layer2) return undefined;
   const notrack = buildNotrack(ports, settings);
   const guests = ports.map((port) => buildGuestL2(port.ifname, port.mac, port.ipv4, settings)).sort((a, b) => a.ifname.localeCompare(b.ifname));
   return notrack === undefined && guests.length === 0 ? undefined : { notrack, guests };

@@ -8,8 +8,8 @@ describe('parseSettings', () => {
     expect(parseSettings(readFileSync('templates/vif-guard.conf', 'utf8'), 'template')).toEqual(DEFAULT_SETTINGS);
   });
   it('reads every key', () => {
-    expect(parseSettings('[general]\nbackend = legacy\nnotrack = no\nunaddressed = block\nlog = off\nlog_per_minute = 30\nlog_burst = 3\nlock_timeout = 10\n[xen]\nxen_config_dir = /srv/xen\n', 'f')).toEqual({
-      ...DEFAULT_SETTINGS, backend: 'legacy', notrack: false, unaddressed: 'block', log: false, logPerMinute: 30, logBurst: 3, lockTimeout: 10, xenConfigDir: '/srv/xen',
+    expect(parseSettings('[general]\nbackend = legacy\nnotrack = no\nunaddressed = block\nlog = off\nlayer2 = no\nlog_per_minute = 30\nlog_burst = 3\nlock_timeout = 10\n[xen]\nxen_config_dir = /srv/xen\n', 'f')).toEqual({
+      ...DEFAULT_SETTINGS, backend: 'legacy', notrack: false, unaddressed: 'block', log: false, layer2: false, logPerMinute: 30, logBurst: 3, lockTimeout: 10, xenConfigDir: '/srv/xen',
     });
   });
   it.each([

@@ -78,6 +78,12 @@ COMMIT
     );
   });
 
+  it('layer2 = no: IP rules without nft, for kernels that have no nf_tables', async () => {
+    const { runner, calls } = createRecordingRunner(() => undefined, TOOLS.filter((tool) => tool !== 'nft'));
+    await applyPortChange({ runner, settings: { ...settings, layer2: false }, lockPath, log: () => undefined }, { kind: 'up', port });
+    expect(calls.filter((call) => call.command.endsWith('-restore')).map((call) => call.command)).toEqual(['iptables-nft-restore', 'ip6tables-nft-restore']);
+  });
+
   it('refuses, changing nothing, when nft is missing: MAC and ARP checks would be absent', async () => {
     const { runner, calls } = createRecordingRunner(() => undefined, TOOLS.filter((tool) => tool !== 'nft'));
     await expect(applyPortChange({ runner, settings, lockPath, log: () => undefined }, { kind: 'up', port })).rejects.toThrow(/nft is not installed/);

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { buildPortInChain, buildPortOutChain, logPrefix, parsePortComment, portComment } from '../../../lib/rules/port.js';
-import { buildNotrack, buildRuleset } from '../../../lib/rules/build.js';
+import { buildBridge, buildNotrack, buildRuleset } from '../../../lib/rules/build.js';
 import { DEFAULT_SETTINGS } from '../../../lib/config/settings.js';
 import { parseAddressList } from '../../../lib/guest/validate.js';
 import type { GuestPort } from '../../../lib/guest/model.js';
@@ -60,6 +60,12 @@ describe('buildRuleset', () => {
       buildRuleset([bare], settings).tables[0]?.chains.map((chain) => chain.name);
     expect(names(DEFAULT_SETTINGS)).toEqual(['vif-guard-fwd', 'vif-guard-in', 'vif-guard-out']);
     expect(names({ ...DEFAULT_SETTINGS, unaddressed: 'block' })).toContain('vif-guard-i-vif9.0');
+  });
+
+  it('layer2 = no: no bridge table at all (kernels without nf_tables)', () => {
+    const ports = [{ ifname: 'vif1.0', mac: '00:16:3e:00:00:01', ipv4: [] }];
+    expect(buildBridge(ports, DEFAULT_SETTINGS)?.guests).toHaveLength(1);
+    expect(buildBridge(ports, { ...DEFAULT_SETTINGS, layer2: false })).toBeUndefined();
   });
 
   it('NOTRACK covers the guarded ports and their MACs, or nothing when the setting is off', () => {
