@@ -1,170 +1,307 @@
-import { createHash } from 'node:crypto';
 import { VifGuardError } from '../errors.js';
 import type { Runner } from '../runner.js';
-import type { BridgeSpec } from '../rules/types.js';
+import { parseAddress } from '../guest/validate.js';
+import { blockNames, bridgePort, parsePortComment, type CommentFields, type DropClass } from '../rules/bridge.js';
+import type { BridgeBlock, BridgePort, BridgeSpec } from '../rules/types.js';
 import type { Counter } from './save-parse.js';
 
 /*
- * vif-guard's nft table `bridge vif_guard`, owned whole:
+ * vif-guard's nft table `bridge vif_guard`, owned whole (rules/bridge.ts has the layout):
  * - NOTRACK for switched guest traffic. It cannot live in iptables' raw table: br_netfilter turns
  *   PACKET_OTHERHOST into PACKET_HOST before the IPv4 PREROUTING hooks run, so raw PREROUTING cannot
  *   tell a frame the bridge switches from one dom0 routes or NATs (which must stay tracked).
- * - Layer-2 checks per guest port (MAC, ARP, ethertypes), reached by one `iifname vmap` lookup.
- * Chain names carry digests of their rules, so the state can be read from chain names, map and
- * set elements alone: listing rules makes nft fetch every rule of every chain.
+ * - Per-port checks as set elements. The `guarded_<digest>` set names the layout version and its
+ *   elements carry each port's configuration as a comment, so a hook reads one small set, not the
+ *   whole table, and changes only elements.
  */
 export const NFT_TABLE = 'vif_guard';
 
-// The table's fixed part, written once: its digest names the base chains, so a vif-guard upgrade
-// that changes it is seen from the chain names alone and rebuilds the table.
-const SKELETON_TEMPLATE = [
-  '  set ports { type ifname; }',
-  '  set macs { type ether_addr; }',
-  '  map guests { type ifname : verdict; }',
-  '  chain prerouting_@ {',
-  '    type filter hook prerouting priority -300; policy accept;',
-  '    meta pkttype other iifname @ports notrack comment "vg:notrack-from-guest"',
-  '    meta pkttype other ether daddr @macs notrack comment "vg:notrack-to-guest"',
-  '  }',
-  '  chain from_guest_@ {',
-  '    type filter hook prerouting priority -290; policy accept;',
-  '    iifname vmap @guests comment "vg:dispatch"',
-  '  }',
-];
-const SKELETON_DIGEST = createHash('sha256').update(SKELETON_TEMPLATE.join('\n')).digest('hex').slice(0, 12);
-export const PREROUTING = `prerouting_${SKELETON_DIGEST}`;
-export const FROM_GUEST = `from_guest_${SKELETON_DIGEST}`;
-const SKELETON = SKELETON_TEMPLATE.map((line) => line.replace(/_@ \{$/, `_${SKELETON_DIGEST} {`));
+export interface LiveBridgePort extends BridgePort {
+  readonly fields: CommentFields | undefined;
+}
 
 export interface LiveBridge {
   readonly exists: boolean;
-  readonly skeletonCurrent: boolean;
-  readonly ports: readonly string[];
+  /** Digest of the layout found (from the `guarded_<digest>` set name). */
+  readonly digest: string | undefined;
+  /** The nftables backend's table (IP checks included), not only layer 2. */
+  readonly ip: boolean;
+  readonly ports: ReadonlyMap<string, LiveBridgePort>;
+  /** The NOTRACK MAC set's elements. */
   readonly macs: readonly string[];
-  /** Guest chains (g_*) in the table. */
-  readonly chains: ReadonlySet<string>;
-  /** Map key (ifname) -> chain it jumps to. */
-  readonly dispatch: ReadonlyMap<string, string>;
-  /** Guest chain -> class -> counter of its drop rule (only from a full listing). */
-  readonly counters: ReadonlyMap<string, Map<string, Counter>>;
+  /** Port -> class -> drops (only from a full listing). */
+  readonly counters: ReadonlyMap<string, ReadonlyMap<DropClass, Counter>>;
 }
 
-export const ABSENT: LiveBridge = { exists: false, skeletonCurrent: false, ports: [], macs: [], chains: new Set(), dispatch: new Map(), counters: new Map() };
+export const ABSENT: LiveBridge = { exists: false, digest: undefined, ip: false, ports: new Map(), macs: [], counters: new Map() };
 
+type Elem = unknown;
 interface NftItem {
-  set?: { name?: string; table?: string; elem?: unknown[] };
-  map?: { name?: string; table?: string; elem?: unknown[] };
+  set?: { name?: string; table?: string; elem?: Elem[] };
   chain?: { name?: string; table?: string };
-  rule?: { chain?: string; table?: string; comment?: string; expr?: Array<{ counter?: { packets?: number; bytes?: number } }> };
 }
 
-/** Parse `nft -j` output: a full table listing, or the chains/map/sets listings a hook uses. */
-export function parseBridgeJson(texts: readonly string[]): LiveBridge {
+/** An element as nft -j prints it -> the text vif-guard writes for it (`"vif1.0" . 10.0.0.0/24`). */
+function elementText(elem: Elem): { text: string; ifname: string | undefined; comment?: string; counter?: Counter } | undefined {
+  const value = (v: unknown): string | undefined => {
+    if (typeof v === 'string') return v;
+    const prefix = (v as { prefix?: { addr?: string; len?: number } } | null)?.prefix;
+    return prefix?.addr !== undefined ? `${prefix.addr}/${prefix.len ?? ''}` : undefined;
+  };
+  const wrapped = (elem as { elem?: { val?: unknown; comment?: string; counter?: { packets?: number; bytes?: number } } } | null)?.elem;
+  const val = wrapped ? wrapped.val : elem;
+  const extra = {
+    ...(wrapped?.comment !== undefined ? { comment: wrapped.comment } : {}),
+    ...(wrapped?.counter ? { counter: { packets: wrapped.counter.packets ?? 0, bytes: wrapped.counter.bytes ?? 0 } } : {}),
+  };
+  const concat = (val as { concat?: unknown[] } | null)?.concat;
+  if (Array.isArray(concat)) {
+    const parts = concat.map(value);
+    if (parts.some((part) => part === undefined) || typeof parts[0] !== 'string') return undefined;
+    return { text: parts.join(' . '), ifname: parts[0], ...extra };
+  }
+  const single = value(val);
+  return single === undefined ? undefined : { text: single, ifname: single, ...extra };
+}
+
+/** A port's elements as vif-guard would have written them, from the configuration in its comment. */
+function portFromComment(ifname: string, comment: string | undefined): LiveBridgePort | undefined {
+  const fields = comment === undefined ? undefined : parsePortComment(comment);
+  if (!fields || fields.addresses === undefined) return undefined;
+  try {
+    const addresses = fields.addresses.map((cidr) => parseAddress(cidr, { source: `bridge ${NFT_TABLE} element ${ifname}` }));
+    // The comment as it is in the kernel (with its blocklist digest), not as this port would now be written.
+    return { ...bridgePort({ ifname, guest: fields.guest, bridge: fields.bridge, mac: fields.mac, addresses, key: fields.key }), comment: comment ?? '', fields };
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Parse `nft -j` output: the guarded set alone (a hook's read), or the whole table. With the whole
+ * table the sets themselves are the truth; a lone guarded set is read through its comments, and
+ * `complete` is false when a comment cannot say everything (then the caller reads the table).
+ */
+export function parseBridgeJson(texts: readonly string[]): LiveBridge & { readonly complete: boolean } {
   const items = texts.flatMap((text) => (JSON.parse(text) as { nftables?: NftItem[] }).nftables ?? []);
   const ours = (table: string | undefined) => table === undefined || table === NFT_TABLE;
-  const setElems = (name: string) =>
-    items.flatMap((item) => (item.set?.name === name && ours(item.set.table) ? (item.set.elem ?? []) : [])).filter((elem): elem is string => typeof elem === 'string');
-  const names = new Set(items.flatMap((item) => (item.chain?.name && ours(item.chain.table) ? [item.chain.name] : [])));
-  const counters = new Map<string, Map<string, Counter>>();
+  const sets = new Map<string, NonNullable<ReturnType<typeof elementText>>[]>();
   for (const item of items) {
-    const rule = item.rule;
-    if (!rule?.chain?.startsWith('g_') || !ours(rule.table)) continue;
-    const counter = rule.expr?.find((expr) => expr.counter)?.counter;
-    const cls = /^vg:([a-z0-9-]+)$/.exec(rule.comment ?? '')?.[1];
-    if (!counter || !cls) continue;
-    const perChain = counters.get(rule.chain) ?? new Map<string, Counter>();
-    perChain.set(cls, { packets: counter.packets ?? 0, bytes: counter.bytes ?? 0 });
-    counters.set(rule.chain, perChain);
+    if (!item.set?.name || !ours(item.set.table)) continue;
+    sets.set(item.set.name, (item.set.elem ?? []).flatMap((elem) => elementText(elem) ?? []));
   }
-  const dispatch = new Map<string, string>();
-  for (const item of items) {
-    if (item.map?.name !== 'guests' || !ours(item.map.table)) continue;
-    for (const elem of item.map.elem ?? []) {
-      // [ "vif1.0", { "jump": { "target": "g_vif1.0_..." } } ]
-      if (Array.isArray(elem) && typeof elem[0] === 'string') {
-        const target = (elem[1] as { jump?: { target?: string } } | undefined)?.jump?.target;
-        if (target) dispatch.set(elem[0], target);
-      }
+  const chains = items.flatMap((item) => (item.chain?.name && ours(item.chain.table) ? [item.chain.name] : []));
+  const guardedName = [...sets.keys()].find((name) => /^guarded_[0-9a-f]{12}$/.test(name));
+  if (!guardedName && chains.length === 0 && sets.size === 0) return { ...ABSENT, complete: true };
+  const whole = sets.has('v4');
+  const byPort = (name: string) => {
+    const map = new Map<string, string[]>();
+    for (const element of sets.get(name) ?? []) {
+      if (!element.ifname) continue;
+      const rest = element.text.slice(element.ifname.length + 3);
+      map.set(element.ifname, [...(map.get(element.ifname) ?? []), rest]);
+    }
+    return map;
+  };
+  const [v4, v6, portMac] = [byPort('v4'), byPort('v6'), byPort('port_mac')];
+  const ports = new Map<string, LiveBridgePort>();
+  let complete = true;
+  for (const element of guardedName ? (sets.get(guardedName) ?? []) : []) {
+    const ifname = element.text;
+    const fields = element.comment === undefined ? undefined : parsePortComment(element.comment);
+    if (whole) {
+      ports.set(ifname, { ifname, mac: portMac.get(ifname)?.[0], v4: v4.get(ifname) ?? [], v6: v6.get(ifname) ?? [], comment: element.comment ?? '', fields });
+      continue;
+    }
+    const derived = portFromComment(ifname, element.comment);
+    if (derived) ports.set(ifname, derived);
+    else complete = false;
+  }
+  const counters = new Map<string, Map<DropClass, Counter>>();
+  for (const [name, elements] of sets) {
+    const cls = /^cnt_([a-z0-9_]+)$/.exec(name)?.[1] as DropClass | undefined;
+    if (!cls) continue;
+    for (const element of elements) {
+      if (!element.counter || !element.ifname) continue;
+      const perPort = counters.get(element.ifname) ?? new Map<DropClass, Counter>();
+      perPort.set(cls, element.counter);
+      counters.set(element.ifname, perPort);
     }
   }
   return {
-    exists: names.size > 0 || items.some((item) => item.map?.name === 'guests'),
-    skeletonCurrent: names.has(PREROUTING) && names.has(FROM_GUEST),
-    ports: setElems('ports'),
-    macs: setElems('macs'),
-    chains: new Set([...names].filter((name) => name.startsWith('g_'))),
-    dispatch,
+    exists: true,
+    digest: guardedName?.slice('guarded_'.length),
+    ip: chains.some((name) => name.startsWith('to_guest_')),
+    ports,
+    // A hook's read has no macs set: the ports' own MACs are what vif-guard put there.
+    macs: whole ? (sets.get('macs') ?? []).map((element) => element.text) : macsOf(ports.values()),
     counters,
+    complete,
   };
 }
 
 const quote = (value: string) => `"${value}"`;
+const add = (set: string, elements: readonly string[]) => (elements.length ? [`add element bridge ${NFT_TABLE} ${set} { ${elements.join(', ')} }`] : []);
+/** Delete that cannot fail on an element someone else already removed: add it first (same transaction). */
+const remove = (set: string, elements: readonly string[]) => (elements.length ? [...add(set, elements), `delete element bridge ${NFT_TABLE} ${set} { ${elements.join(', ')} }`] : []);
+
+interface PortElements {
+  readonly guarded: string[];
+  readonly macPorts: string[];
+  readonly portMac: string[];
+  readonly v4: string[];
+  readonly v6: string[];
+}
+
+function elementsOf(port: BridgePort, ip: boolean): PortElements {
+  const name = quote(port.ifname);
+  return {
+    guarded: [`${name}${port.comment ? ` comment ${quote(port.comment)}` : ''}`],
+    macPorts: port.mac ? [name] : [],
+    portMac: port.mac ? [`${name} . ${port.mac}`] : [],
+    v4: port.v4.map((address) => `${name} . ${address}`),
+    v6: ip ? port.v6.map((address) => `${name} . ${address}`) : [],
+  };
+}
+
+/** Whether the live port holds exactly the elements vif-guard would write for it. */
+export function portMatches(live: BridgePort | undefined, desired: BridgePort, ip: boolean): boolean {
+  if (!live) return false;
+  const [a, b] = [elementsOf(live, ip), elementsOf(desired, ip)];
+  return SETS.every((key) => a[key].length === b[key].length && a[key].every((element) => b[key].includes(element)));
+}
+
+const SETS: readonly (keyof PortElements)[] = ['guarded', 'macPorts', 'portMac', 'v4', 'v6'];
+const SET_NAME = (key: keyof PortElements, digest: string) => ({ guarded: `guarded_${digest}`, macPorts: 'mac_ports', portMac: 'port_mac', v4: 'v4', v6: 'v6' })[key];
+const macsOf = (ports: Iterable<BridgePort>) => [...new Set([...ports].flatMap((port) => (port.mac ? [port.mac] : [])))].sort();
+
+const T = `bridge ${NFT_TABLE}`;
+
+/** Remove a port's blocklist objects; each step works whether or not the object is still there. */
+function removeBlock(ifname: string): string[] {
+  const n = blockNames(ifname);
+  return [
+    `add chain ${T} ${n.to}`,
+    `add chain ${T} ${n.from}`,
+    `add element ${T} block_to { ${quote(ifname)} : jump ${n.to} }`,
+    `delete element ${T} block_to { ${quote(ifname)} }`,
+    `add element ${T} block_from { ${quote(ifname)} : jump ${n.from} }`,
+    `delete element ${T} block_from { ${quote(ifname)} }`,
+    ...[n.to, n.from].flatMap((chain) => [`flush chain ${T} ${chain}`, `delete chain ${T} ${chain}`]),
+    ...blockSets(n).flatMap(([set, type]) => [`add set ${T} ${set} { type ${type}; flags interval; }`, `delete set ${T} ${set}`]),
+  ];
+}
+
+const blockSets = (n: ReturnType<typeof blockNames>): [string, string][] => [[n.in4, 'ipv4_addr'], [n.in6, 'ipv6_addr'], [n.out4, 'ipv4_addr'], [n.out6, 'ipv6_addr']];
+
+/**
+ * Create or refill a port's blocklist: its four sets are flushed and refilled in the same
+ * transaction, so the new list replaces the old one atomically; its chains and map entries are
+ * (re)written the same way.
+ */
+function writeBlock(ifname: string, block: BridgeBlock): string[] {
+  const n = blockNames(ifname);
+  const elements = block.elements();
+  const content: Record<string, readonly string[]> = { [n.in4]: elements.in4, [n.in6]: elements.in6, [n.out4]: elements.out4, [n.out6]: elements.out6 };
+  return [
+    ...blockSets(n).flatMap(([set, type]) => [`add set ${T} ${set} { type ${type}; flags interval; }`, `flush set ${T} ${set}`]),
+    ...[[n.to, block.rules.to], [n.from, block.rules.from]].flatMap(([chain, rules]) => [`add chain ${T} ${chain}`, `flush chain ${T} ${chain}`, ...(rules as string[]).map((rule) => `add rule ${T} ${chain} ${rule}`)]),
+    `add element ${T} block_to { ${quote(ifname)} : jump ${n.to} }`,
+    `add element ${T} block_from { ${quote(ifname)} : jump ${n.from} }`,
+    ...blockSets(n).flatMap(([set]) => add(set, content[set] ?? [])),
+  ];
+}
 
 function fullTable(desired: BridgeSpec): string {
-  const lines = [`table bridge ${NFT_TABLE} {`, ...SKELETON];
-  for (const guest of desired.guests) lines.push(`  chain ${guest.chain} {`, ...guest.rules.map((rule) => `    ${rule}`), '  }');
-  lines.push('}');
-  if (desired.notrack?.ports.length) lines.push(`add element bridge ${NFT_TABLE} ports { ${desired.notrack.ports.map(quote).join(', ')} }`);
-  if (desired.notrack?.macs.length) lines.push(`add element bridge ${NFT_TABLE} macs { ${desired.notrack.macs.join(', ')} }`);
-  if (desired.guests.length) lines.push(`add element bridge ${NFT_TABLE} guests { ${desired.guests.map((g) => `${quote(g.ifname)} : jump ${g.chain}`).join(', ')} }`);
+  const lines = [`table bridge ${NFT_TABLE} {`, ...desired.body, '}'];
+  const all = desired.ports.map((port) => elementsOf(port, desired.ip));
+  for (const key of SETS) lines.push(...add(SET_NAME(key, desired.digest), all.flatMap((elements) => elements[key])));
+  lines.push(...add('macs', macsOf(desired.ports)));
+  for (const port of desired.ports) if (desired.ip && port.block) lines.push(...writeBlock(port.ifname, port.block));
   return lines.join('\n');
+}
+
+/** Dynamic sets (`cnt_*` counters, `log_*` budgets) where a removed port leaves an element behind. */
+function counterSets(desired: BridgeSpec | undefined, live: LiveBridge): string[] {
+  const names = new Set<string>();
+  for (const line of desired?.body ?? []) {
+    const match = /^ {2}set ((?:cnt|log)_[a-z0-9_]+) /.exec(line);
+    if (match?.[1]) names.add(match[1]);
+  }
+  return live.digest === desired?.digest ? [...names] : [];
 }
 
 /**
  * The nft script (one atomic transaction) that turns live into desired; empty when nothing changes.
- * A guest whose rules change gets a new chain and its map element is repointed in the same
- * transaction; unchanged chains are not touched, so their counters survive.
+ * A new layout (first run, upgrade, changed settings) replaces the table; otherwise only the changed
+ * ports' elements move, so other guests' counters and log budgets are untouched.
  */
 export function planBridge(live: LiveBridge, desired: BridgeSpec | undefined): string {
   if (!desired) return live.exists ? `delete table bridge ${NFT_TABLE}\n` : '';
-  if (!live.exists || !live.skeletonCurrent) {
+  if (!live.exists || live.digest !== desired.digest) {
     return `table bridge ${NFT_TABLE} {}\ndelete table bridge ${NFT_TABLE}\n${fullTable(desired)}\n`;
   }
   const lines: string[] = [];
-  const wanted = new Map(desired.guests.map((guest) => [guest.ifname, guest]));
-  const wantedChains = new Set(desired.guests.map((guest) => guest.chain));
-  for (const guest of desired.guests) {
-    if (live.chains.has(guest.chain)) continue;
-    lines.push(`add chain bridge ${NFT_TABLE} ${guest.chain}`, ...guest.rules.map((rule) => `add rule bridge ${NFT_TABLE} ${guest.chain} ${rule}`));
+  const wanted = new Map(desired.ports.map((port) => [port.ifname, port]));
+  const removed = new Map<keyof PortElements, string[]>();
+  const added = new Map<keyof PortElements, string[]>();
+  const gone: string[] = [];
+  for (const ifname of new Set([...live.ports.keys(), ...wanted.keys()])) {
+    const before = live.ports.get(ifname);
+    const after = wanted.get(ifname);
+    const old = before ? elementsOf(before, desired.ip) : undefined;
+    const now = after ? elementsOf(after, desired.ip) : undefined;
+    for (const key of SETS) {
+      const [have, want] = [old?.[key] ?? [], now?.[key] ?? []];
+      const wantSet = new Set(want);
+      const haveSet = new Set(have);
+      removed.set(key, [...(removed.get(key) ?? []), ...have.filter((element) => !wantSet.has(element))]);
+      added.set(key, [...(added.get(key) ?? []), ...want.filter((element) => !haveSet.has(element))]);
+    }
+    if (before && !after) gone.push(quote(ifname));
   }
-  for (const [ifname, target] of live.dispatch) {
-    if (wanted.get(ifname)?.chain !== target) lines.push(`delete element bridge ${NFT_TABLE} guests { ${quote(ifname)} }`);
+  // Blocklists: removed with their port (or their last list), rewritten when their digest changes.
+  const blockChanges: string[] = [];
+  for (const ifname of new Set([...live.ports.keys(), ...wanted.keys()])) {
+    const before = live.ports.get(ifname)?.fields?.block;
+    const after = wanted.get(ifname)?.block;
+    if (!desired.ip || before === after?.digest) continue;
+    if (after) blockChanges.push(...writeBlock(ifname, after));
+    else if (before) blockChanges.push(...removeBlock(ifname));
   }
-  for (const guest of desired.guests) {
-    if (live.dispatch.get(guest.ifname) !== guest.chain) lines.push(`add element bridge ${NFT_TABLE} guests { ${quote(guest.ifname)} : jump ${guest.chain} }`);
-  }
-  for (const chain of live.chains) if (!wantedChains.has(chain)) lines.push(`flush chain bridge ${NFT_TABLE} ${chain}`, `delete chain bridge ${NFT_TABLE} ${chain}`);
-  const setDiff = (set: 'ports' | 'macs', have: readonly string[], want: readonly string[], q: (v: string) => string) => {
-    // Sets, not Array.includes: with thousands of guests that was 64 million comparisons per hook.
-    const [haveSet, wantSet] = [new Set(have), new Set(want)];
-    const removed = have.filter((value) => !wantSet.has(value));
-    const added = want.filter((value) => !haveSet.has(value));
-    if (removed.length) lines.push(`delete element bridge ${NFT_TABLE} ${set} { ${removed.map(q).join(', ')} }`);
-    if (added.length) lines.push(`add element bridge ${NFT_TABLE} ${set} { ${added.map(q).join(', ')} }`);
-  };
-  setDiff('ports', live.ports, desired.notrack?.ports ?? [], quote);
-  setDiff('macs', live.macs, desired.notrack?.macs ?? [], (mac) => mac);
+  for (const key of SETS) lines.push(...remove(SET_NAME(key, desired.digest), removed.get(key) ?? []));
+  // A removed port's drop counters and log budgets go with it; a port that comes back starts from zero.
+  for (const set of counterSets(desired, live)) lines.push(...remove(set, gone));
+  for (const key of SETS) lines.push(...add(SET_NAME(key, desired.digest), added.get(key) ?? []));
+  lines.push(...blockChanges);
+  const [haveMacs, wantMacs] = [live.macs, macsOf(desired.ports)];
+  lines.push(...remove('macs', haveMacs.filter((mac) => !wantMacs.includes(mac))), ...add('macs', wantMacs.filter((mac) => !haveMacs.includes(mac))));
   return lines.length ? `${lines.join('\n')}\n` : '';
 }
 
+async function list(runner: Runner, args: readonly string[]): Promise<string | undefined> {
+  const result = await runner.run('nft', ['-j', 'list', ...args]);
+  if (result.exitCode === 0) return result.stdout;
+  if (/No such file or directory/.test(result.stderr)) return undefined;
+  throw new VifGuardError('APPLY', `nft list ${args.join(' ')} failed: ${result.stderr.trim().split('\n')[0] ?? ''}`);
+}
+
 /**
- * The live table. `full` lists every rule (for counters: status, doctor); otherwise only chain
- * names, the map and the sets, which is what a hook needs and stays fast with thousands of guests.
+ * The live table. A hook reads only the guarded set of the layout it expects (one small listing,
+ * fast with thousands of guests); the whole table is read when that set is missing or cannot be
+ * read from its comments alone, and for counters (`full`: status, doctor, sync).
  */
-export async function readBridge(runner: Runner, full = false): Promise<LiveBridge> {
-  const lists = full
-    ? [['list', 'table', 'bridge', NFT_TABLE]]
-    : [['list', 'chains', 'bridge'], ['list', 'map', 'bridge', NFT_TABLE, 'guests'], ['list', 'set', 'bridge', NFT_TABLE, 'ports'], ['list', 'set', 'bridge', NFT_TABLE, 'macs']];
-  const texts: string[] = [];
-  for (const args of lists) {
-    const result = await runner.run('nft', ['-j', ...args]);
-    if (result.exitCode !== 0) {
-      if (/No such file or directory/.test(result.stderr)) return ABSENT;
-      throw new VifGuardError('APPLY', `nft ${args.join(' ')} failed: ${result.stderr.trim().split('\n')[0] ?? ''}`);
+export async function readBridge(runner: Runner, expected: Pick<BridgeSpec, 'digest' | 'ip'> | undefined, full = false): Promise<LiveBridge> {
+  if (!full && expected !== undefined) {
+    const text = await list(runner, ['set', 'bridge', NFT_TABLE, `guarded_${expected.digest}`]);
+    if (text !== undefined) {
+      // The digest names the layout, so the mode is the expected one.
+      const live = parseBridgeJson([text]);
+      if (live.complete) return { ...live, ip: expected.ip };
     }
-    texts.push(result.stdout);
   }
-  return parseBridgeJson(texts);
+  const text = await list(runner, ['table', 'bridge', NFT_TABLE]);
+  return text === undefined ? ABSENT : parseBridgeJson([text]);
 }
 
 export async function applyBridge(runner: Runner, script: string, timeoutSeconds = 30): Promise<void> {

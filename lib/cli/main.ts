@@ -11,6 +11,7 @@ import { runStatus } from './commands/status.js';
 import { runDoctorCommand } from './commands/doctor.js';
 import { runDemoCommand } from './commands/demo.js';
 import { runVe } from './commands/ve.js';
+import { runBlock, runBlockList, runUnblock } from './commands/block.js';
 import { listen, send } from '../demo/agent.js';
 
 async function checkConfig(files: string[], json: boolean): Promise<number> {
@@ -35,7 +36,7 @@ async function removeRules(dryRun: boolean): Promise<number> {
   const report = await removeEverything(createContext(), dryRun);
   const removed = report.plans.flatMap((plan) => plan.removed.map((chain) => `${plan.family === 6 ? 'ip6tables' : 'iptables'} ${chain}`));
   if (report.bridgeScript) removed.push('nft table bridge vif_guard');
-  log(`${dryRun ? 'would remove' : 'removed'} ${removed.length} chain(s)/table(s) from iptables-${report.variant}${removed.length ? `: ${removed.join(', ')}` : ''}`);
+  log(`${dryRun ? 'would remove' : 'removed'} ${removed.length} chain(s)/table(s) (${report.backend})${removed.length ? `: ${removed.join(', ')}` : ''}`);
   return 0;
 }
 
@@ -122,6 +123,40 @@ export async function main(rawArgv: string[]): Promise<number> {
             .example('$0 ve deny 101 nat --dry-run', 'show the vzctl command that removes NAT'),
         async (args) =>
           set(await runVe(args.action, String(args.target), (args.names as string[] | undefined) ?? [], { restart: args.restart, dryRun: args['dry-run'], json: args.json, rule: args.rule })),
+      )
+      .command(
+        'block [target]',
+        'Drop traffic from a set of prefixes (a country zone, --cidr) to one guest or vif, and with --both from it to them; saved, restored by sync',
+        (y) =>
+          y
+            .positional('target', { type: 'string', describe: 'a vif (vif3.0) or a guest name (all its vifs)' })
+            .option('zone', { type: 'string', array: true, default: [] as string[], describe: 'zone file: one IPv4/IPv6 prefix per line, # comments' })
+            .option('cidr', { type: 'string', array: true, default: [] as string[], describe: 'a prefix to block (repeatable)' })
+            .option('name', { type: 'string', describe: 'list name (default: the zone file name); block again with the same name to replace it atomically' })
+            .option('both', { type: 'boolean', default: false, describe: 'also drop what the guest sends to these prefixes' })
+            .option('list', { type: 'boolean', default: false, describe: 'show the saved lists and where they apply' })
+            .option('dry-run', { type: 'boolean', default: false, describe: 'print the nft transaction instead of applying and saving it' })
+            .option('json', { type: 'boolean', default: false })
+            .example('$0 block web1 --zone /etc/vif-guard/zones/cn.zone', 'drop everything from cn.zone\'s ~8,600 prefixes to guest web1')
+            .example('$0 block vif3.0 --cidr 198.51.100.0/24 --cidr 2001:db8:bad::/48 --name abuse', 'block two prefixes for one vif')
+            .example('$0 block --list', 'what is blocked, for whom'),
+        async (args) => {
+          if (args.list) set(await runBlockList(args.json));
+          else if (!args.target) throw new VifGuardError('INVALID_INPUT', 'say which guest or vif to block for (or --list)');
+          else set(await runBlock(args.target, { zones: args.zone.map(String), cidrs: args.cidr.map(String), name: args.name, both: args.both, dryRun: args['dry-run'], json: args.json }));
+        },
+      )
+      .command(
+        'unblock <target>',
+        'Remove a guest\'s or vif\'s blocklists (all, or the one named by --name)',
+        (y) =>
+          y
+            .positional('target', { type: 'string', demandOption: true })
+            .option('name', { type: 'string', describe: 'only this list' })
+            .option('dry-run', { type: 'boolean', default: false, describe: 'print the nft transaction instead of applying it' })
+            .option('json', { type: 'boolean', default: false })
+            .example('$0 unblock web1 --name cn', 'stop blocking cn.zone for web1'),
+        async (args) => set(await runUnblock(String(args.target), { name: args.name, dryRun: args['dry-run'], json: args.json })),
       )
       .command(
         'demo-agent <action>',

@@ -25,10 +25,13 @@ const ethertypes: Parser = (value) => {
   if (!items.every((item) => ETHERTYPE_NAMES.has(item) || /^0x[0-9a-fA-F]{4}$/.test(item))) return undefined;
   return items.filter((item) => !['ip', 'arp', 'ip6'].includes(item));
 };
+// `nft` and `legacy` (the iptables variants) are kept from before the nftables backend existed.
+const BACKENDS: Record<string, Settings['backend']> = { auto: 'auto', nftables: 'nftables', iptables: 'iptables', 'iptables-nft': 'nft', nft: 'nft', 'iptables-legacy': 'legacy', legacy: 'legacy' };
+const backendValue: Parser = (value) => BACKENDS[value];
 const absolutePath: Parser = (value) => (/^\/[^\0\n]*$/.test(value) ? value : undefined);
 
 const KEYS: Record<string, { field: keyof Settings; parse: Parser; expected: string }> = {
-  backend: { field: 'backend', parse: oneOf('auto', 'nft', 'legacy'), expected: 'auto, nft or legacy' },
+  backend: { field: 'backend', parse: backendValue, expected: 'auto, nftables, iptables, iptables-nft or iptables-legacy' },
   notrack: { field: 'notrack', parse: yesNo, expected: 'yes or no' },
   unaddressed: { field: 'unaddressed', parse: oneOf('allow', 'block'), expected: 'allow or block' },
   log: { field: 'log', parse: yesNo, expected: 'yes or no' },

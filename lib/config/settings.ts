@@ -1,7 +1,10 @@
 /** What vif-guard.conf can change. Defaults are what a hosting admin should get without a config file. */
 export interface Settings {
-  /** `auto` probes the host; `nft` / `legacy` force one iptables variant. */
-  readonly backend: 'auto' | 'nft' | 'legacy';
+  /**
+   * `auto`: the nftables backend (every check in nft's bridge family) when the kernel has nf_tables,
+   * else iptables. `iptables` picks the iptables variant in use; `nft` / `legacy` force one.
+   */
+  readonly backend: 'auto' | 'nftables' | 'iptables' | 'nft' | 'legacy';
   /** Raw-table NOTRACK for bridged guest traffic, so guests cannot fill the host's conntrack table. */
   readonly notrack: boolean;
   /** What a vif with no `ip=` gets: `allow` leaves it alone (as Xen does), `block` drops all but DHCP. */
@@ -55,3 +58,8 @@ export const DEFAULT_SETTINGS: Settings = {
   modulesLoadFile: '/etc/modules-load.d/vif-guard-openvz.conf',
   vznetConf: '/etc/vz/vznet.conf',
 };
+
+/** The iptables variant setting for the iptables backend (and for cleaning up after it). */
+export function iptablesVariant(settings: Settings): 'auto' | 'nft' | 'legacy' {
+  return settings.backend === 'nft' || settings.backend === 'legacy' ? settings.backend : 'auto';
+}

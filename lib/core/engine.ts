@@ -1,4 +1,4 @@
-import type { Settings } from '../config/settings.js';
+import { iptablesVariant, type Settings } from '../config/settings.js';
 import type { GuestPort } from '../guest/model.js';
 import { parseAddress, type GuestAddress } from '../guest/validate.js';
 import type { Runner } from '../runner.js';
@@ -7,21 +7,31 @@ import { withLock } from '../lock.js';
 import { createIptablesBackend, detectBackend, type Detection, type IptablesBackend } from '../backend/iptables.js';
 import { parseSave, type LiveTable } from '../backend/save-parse.js';
 import { planTable, renderRestorePayload, type TablePlan } from '../backend/diff.js';
-import { applyBridge, planBridge, readBridge } from '../backend/nft-bridge.js';
-import { buildBridge, buildFilterTable, buildRuleset, type PortChains } from '../rules/build.js';
+import { applyBridge, planBridge, portMatches, readBridge, type LiveBridgePort } from '../backend/nft-bridge.js';
+import { buildFilterTable, buildRuleset, emptied, type Engine, type PortChains } from '../rules/build.js';
+import { bridgeBlock, bridgeSkeleton, buildBridgeSpec } from '../rules/bridge.js';
+import { blocksFor, listsDigest, listsFor, readBlocklists, type Blocklist } from '../blocklist/store.js';
+import { linkLocalFromMac } from '../guest/eui64.js';
 import { buildPortIn6Chain, buildPortInChain, buildPortOut6Chain, buildPortOutChain, isGuarded, portMetaOfRules } from '../rules/port.js';
-import { portOfChain, portOutChain } from '../rules/names.js';
-import type { Rule, Ruleset } from '../rules/types.js';
+import { portInChain, portOfChain, portOutChain } from '../rules/names.js';
+import type { BridgeBlock, Rule, Ruleset, TableSpec } from '../rules/types.js';
 import { ipv4Addresses } from '../guest/model.js';
+import type { LiveState as StatusLive } from './status.js';
 
 export interface EngineContext {
   readonly runner: Runner;
   readonly settings: Settings;
   readonly lockPath: string;
   readonly log: (line: string) => void;
+  /** Already chosen (a hook that needed it earlier); otherwise chooseEngine decides. */
+  readonly engine?: Engine;
 }
 
 export interface ApplyReport {
+  readonly engine: Engine;
+  /** `nftables`, `iptables-nft` or `iptables-legacy`. */
+  readonly backend: string;
+  /** The iptables variant, or `nftables`. */
   readonly variant: string;
   /** One plan per family: IPv4, then IPv6. */
   readonly plans: readonly TablePlan[];
@@ -29,6 +39,8 @@ export interface ApplyReport {
   readonly bridgeScript: string;
   readonly warnings: readonly string[];
   readonly dryRun: boolean;
+  /** nftables backend: ports whose elements were added, changed or removed. */
+  readonly ports?: { readonly added: string[]; readonly updated: string[]; readonly released: string[] };
 }
 
 /** What one event does to the set of guarded ports; everything else is derived from the live ruleset. */
@@ -44,6 +56,8 @@ export interface LivePort {
   readonly mac: string | undefined;
   readonly ipv4: readonly GuestAddress[];
   readonly key: string | undefined;
+  readonly guest: string;
+  readonly bridge: string | undefined;
 }
 
 const SOURCE = /^-s (\S+) -j RETURN$/;
@@ -69,6 +83,8 @@ export function livePorts(filter4: LiveTable, filter6: LiveTable): LivePort[] {
       mac: meta?.mac,
       ipv4,
       key: meta?.key,
+      guest: meta?.guest ?? '-',
+      bridge: meta?.bridge,
     });
   }
   return ports;
@@ -80,6 +96,7 @@ export function desiredAfterChange(filter4: LiveTable, filter6: LiveTable, chang
   const key = change.kind === 'up' ? change.port.key : change.key;
   // The same port under another name (renamed since) is replaced or removed too.
   const ports = livePorts(filter4, filter6).filter((port) => port.ifname !== target && (key === undefined || port.key !== key));
+  const guests: GuestPort[] = ports.map((port) => ({ ifname: port.ifname, guest: port.guest, bridge: port.bridge, mac: port.mac, addresses: port.ipv4, key: port.key }));
   if (change.kind === 'up' && isGuarded(change.port, settings)) {
     const port = change.port;
     ports.push({
@@ -89,12 +106,24 @@ export function desiredAfterChange(filter4: LiveTable, filter6: LiveTable, chang
       mac: port.mac,
       ipv4: ipv4Addresses(port),
       key: port.key,
+      guest: port.guest,
+      bridge: port.bridge,
     });
+    guests.push(port);
   }
   return {
     tables: [buildFilterTable(4, ports.map((port) => port.v4)), buildFilterTable(6, ports.flatMap((port) => (port.v6 ? [port.v6] : [])))],
-    bridge: buildBridge(ports, settings),
+    bridge: buildBridgeSpec(guests, settings, false),
   };
+}
+
+/** The nftables backend's ports after one event, from the ports in the live table. */
+export function portsAfterChange(base: readonly GuestPort[], change: PortChange, settings: Settings): GuestPort[] {
+  const target = change.kind === 'up' ? change.port.ifname : change.ifname;
+  const key = change.kind === 'up' ? change.port.key : change.key;
+  const ports = base.filter((port) => port.ifname !== target && (key === undefined || port.key !== key));
+  if (change.kind === 'up' && isGuarded(change.port, settings)) ports.push(change.port);
+  return ports;
 }
 
 interface LiveState {
@@ -108,7 +137,7 @@ interface LiveState {
 /** Read both families from the chosen iptables variant. */
 export async function readLive(ctx: EngineContext, counters = false): Promise<LiveState> {
   // Detection already read every IPv4 table (with counters when asked): no second iptables-save.
-  const detection = await detectBackend(ctx.runner, ctx.settings.backend, ctx.settings.lockTimeout, counters);
+  const detection = await detectBackend(ctx.runner, iptablesVariant(ctx.settings), ctx.settings.lockTimeout, counters);
   const v6 = createIptablesBackend(ctx.runner, detection.backend.variant, ctx.settings.lockTimeout, 6);
   const save6 = await v6.save('filter', counters);
   return {
@@ -120,53 +149,197 @@ export async function readLive(ctx: EngineContext, counters = false): Promise<Li
   };
 }
 
+/** Which backend enforces: the admin's choice, or nftables when `auto` finds nft and a kernel with nf_tables. */
+export async function chooseEngine(runner: Runner, settings: Settings): Promise<Engine> {
+  if (settings.backend === 'nftables') return 'nftables';
+  if (settings.backend !== 'auto') return 'iptables';
+  if (!runner.which('nft')) return 'iptables';
+  const probe = await runner.run('nft', ['list', 'tables', 'bridge']);
+  return probe.exitCode === 0 ? 'nftables' : 'iptables';
+}
+
+/** What the iptables side and the bridge table hold: the ports either backend left there. */
+export function guestPortOf(port: LiveBridgePort): GuestPort {
+  const fields = port.fields;
+  const source = { source: `bridge vif_guard element ${port.ifname}` };
+  const texts = fields?.addresses ?? [...port.v4, ...port.v6];
+  const addresses = texts.flatMap((text) => {
+    try {
+      return [parseAddress(text, source)];
+    } catch {
+      return [];
+    }
+  });
+  return { ifname: port.ifname, guest: fields?.guest ?? '-', bridge: fields?.bridge, mac: fields?.mac ?? port.mac, addresses, key: fields?.key };
+}
+
+function guestPortOfLive(port: LivePort, filter6: LiveTable): GuestPort {
+  const v6 = (filter6.chains.get(portInChain(port.ifname))?.rules ?? []).flatMap((rule) => {
+    const cidr = SOURCE.exec(rule)?.[1];
+    return cidr && cidr !== '::/128' ? [parseAddress(cidr, { source: `live chain ${portInChain(port.ifname)}` })] : [];
+  });
+  const ll = port.mac ? linkLocalFromMac(port.mac).cidr : undefined;
+  return { ifname: port.ifname, guest: port.guest, bridge: port.bridge, mac: port.mac, addresses: [...port.ipv4, ...v6.filter((address) => address.cidr !== ll)], key: port.key };
+}
+
+/** Each port's blocklists, for the bridge table; undefined when none are saved. */
+export function blockResolver(settings: Settings, lists: readonly Blocklist[]): ((port: GuestPort) => BridgeBlock | undefined) | undefined {
+  if (lists.length === 0) return undefined;
+  return (port) => {
+    const mine = listsFor(lists, port);
+    return mine.length ? bridgeBlock(port.ifname, listsDigest(mine), settings, () => blocksFor(mine, port) ?? { inbound: [], outbound: [] }) : undefined;
+  };
+}
+
+/** Whether either iptables variant is installed (a pure nftables host has neither). */
+function hasIptables(runner: Runner): boolean {
+  return ['iptables-nft-save', 'iptables-legacy-save', 'iptables-save'].some((tool) => runner.which(tool) !== undefined);
+}
+
 /** Hooks must finish inside libxl's 40 s; sync and uninstall may rewrite thousands of chains and get longer. */
 const BULK_SECONDS = 300;
 
-async function underLock(ctx: EngineContext, dryRun: boolean, desiredFor: (filter4: LiveTable, filter6: LiveTable) => Ruleset, bulk = false): Promise<ApplyReport> {
+type Desired = (base: readonly GuestPort[]) => readonly GuestPort[];
+
+async function applyTables(ctx: EngineContext, live: LiveState, tables: readonly TableSpec[], dryRun: boolean, bulk: boolean): Promise<TablePlan[]> {
+  const plans = tables.map((table) => planTable(live.tables[table.family], table));
+  for (const plan of plans) {
+    const payload = renderRestorePayload(plan);
+    if (payload === '') continue;
+    if (dryRun) ctx.log(`${plan.family === 6 ? 'ip6tables' : 'iptables'}-restore:\n${payload.trimEnd()}`);
+    else await live.backends[plan.family].restore(payload, bulk ? BULK_SECONDS : undefined);
+  }
+  return plans;
+}
+
+async function applyBridgeScript(ctx: EngineContext, script: string, dryRun: boolean, bulk: boolean): Promise<void> {
+  if (script === '') return;
+  if (dryRun) ctx.log(`nft -f:\n${script.trimEnd()}`);
+  else await applyBridge(ctx.runner, script, bulk ? BULK_SECONDS : ctx.settings.lockTimeout + 10);
+}
+
+/**
+ * The nftables backend: every check in `bridge vif_guard`; iptables is not touched on the hook path.
+ * When the table is missing or has an older layout (first run, upgrade, a switch from the iptables
+ * backend), the ports recorded there and in vif-guard's iptables chains are carried over, and the
+ * iptables chains are removed once the bridge table protects every port.
+ */
+async function applyNftables(ctx: EngineContext, dryRun: boolean, desiredFor: Desired, bulk: boolean, savedLists?: readonly Blocklist[]): Promise<ApplyReport> {
+  const skeleton = bridgeSkeleton(ctx.settings, true);
+  const liveBridge = await readBridge(ctx.runner, { digest: skeleton.digest, ip: true }, bulk);
+  const base = [...liveBridge.ports.values()].map(guestPortOf);
+  let iptablesLive: LiveState | undefined;
+  const warnings: string[] = [];
+  if ((bulk || liveBridge.digest !== skeleton.digest) && hasIptables(ctx.runner)) {
+    iptablesLive = await readLive(ctx).catch(() => undefined);
+    if (iptablesLive) {
+      const known = new Set(base.map((port) => port.ifname));
+      for (const port of livePorts(iptablesLive.tables[4], iptablesLive.tables[6])) if (!known.has(port.ifname)) base.push(guestPortOfLive(port, iptablesLive.tables[6]));
+      warnings.push(...iptablesLive.warnings);
+    }
+  }
+  const desired = buildBridgeSpec(desiredFor(base), ctx.settings, true, blockResolver(ctx.settings, savedLists ?? readBlocklists()));
+  const bridgeScript = planBridge(liveBridge, desired);
+  const rebuilt = liveBridge.digest !== desired?.digest;
+  const wanted = new Map((desired?.ports ?? []).map((port) => [port.ifname, port]));
+  const ports = {
+    added: [...wanted.keys()].filter((ifname) => !liveBridge.ports.has(ifname)).sort(),
+    updated: [...wanted.values()].filter((port) => liveBridge.ports.has(port.ifname) && (rebuilt || !portMatches(liveBridge.ports.get(port.ifname), port, true))).map((port) => port.ifname).sort(),
+    released: [...liveBridge.ports.keys()].filter((ifname) => !wanted.has(ifname)).sort(),
+  };
+  if (bridgeScript !== '' && !ctx.runner.which('nft')) throw new VifGuardError('MISSING_TOOL', 'nft is not installed: the nftables backend needs it (apt-get install nftables, or backend = iptables)');
+  await applyBridgeScript(ctx, bridgeScript, dryRun, bulk);
+  // Only now, with every port protected by the bridge table, drop what the iptables backend left.
+  const plans = iptablesLive ? await applyTables(ctx, iptablesLive, [4, 6].map((family) => emptied({ table: 'filter', family: family as 4 | 6, chains: [], jumps: [] })), dryRun, bulk) : [];
+  for (const warning of warnings) ctx.log(`warning: ${warning}`);
+  return { engine: 'nftables', backend: 'nftables', variant: 'nftables', plans, bridgeScript, warnings, dryRun, ports };
+}
+
+async function applyIptables(ctx: EngineContext, dryRun: boolean, desiredFor: (filter4: LiveTable, filter6: LiveTable, bridgePorts: readonly GuestPort[]) => Ruleset, bulk: boolean): Promise<ApplyReport> {
+  const live = await readLive(ctx);
+  const skeleton = ctx.settings.layer2 ? bridgeSkeleton(ctx.settings, false) : undefined;
+  const canNft = ctx.runner.which('nft') !== undefined;
+  const liveBridge = canNft ? await readBridge(ctx.runner, skeleton ? { digest: skeleton.digest, ip: false } : undefined, bulk) : undefined;
+  // Ports the nftables backend protected (a switch back to iptables) are carried over.
+  const carried = liveBridge?.ip ? [...liveBridge.ports.values()].map(guestPortOf) : [];
+  const desired = desiredFor(live.tables[4], live.tables[6], carried);
+  if (desired.bridge && !canNft) {
+    throw new VifGuardError('MISSING_TOOL', 'nft is not installed: MAC, ARP and ethertype checks need it (apt-get install nftables; on a kernel without nf_tables, layer2 = no in vif-guard.conf)');
+  }
+  const bridgeScript = liveBridge ? planBridge(liveBridge, desired.bridge) : '';
+  // Order: IPv4, IPv6, then layer 2; each is one atomic transaction.
+  const plans = await applyTables(ctx, live, desired.tables, dryRun, bulk);
+  await applyBridgeScript(ctx, bridgeScript, dryRun, bulk);
+  if (bulk && readBlocklists().length) live.warnings.push('blocklists are saved but not applied: they need the nftables backend (backend = nftables or auto on a kernel with nf_tables)');
+  for (const warning of live.warnings) ctx.log(`warning: ${warning}`);
+  return { engine: 'iptables', backend: `iptables-${live.variant}`, variant: live.variant, plans, bridgeScript, warnings: live.warnings, dryRun };
+}
+
+/** Apply one port event (hook path): lock, read live, diff, one transaction per table touched. */
+export async function applyPortChange(ctx: EngineContext, change: PortChange, dryRun = false): Promise<ApplyReport> {
   return withLock(ctx.runner, ctx.lockPath, ctx.settings.lockTimeout, async () => {
-    const live = await readLive(ctx);
-    const desired = desiredFor(live.tables[4], live.tables[6]);
-    if (desired.bridge && !ctx.runner.which('nft')) {
-      throw new VifGuardError('MISSING_TOOL', 'nft is not installed: MAC, ARP and ethertype checks need it (apt-get install nftables; on a kernel without nf_tables, layer2 = no in vif-guard.conf)');
-    }
-    const liveBridge = ctx.runner.which('nft') ? await readBridge(ctx.runner) : undefined;
-    const plans = desired.tables.map((table) => planTable(live.tables[table.family], table));
-    const bridgeScript = liveBridge ? planBridge(liveBridge, desired.bridge) : '';
-    // Order: IPv4, IPv6, then layer 2; each is one atomic transaction.
-    for (const plan of plans) {
-      const payload = renderRestorePayload(plan);
-      if (payload === '') continue;
-      if (dryRun) ctx.log(`${plan.family === 6 ? 'ip6tables' : 'iptables'}-restore:\n${payload.trimEnd()}`);
-      else await live.backends[plan.family].restore(payload, bulk ? BULK_SECONDS : undefined);
-    }
-    if (bridgeScript !== '') {
-      if (dryRun) ctx.log(`nft -f:\n${bridgeScript.trimEnd()}`);
-      else await applyBridge(ctx.runner, bridgeScript, bulk ? BULK_SECONDS : ctx.settings.lockTimeout + 10);
-    }
-    for (const warning of live.warnings) ctx.log(`warning: ${warning}`);
-    return { variant: live.variant, plans, bridgeScript, warnings: live.warnings, dryRun };
+    if ((ctx.engine ?? (await chooseEngine(ctx.runner, ctx.settings))) === 'nftables') return applyNftables(ctx, dryRun, (base) => portsAfterChange(base, change, ctx.settings), false);
+    return applyIptables(ctx, dryRun, (filter4, filter6, carried) => {
+      if (carried.length === 0) return desiredAfterChange(filter4, filter6, change, ctx.settings);
+      const known = new Set(livePorts(filter4, filter6).map((port) => port.ifname));
+      const all = [...livePorts(filter4, filter6).map((port) => guestPortOfLive(port, filter6)), ...carried.filter((port) => !known.has(port.ifname))];
+      return buildRuleset(portsAfterChange(all, change, ctx.settings), ctx.settings, 'iptables');
+    }, false);
   });
 }
 
-/** Apply one port event (hook path): lock, read live, diff, one restore per family and one nft transaction. */
-export function applyPortChange(ctx: EngineContext, change: PortChange, dryRun = false): Promise<ApplyReport> {
-  return underLock(ctx, dryRun, (filter4, filter6) => desiredAfterChange(filter4, filter6, change, ctx.settings));
+/** Make vif-guard's state exactly what these ports need (sync path). */
+export async function applyFullState(ctx: EngineContext, ports: readonly GuestPort[], dryRun = false): Promise<ApplyReport> {
+  return withLock(ctx.runner, ctx.lockPath, ctx.settings.lockTimeout, async () => {
+    const guarded = ports.filter((port) => isGuarded(port, ctx.settings));
+    if ((ctx.engine ?? (await chooseEngine(ctx.runner, ctx.settings))) === 'nftables') return applyNftables(ctx, dryRun, () => guarded, true);
+    const ruleset = buildRuleset(ports, ctx.settings, 'iptables');
+    return applyIptables(ctx, dryRun, () => ruleset, true);
+  });
 }
 
-/** Make vif-guard's state exactly what these ports need (sync path). */
-export function applyFullState(ctx: EngineContext, ports: readonly GuestPort[], dryRun = false): Promise<ApplyReport> {
-  const ruleset = buildRuleset(ports, ctx.settings);
-  return underLock(ctx, dryRun, () => ruleset, true);
+/**
+ * Bring the running ports' blocklists in line with these lists (what `block` / `unblock` are about
+ * to save): only block sets, chains and map entries change. The nftables backend only.
+ */
+export async function applyBlocklists(ctx: EngineContext, lists: readonly Blocklist[], dryRun = false): Promise<ApplyReport> {
+  return withLock(ctx.runner, ctx.lockPath, ctx.settings.lockTimeout, async () => {
+    if ((ctx.engine ?? (await chooseEngine(ctx.runner, ctx.settings))) !== 'nftables') {
+      throw new VifGuardError('INVALID_INPUT', 'blocklists need the nftables backend: this host uses iptables (set backend = nftables in vif-guard.conf on a kernel with nf_tables, then vif-guard sync)');
+    }
+    return applyNftables(ctx, dryRun, (base) => base, false, lists);
+  });
+}
+
+/** The ports the bridge table protects now (nftables backend), from their recorded configuration. */
+export async function protectedPorts(ctx: EngineContext): Promise<GuestPort[]> {
+  const live = await readBridge(ctx.runner, undefined, false);
+  return [...live.ports.values()].map(guestPortOf);
 }
 
 /** Remove every vif-guard chain, jump and table (uninstall). */
-export function removeEverything(ctx: EngineContext, dryRun = false): Promise<ApplyReport> {
-  return underLock(ctx, dryRun, () => ({
-    tables: [
-      { table: 'filter', family: 4, chains: [], jumps: [] },
-      { table: 'filter', family: 6, chains: [], jumps: [] },
-    ],
-    bridge: undefined,
-  }), true);
+export async function removeEverything(ctx: EngineContext, dryRun = false): Promise<ApplyReport> {
+  return withLock(ctx.runner, ctx.lockPath, ctx.settings.lockTimeout, async () => {
+    const empty: Ruleset = { tables: [4, 6].map((family) => emptied({ table: 'filter', family: family as 4 | 6, chains: [], jumps: [] })), bridge: undefined };
+    if (!hasIptables(ctx.runner)) return applyNftables(ctx, dryRun, () => [], true);
+    const report = await applyIptables(ctx, dryRun, () => empty, true);
+    return report;
+  });
+}
+
+/** What status and doctor compare: both sides as they are, with counters, and the backend that enforces. */
+export async function readEverything(ctx: EngineContext): Promise<{ state: StatusLive; backend: string; detection: Detection | undefined; warnings: string[] }> {
+  const engine = await chooseEngine(ctx.runner, ctx.settings);
+  let iptables: LiveState | undefined;
+  if (engine === 'iptables') iptables = await readLive(ctx, true);
+  // The nftables backend still reports what the iptables backend may have left behind.
+  else if (hasIptables(ctx.runner)) iptables = await readLive(ctx, true).catch(() => undefined);
+  const empty = parseSave('*filter\nCOMMIT\n', 'filter');
+  const bridge = ctx.runner.which('nft') ? await readBridge(ctx.runner, undefined, true) : undefined;
+  return {
+    state: { filter4: iptables?.tables[4] ?? empty, filter6: iptables?.tables[6] ?? empty, bridge, engine },
+    backend: engine === 'nftables' ? 'nftables' : `iptables-${iptables?.variant ?? '?'}`,
+    detection: iptables?.detection,
+    warnings: iptables?.warnings ?? [],
+  };
 }

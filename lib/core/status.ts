@@ -1,12 +1,13 @@
 import type { GuestPort } from '../guest/model.js';
 import type { Settings } from '../config/settings.js';
 import type { LiveTable, Counter } from '../backend/save-parse.js';
-import type { LiveBridge } from '../backend/nft-bridge.js';
+import { portMatches, type LiveBridge } from '../backend/nft-bridge.js';
+import type { DropClass } from '../rules/bridge.js';
 import { chainMatches, jumpsInPlace } from '../backend/diff.js';
-import { buildRuleset } from '../rules/build.js';
+import { buildRuleset, type Engine } from '../rules/build.js';
 import { portInChain, portOfChain, portOutChain } from '../rules/names.js';
 import { buildPortIn6Chain, buildPortInChain, buildPortOut6Chain, buildPortOutChain, isGuarded, portMetaOfRules } from '../rules/port.js';
-import type { TableSpec } from '../rules/types.js';
+import type { BridgeBlock, TableSpec } from '../rules/types.js';
 
 export type PortState = 'protected' | 'unprotected' | 'drift' | 'no-addresses' | 'stale';
 
@@ -31,6 +32,7 @@ export interface LiveState {
   readonly filter4: LiveTable;
   readonly filter6: LiveTable;
   readonly bridge: LiveBridge | undefined;
+  readonly engine: Engine;
 }
 
 const ZERO: Counter = { packets: 0, bytes: 0 };
@@ -42,24 +44,24 @@ function counterOf(live: LiveTable, chain: string, pick: (body: string) => boole
   return entry.rules.reduce((sum, body, i) => (pick(body) ? add(sum, entry.counters[i] ?? ZERO) : sum), ZERO);
 }
 
+/** Drops per reason: from the iptables chains (iptables backend) and the bridge table's per-port counter sets. */
 function countersFor(live: LiveState, vif: string): Pick<PortStatus, 'spoofed' | 'dropped'> {
   const inChain = portInChain(vif);
-  const chain = live.bridge?.dispatch.get(vif);
-  const l2 = chain ? live.bridge?.counters.get(chain) : undefined;
-  const nft = (cls: string) => l2?.get(cls) ?? ZERO;
+  const perClass = live.bridge?.counters.get(vif);
+  const nft = (cls: DropClass) => perClass?.get(cls) ?? ZERO;
   const dropped: Record<Reason, Counter> = {
-    source4: counterOf(live.filter4, inChain, (body) => body.includes('--comment') && body.endsWith('-j DROP')),
-    dhcpServer: counterOf(live.filter4, inChain, (body) => body.includes('--sport 67 --dport 68 -j DROP')),
-    source6: counterOf(live.filter6, inChain, (body) => body.includes('--comment') && body.endsWith('-j DROP')),
-    routerAdvert: counterOf(live.filter6, inChain, (body) => body.endsWith('--icmpv6-type 134 -j DROP')),
-    redirect: counterOf(live.filter6, inChain, (body) => body.endsWith('--icmpv6-type 137 -j DROP')),
-    dhcpv6Server: counterOf(live.filter6, inChain, (body) => body.includes('--sport 547 --dport 546 -j DROP')),
+    source4: add(nft('src'), counterOf(live.filter4, inChain, (body) => body.includes('--comment') && body.endsWith('-j DROP'))),
+    dhcpServer: add(nft('dhcps'), counterOf(live.filter4, inChain, (body) => body.includes('--sport 67 --dport 68 -j DROP'))),
+    source6: add(nft('src6'), counterOf(live.filter6, inChain, (body) => body.includes('--comment') && body.endsWith('-j DROP'))),
+    routerAdvert: add(nft('ra'), counterOf(live.filter6, inChain, (body) => body.endsWith('--icmpv6-type 134 -j DROP'))),
+    redirect: add(nft('redirect'), counterOf(live.filter6, inChain, (body) => body.endsWith('--icmpv6-type 137 -j DROP'))),
+    dhcpv6Server: add(nft('dhcp6s'), counterOf(live.filter6, inChain, (body) => body.includes('--sport 547 --dport 546 -j DROP'))),
     mac: nft('mac'),
-    ethertype: nft('l2'),
-    arpMac: nft('arp-mac'),
-    arpIp: nft('arp-ip'),
-    notForGuest4: counterOf(live.filter4, portOutChain(vif), (body) => body === '-j DROP'),
-    notForGuest6: counterOf(live.filter6, portOutChain(vif), (body) => body === '-j DROP'),
+    ethertype: nft('ethertype'),
+    arpMac: nft('arp_mac'),
+    arpIp: nft('arp_ip'),
+    notForGuest4: add(nft('dst'), counterOf(live.filter4, portOutChain(vif), (body) => body === '-j DROP')),
+    notForGuest6: add(nft('dst6'), counterOf(live.filter6, portOutChain(vif), (body) => body === '-j DROP')),
   };
   return { spoofed: FROM_GUEST_REASONS.reduce((sum, reason) => add(sum, dropped[reason]), ZERO), dropped };
 }
@@ -71,14 +73,22 @@ function sharedOk(live: LiveTable, desired: TableSpec | undefined): boolean {
   return shared.every((chain) => chainMatches(live, chain)) && builtins.every((builtin) => jumpsInPlace(live, desired.jumps, builtin));
 }
 
+function iptablesState(live: LiveState, port: GuestPort, settings: Settings): 'unprotected' | 'exact' | 'drift' {
+  if (!live.filter4.chains.has(portInChain(port.ifname))) return 'unprotected';
+  const chains = [buildPortInChain(port, settings), buildPortOutChain(port, settings)];
+  const chains6 = [buildPortIn6Chain(port, settings), buildPortOut6Chain(port, settings)];
+  return chains.every((chain) => chainMatches(live.filter4, chain)) && chains6.every((chain) => chainMatches(live.filter6, chain)) ? 'exact' : 'drift';
+}
+
 /**
- * One row per port that should be protected or still has chains: its state against what sync would
- * build (IPv4, IPv6 and layer 2), and its drop counters since each chain was last written.
+ * One row per port that should be protected or still has rules: its state against what sync would
+ * build (IPv4, IPv6 and layer 2, in whichever backend enforces them), and its drop counters.
  */
-export function buildStatus(live: LiveState, expected: readonly GuestPort[] | undefined, settings: Settings): PortStatus[] {
+export function buildStatus(live: LiveState, expected: readonly GuestPort[] | undefined, settings: Settings, blocks?: (port: GuestPort) => BridgeBlock | undefined): PortStatus[] {
   const rows: PortStatus[] = [];
-  const ruleset = expected ? buildRuleset(expected, settings) : undefined;
-  const sharedDrift = ruleset !== undefined && !(sharedOk(live.filter4, ruleset.tables[0]) && sharedOk(live.filter6, ruleset.tables[1]) && (live.bridge?.skeletonCurrent ?? ruleset.bridge === undefined));
+  const ruleset = expected ? buildRuleset(expected, settings, live.engine, blocks) : undefined;
+  const bridgeCurrent = ruleset?.bridge === undefined || live.bridge?.digest === ruleset.bridge.digest;
+  const sharedDrift = ruleset !== undefined && !(sharedOk(live.filter4, ruleset.tables[0]) && sharedOk(live.filter6, ruleset.tables[1]) && bridgeCurrent);
   const known = new Set<string>();
   for (const port of expected ?? []) {
     known.add(port.ifname);
@@ -87,21 +97,26 @@ export function buildStatus(live: LiveState, expected: readonly GuestPort[] | un
       rows.push({ ...base, state: 'no-addresses' });
       continue;
     }
-    const guestL2 = ruleset?.bridge?.guests.find((guest) => guest.ifname === port.ifname);
-    const l2Ok = guestL2 !== undefined && live.bridge?.dispatch.get(port.ifname) === guestL2.chain && (live.bridge?.chains.has(guestL2.chain) ?? false);
-    const chains = [buildPortInChain(port, settings), buildPortOutChain(port, settings)];
-    const chains6 = [buildPortIn6Chain(port, settings), buildPortOut6Chain(port, settings)];
-    const exists = live.filter4.chains.has(portInChain(port.ifname));
-    const exact = chains.every((chain) => chainMatches(live.filter4, chain)) && chains6.every((chain) => chainMatches(live.filter6, chain)) && l2Ok;
-    rows.push({ ...base, state: !exists ? 'unprotected' : exact && !sharedDrift ? 'protected' : 'drift' });
+    const wanted = ruleset?.bridge?.ports.find((candidate) => candidate.ifname === port.ifname);
+    const inBridge = live.bridge?.ports.get(port.ifname);
+    const bridgeOk = wanted === undefined || portMatches(inBridge, wanted, live.engine === 'nftables');
+    const ipState = live.engine === 'nftables' ? (inBridge ? 'exact' : 'unprotected') : iptablesState(live, port, settings);
+    rows.push({ ...base, state: ipState === 'unprotected' ? 'unprotected' : ipState === 'exact' && bridgeOk && !sharedDrift ? 'protected' : 'drift' });
   }
+  const leftovers = new Map<string, { guest: string; bridge: string | undefined; mac: string | undefined; addresses: string[] }>();
   for (const [chain, entry] of live.filter4.chains) {
     const vif = portOfChain(chain);
     if (vif === undefined || known.has(vif)) continue;
     const meta = portMetaOfRules(entry.rules);
-    const addresses = entry.rules.flatMap((rule) => /^-s (\S+) -j RETURN$/.exec(rule)?.[1] ?? []);
-    // Without an inventory (no hypervisor tools) the live chains are all there is to report.
-    rows.push({ guest: meta?.guest ?? '-', vif, bridge: meta?.bridge, addresses, mac: meta?.mac, state: expected === undefined ? 'protected' : 'stale', ...countersFor(live, vif) });
+    leftovers.set(vif, { guest: meta?.guest ?? '-', bridge: meta?.bridge, mac: meta?.mac, addresses: entry.rules.flatMap((rule) => /^-s (\S+) -j RETURN$/.exec(rule)?.[1] ?? []) });
+  }
+  for (const [vif, port] of live.bridge?.ports ?? []) {
+    if (known.has(vif) || leftovers.has(vif)) continue;
+    leftovers.set(vif, { guest: port.fields?.guest ?? '-', bridge: port.fields?.bridge, mac: port.mac, addresses: [...(port.fields?.addresses ?? [...port.v4, ...port.v6])] });
+  }
+  for (const [vif, port] of leftovers) {
+    // Without an inventory (no hypervisor tools) the live rules are all there is to report.
+    rows.push({ ...port, vif, state: expected === undefined ? 'protected' : 'stale', ...countersFor(live, vif) });
   }
   return rows.sort((a, b) => a.vif.localeCompare(b.vif));
 }

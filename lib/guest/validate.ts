@@ -145,3 +145,33 @@ export function addressRange(address: GuestAddress): [bigint, bigint] {
       : expandIpv6(address.address).reduce((acc, group) => (acc << 16n) | BigInt(group), 0n);
   return [start, start + (1n << BigInt(bits - address.prefix)) - 1n];
 }
+
+/**
+ * A prefix to block (zone files, `--cidr`): any IPv4/IPv6 CIDR but /0, host bits cleared. Unlike a
+ * guest's own address, private, multicast or wide ranges are legitimate things to block.
+ */
+export function parseBlockPrefix(value: string, origin: Origin): GuestAddress {
+  const expected = 'an IPv4/IPv6 address or CIDR (not /0)';
+  const slash = value.indexOf('/');
+  const host = slash < 0 ? value : value.slice(0, slash);
+  const prefixText = slash < 0 ? undefined : value.slice(slash + 1);
+  if (prefixText !== undefined && !/^\d{1,3}$/.test(prefixText)) throw invalid('prefix', expected, value, origin);
+  if (isIPv4(host)) {
+    const prefix = prefixText === undefined ? 32 : Number(prefixText);
+    if (prefix < 1 || prefix > 32) throw invalid('prefix', expected, value, origin);
+    const size = 2 ** (32 - prefix);
+    const address = intToIpv4(Math.floor(ipv4ToInt(host) / size) * size);
+    return { family: 4, address, prefix, cidr: `${address}/${prefix}` };
+  }
+  if (isIPv6(host) && !host.includes('%')) {
+    const prefix = prefixText === undefined ? 128 : Number(prefixText);
+    if (prefix < 1 || prefix > 128) throw invalid('prefix', expected, value, origin);
+    const masked = expandIpv6(host.toLowerCase()).map((group, i) => {
+      const bitsInGroup = Math.max(0, Math.min(16, prefix - i * 16));
+      return bitsInGroup === 16 ? group : group & (0xffff << (16 - bitsInGroup)) & 0xffff;
+    });
+    const address = compressIpv6(masked);
+    return { family: 6, address, prefix, cidr: `${address}/${prefix}` };
+  }
+  throw invalid('prefix', expected, value, origin);
+}

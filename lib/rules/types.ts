@@ -24,24 +24,37 @@ export interface TableSpec {
   readonly jumps: readonly JumpSpec[];
 }
 
-/** Switched guest traffic that needs no conntrack entry (see backend/nft-bridge.ts). */
-export interface NotrackSpec {
-  readonly ports: readonly string[];
-  readonly macs: readonly string[];
+/** What one guarded port puts in `bridge vif_guard`: set elements only (see rules/bridge.ts). */
+export interface BridgePort {
+  readonly ifname: string;
+  readonly mac: string | undefined;
+  /** Sources it may use (and destinations it receives): nft element texts, prefixes collapsed. */
+  readonly v4: readonly string[];
+  /** Its configured IPv6 addresses and its MAC-derived link-local. */
+  readonly v6: readonly string[];
+  /** Its configuration, kept on its `guarded` element (rules/bridge.ts portComment). */
+  readonly comment: string;
+  /** Its blocklists (nftables backend); elements are built only when they must be written. */
+  readonly block?: BridgeBlock | undefined;
 }
 
-/** One guest's layer-2 checks (MAC, ARP, ethertypes) as nft rule texts for its chain in `bridge vif_guard`. */
-export interface GuestL2Spec {
-  readonly ifname: string;
-  /** `g_<ifname>_<digest of the rules>`. */
-  readonly chain: string;
-  readonly rules: readonly string[];
+/** A port's blocklists: a digest (kept in its comment) and, on demand, the set elements. */
+export interface BridgeBlock {
+  readonly digest: string;
+  /** Rules of its two chains: to the guest (`bli_`), from it (`blo_`). */
+  readonly rules: { readonly to: readonly string[]; readonly from: readonly string[] };
+  readonly elements: () => { readonly in4: readonly string[]; readonly in6: readonly string[]; readonly out4: readonly string[]; readonly out6: readonly string[] };
 }
 
 /** vif-guard's nft bridge table; undefined when it needs none. */
 export interface BridgeSpec {
-  readonly notrack: NotrackSpec | undefined;
-  readonly guests: readonly GuestL2Spec[];
+  /** IP checks here too (the nftables backend), not only layer 2. */
+  readonly ip: boolean;
+  /** Digest of the fixed part; names the guarded set and the base chains. */
+  readonly digest: string;
+  /** Sets and chains, as lines of the table body. */
+  readonly body: readonly string[];
+  readonly ports: readonly BridgePort[];
 }
 
 export interface Ruleset {

@@ -5,7 +5,7 @@ import { ensureBridgeNetfilter } from '../kernel/bridge-nf.js';
 import { DEFAULT_LOCK_PATH } from '../lock.js';
 import { isGuarded } from '../rules/port.js';
 import { createRunner } from '../runner.js';
-import { applyPortChange, type ApplyReport, type EngineContext } from '../core/engine.js';
+import { applyPortChange, chooseEngine, type ApplyReport, type EngineContext } from '../core/engine.js';
 import { parseHookArguments, parseLibxlInvocation, type HotplugAction, type HotplugRequest } from './hotplug.js';
 import { readPortFromXenstore, resolveIfname, xenKey } from './port.js';
 import { createXenstore, type Xenstore } from './xenstore.js';
@@ -14,7 +14,7 @@ import { parseIfname } from '../guest/validate.js';
 function summary(report: ApplyReport): string {
   const changes = report.plans.flatMap((plan) => (plan.lines.length ? [`ipv${plan.family}: ${plan.lines.length} lines`] : []));
   if (report.bridgeScript) changes.push(`bridge: ${report.bridgeScript.trimEnd().split('\n').length} lines`);
-  return changes.length ? `${report.variant} ${changes.join(', ')}` : `${report.variant}, already in place`;
+  return changes.length ? `${report.backend} ${changes.join(', ')}` : `${report.backend}, already in place`;
 }
 
 function describe(port: GuestPort): string {
@@ -29,9 +29,10 @@ async function up(ctx: EngineContext, request: HotplugRequest, xenstore: Xenstor
     ctx.log(`${describe(port)} left unprotected: no ip= configured and unaddressed = allow (${summary(report)})`);
     return;
   }
-  const actions = await ensureBridgeNetfilter(ctx.runner, process.env.VIF_GUARD_PROC_BRIDGE);
-  for (const action of actions) ctx.log(action);
-  const report = await applyPortChange(ctx, { kind: 'up', port });
+  const engine = await chooseEngine(ctx.runner, ctx.settings);
+  // Only the iptables backend needs bridged frames in iptables; the nftables backend filters in the bridge itself.
+  if (engine === 'iptables') for (const action of await ensureBridgeNetfilter(ctx.runner, process.env.VIF_GUARD_PROC_BRIDGE)) ctx.log(action);
+  const report = await applyPortChange({ ...ctx, engine }, { kind: 'up', port });
   ctx.log(`${describe(port)} protected (${summary(report)})`);
 }
 

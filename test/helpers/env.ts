@@ -23,3 +23,10 @@ if (!CAN_USE_NETNS) {
 
 export const VARIANTS = ['nft', 'legacy'] as const;
 export type Variant = (typeof VARIANTS)[number];
+/** Every backend: the nftables one (the default where nf_tables exists) and both iptables variants. */
+export const BACKENDS = ['nftables', 'nft', 'legacy'] as const;
+export type Backend = (typeof BACKENDS)[number];
+/** The iptables variant a backend's leftovers and foreign rules are read with. */
+export const iptablesOf = (backend: Backend): Variant => (backend === 'nftables' ? 'nft' : backend);
+/** How tests name a backend: `nftables`, `iptables-nft`, `iptables-legacy`. */
+export const backendName = (backend: Backend): string => (backend === 'nftables' ? 'nftables' : `iptables-${backend}`);

@@ -45,9 +45,39 @@ export class FakeXenHost {
   readonly root = mkdtempSync(join(tmpdir(), 'vif-guard-xen-'));
   readonly xsRoot = join(this.root, 'xs');
   readonly configPath = join(this.root, 'vif-guard.conf');
+  /** vif-guard's saved state (blocklists, ...), never the host's /var/lib. */
+  readonly stateDir = join(this.root, 'state');
   private stockRoot = '';
 
-  constructor(readonly lab: Dom0Lab, readonly variant: Variant) {}
+  constructor(readonly lab: Dom0Lab, readonly variant: Variant | 'nftables') {}
+
+  /** The iptables variant to read foreign rules (and any vif-guard leftovers) with. */
+  get iptables(): Variant {
+    return this.variant === 'nftables' ? 'nft' : this.variant;
+  }
+
+  /**
+   * The bridge table's rules and its static sets, without what traffic changes (the per-port
+   * counter and log-budget sets, counters): equal before and after a rebuild.
+   */
+  async bridgeState(): Promise<string> {
+    const terse = (await this.lab.inDom0('nft', '-t', 'list', 'table', 'bridge', 'vif_guard')).stdout.replace(/counter packets \d+ bytes \d+/g, 'counter');
+    const sets = [...terse.matchAll(/^\tset ((?:guarded_[0-9a-f]+)|macs|mac_ports|port_mac|v4|v6|bl_\w+) \{/gm)].map((match) => match[1] ?? '');
+    // Elements as sorted JSON: nft lists interval sets in insertion order.
+    const listings = await Promise.all(
+      sets.sort().map(async (set) => {
+        const json = JSON.parse((await this.lab.inDom0('nft', '-j', 'list', 'set', 'bridge', 'vif_guard', set)).stdout) as { nftables: { set?: { elem?: unknown[] } }[] };
+        return `${set}: ${(json.nftables.find((item) => item.set)?.set?.elem ?? []).map((elem) => JSON.stringify(elem)).sort().join(' ')}`;
+      }),
+    );
+    return [terse.split('\n').sort().join('\n'), ...listings].join('\n');
+  }
+
+  /** The live `bridge vif_guard` table as text, or '' when absent. */
+  async bridgeTable(): Promise<string> {
+    const result = await this.lab.inDom0('nft', 'list', 'table', 'bridge', 'vif_guard').catch(() => ({ stdout: '' }));
+    return result.stdout;
+  }
 
   async setup(config = ''): Promise<void> {
     this.stockRoot = await stockXenRoot();
@@ -94,6 +124,7 @@ export class FakeXenHost {
       PATH: `/usr/sbin:/usr/bin:/sbin:/bin:${DOUBLES}`,
       XS_ROOT: this.xsRoot,
       VIF_GUARD_CONFIG: this.configPath,
+      VIF_GUARD_STATE_DIR: this.stateDir,
       script: `/etc/xen/scripts/${script}`,
       XENBUS_TYPE: 'vif',
       XENBUS_PATH: `backend/vif/${domid}/${devid}`,
@@ -116,6 +147,7 @@ export class FakeXenHost {
       XS_ROOT: this.xsRoot,
       VIF_GUARD_CONFIG: this.configPath,
       VIF_GUARD_LOCK: join(this.root, 'run', 'vif-guard.lock'),
+      VIF_GUARD_STATE_DIR: this.stateDir,
       ...extraEnv,
     };
     const envArgs = Object.entries(env).map(([key, value]) => `${key}=${value}`);
@@ -125,7 +157,7 @@ export class FakeXenHost {
 
   /** The CLI as an admin on this dom0 runs it: inside the mount namespace that shows the staged /etc. */
   async cliMounted(args: string[], extraEnv: Record<string, string> = {}): Promise<HotplugResult> {
-    const env = { PATH: `${DOUBLES}:/usr/sbin:/usr/bin:/sbin:/bin`, XS_ROOT: this.xsRoot, VIF_GUARD_CONFIG: this.configPath, ...extraEnv };
+    const env = { PATH: `${DOUBLES}:/usr/sbin:/usr/bin:/sbin:/bin`, XS_ROOT: this.xsRoot, VIF_GUARD_CONFIG: this.configPath, VIF_GUARD_STATE_DIR: this.stateDir, ...extraEnv };
     const envArgs = Object.entries(env).map(([key, value]) => `${key}=${value}`);
     const result = await $`ip netns exec ${this.lab.dom0} unshare -m --propagation private ${IN_DOM0} ${this.root} env -i ${envArgs} /opt/vif-guard/sbin/vif-guard ${args}`
       .timeout('60s')
@@ -153,11 +185,11 @@ export class FakeXenHost {
 
   async save(table: 'filter' | 'raw', counters = false): Promise<string> {
     const args = counters ? ['-c', '-t', table] : ['-t', table];
-    return (await this.lab.inDom0(`iptables-${this.variant}-save`, ...args)).stdout;
+    return (await this.lab.inDom0(`iptables-${this.iptables}-save`, ...args)).stdout;
   }
 
   async restore(payload: string): Promise<void> {
-    await $`ip netns exec ${this.lab.dom0} iptables-${this.variant}-restore --noflush --counters < ${this.writeTemp(payload)}`;
+    await $`ip netns exec ${this.lab.dom0} iptables-${this.iptables}-restore --noflush --counters < ${this.writeTemp(payload)}`;
   }
 
   private writeTemp(text: string): string {

@@ -1,6 +1,6 @@
 import { writeAtomic } from '../../files.js';
-import { readBridge } from '../../backend/nft-bridge.js';
-import { readLive } from '../../core/engine.js';
+import { blockResolver, readEverything } from '../../core/engine.js';
+import { readBlocklists } from '../../blocklist/store.js';
 import { collectInventory } from '../../core/inventory.js';
 import { buildStatus, renderPrometheus, type PortStatus } from '../../core/status.js';
 import { toVifGuardError } from '../../errors.js';
@@ -9,12 +9,9 @@ import { createContext, log, printJson, renderTable } from '../context.js';
 const human = (n: number): string => (n >= 1e9 ? `${(n / 1e9).toFixed(1)}G` : n >= 1e6 ? `${(n / 1e6).toFixed(1)}M` : n >= 1e4 ? `${(n / 1e3).toFixed(0)}k` : String(n));
 
 
-export async function collectStatus(): Promise<{ rows: PortStatus[]; variant: string; warnings: string[] }> {
+export async function collectStatus(): Promise<{ rows: PortStatus[]; backend: string; warnings: string[] }> {
   const ctx = createContext();
-  const state = await readLive(ctx, true);
-  const bridge = ctx.runner.which('nft') ? await readBridge(ctx.runner, true) : undefined;
-  const live = { filter4: state.tables[4], filter6: state.tables[6], bridge };
-  const warnings = [...state.warnings];
+  const { state: live, backend, warnings } = await readEverything(ctx);
   let expected;
   try {
     const inventory = await collectInventory(ctx.runner, ctx.settings);
@@ -23,21 +20,21 @@ export async function collectStatus(): Promise<{ rows: PortStatus[]; variant: st
   } catch (error) {
     warnings.push(`cannot compare with the configs: ${toVifGuardError(error).shortMessage}`);
   }
-  return { rows: buildStatus(live, expected, ctx.settings), variant: state.variant, warnings };
+  return { rows: buildStatus(live, expected, ctx.settings, blockResolver(ctx.settings, readBlocklists())), backend, warnings };
 }
 
 /** vif-guard status: one line per guest port with its state and drop counters. */
 export async function runStatus(options: { json: boolean; prometheus: string | undefined }): Promise<number> {
-  const { rows, variant, warnings } = await collectStatus();
+  const { rows, backend, warnings } = await collectStatus();
   // Atomically: node_exporter's textfile collector must never read half a file.
   if (options.prometheus) writeAtomic(options.prometheus, renderPrometheus(rows));
   if (options.json) {
-    printJson({ variant, ports: rows, warnings });
+    printJson({ backend, ports: rows, warnings });
     return 0;
   }
   for (const warning of warnings) log(`warning: ${warning}`);
   if (rows.length === 0) {
-    log(`no guest ports known (iptables-${variant})`);
+    log(`no guest ports known (${backend})`);
     return 0;
   }
   const table = renderTable(

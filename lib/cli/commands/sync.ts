@@ -7,6 +7,8 @@ import { createContext, log, printJson } from '../context.js';
 export interface SyncSummary {
   readonly dryRun: boolean;
   readonly variant: string;
+  /** nftables, iptables-nft or iptables-legacy. */
+  readonly backend: string;
   readonly protectedPorts: number;
   readonly unaddressedPorts: string[];
   readonly added: string[];
@@ -26,16 +28,18 @@ function portsOf(chains: readonly string[]): string[] {
 
 export function summarise(report: ApplyReport, guarded: number, unaddressed: string[], warnings: string[]): SyncSummary {
   const all = (pick: (plan: ApplyReport['plans'][number]) => readonly string[]) => report.plans.flatMap(pick);
-  const added = portsOf(all((plan) => plan.added));
-  const released = portsOf(all((plan) => plan.removed));
+  const fromPlans = portsOf(all((plan) => plan.added));
+  const added = report.ports?.added ?? fromPlans;
+  const released = report.ports?.released ?? portsOf(all((plan) => plan.removed));
   const addedSet = new Set(added);
-  const updated = portsOf(all((plan) => plan.changed)).filter((port) => !addedSet.has(port));
-  const sharedChanged = [...all((plan) => plan.added), ...all((plan) => plan.changed), ...all((plan) => plan.removed)].some(
+  const updated = report.ports?.updated ?? portsOf(all((plan) => plan.changed)).filter((port) => !addedSet.has(port));
+  const sharedChanged = report.engine === 'iptables' && [...all((plan) => plan.added), ...all((plan) => plan.changed), ...all((plan) => plan.removed)].some(
     (chain) => portOfChain(chain) === undefined && !chain.startsWith('vif-guard-o-'),
   );
   return {
     dryRun: report.dryRun,
     variant: report.variant,
+    backend: report.backend,
     protectedPorts: guarded,
     unaddressedPorts: unaddressed,
     added,
@@ -70,8 +74,9 @@ export async function runSync(options: { dryRun: boolean; json: boolean }): Prom
   if (summary.updated.length) parts.push(`${verb}update ${summary.updated.join(' ')}`);
   if (summary.released.length) parts.push(`${verb}release ${summary.released.join(' ')}`);
   if (summary.sharedChainsChanged) parts.push(`${verb}repair the dispatch chains and jumps`);
-  if (summary.bridgeChanged) parts.push(`${verb}update the bridge table (MAC, ARP, NOTRACK)`);
+  if (summary.bridgeChanged && report.engine === 'iptables') parts.push(`${verb}update the bridge table (MAC, ARP, NOTRACK)`);
+  if (report.engine === 'nftables' && summary.restoreLines) parts.push(`${verb}remove the iptables backend's chains`);
   if (unaddressed.length) log(`no ip= configured, left unprotected (unaddressed = allow): ${unaddressed.join(' ')}`);
-  log(parts.length ? `${parts.join('; ')} (iptables-${summary.variant}, ${summary.restoreLines} restore lines)` : `nothing to do: ${guarded.length} vif(s) protected as configured`);
+  log(parts.length ? `${parts.join('; ')} (${summary.backend}${report.engine === 'iptables' ? `, ${summary.restoreLines} restore lines` : ''})` : `nothing to do: ${guarded.length} vif(s) protected as configured`);
   return 0;
 }

@@ -1,98 +1,174 @@
 import { describe, expect, it } from 'vitest';
-import { ABSENT, FROM_GUEST, parseBridgeJson, planBridge, PREROUTING } from '../../../lib/backend/nft-bridge.js';
-import { buildBridge } from '../../../lib/rules/build.js';
-import { ifnameOfL2Chain, l2Chain } from '../../../lib/rules/l2.js';
+import { ABSENT, parseBridgeJson, planBridge, portMatches } from '../../../lib/backend/nft-bridge.js';
+import { bridgePort, bridgeSkeleton, buildBridgeSpec, collapse, parsePortComment, portComment } from '../../../lib/rules/bridge.js';
 import { DEFAULT_SETTINGS } from '../../../lib/config/settings.js';
 import { parseAddressList } from '../../../lib/guest/validate.js';
+import type { GuestPort } from '../../../lib/guest/model.js';
 import type { BridgeSpec } from '../../../lib/rules/types.js';
 
 const settings = { ...DEFAULT_SETTINGS, log: false };
-const ipv4 = (text: string) => parseAddressList(text, { source: 't' });
+const port = (ifname: string, ip: string, mac: string | undefined = '00:16:3e:00:00:01', key?: string): GuestPort => ({
+  ifname,
+  guest: `g-${ifname}`,
+  bridge: 'xenbr0',
+  mac,
+  addresses: parseAddressList(ip, { source: 't' }),
+  key,
+});
+const spec = (ports: GuestPort[], ip = true): BridgeSpec => {
+  const built = buildBridgeSpec(ports, settings, ip);
+  if (!built) throw new Error('no spec');
+  return built;
+};
 
-/** The cheap listings a hook reads (chains, map, sets), as nft -j prints them, for a table in this state. */
-function listings(spec: BridgeSpec): string[] {
-  const chains = [PREROUTING, FROM_GUEST, ...spec.guests.map((g) => g.chain)].map((name) => ({ chain: { family: 'bridge', table: 'vif_guard', name } }));
-  const foreign = { chain: { family: 'bridge', table: 'someone_else', name: 'g_x_000000000000' } };
-  return [
-    JSON.stringify({ nftables: [{ metainfo: {} }, ...chains, foreign] }),
-    JSON.stringify({ nftables: [{ map: { name: 'guests', table: 'vif_guard', elem: spec.guests.map((g) => [g.ifname, { jump: { target: g.chain } }]) } }] }),
-    JSON.stringify({ nftables: [{ set: { name: 'ports', table: 'vif_guard', elem: spec.notrack?.ports ?? [] } }] }),
-    JSON.stringify({ nftables: [{ set: { name: 'macs', table: 'vif_guard', elem: spec.notrack?.macs ?? [] } }] }),
-  ];
+/** What `nft -j list set bridge vif_guard guarded_<digest>` prints for a table in this state (a hook's read). */
+function guardedListing(desired: BridgeSpec): string {
+  return JSON.stringify({
+    nftables: [
+      { metainfo: {} },
+      { set: { family: 'bridge', name: `guarded_${desired.digest}`, table: 'vif_guard', type: 'ifname', elem: desired.ports.map((p) => ({ elem: { val: p.ifname, comment: p.comment } })) } },
+    ],
+  });
 }
 
-describe('bridge table', () => {
-  it('chain names carry the port and the digest of its rules, and round-trip', () => {
-    for (const name of ['vif1.0', 'vif1.0-emu', 'web_01', 'a-_b', 'x__h']) expect(ifnameOfL2Chain(l2Chain(name, '0123456789ab'))).toBe(name);
-    expect(l2Chain('vif1.0-emu', '0123456789ab')).toBe('g_vif1.0_hemu_0123456789ab');
+/** What `nft -j list table bridge vif_guard` prints (sets with elements, chains, counters). */
+function tableListing(desired: BridgeSpec, counters: Record<string, Record<string, number>> = {}): string {
+  const concat = (ifname: string, value: string) => ({ concat: [ifname, value.includes('/') ? { prefix: { addr: value.split('/')[0], len: Number(value.split('/')[1]) } } : value] });
+  const set = (name: string, elem: unknown[]) => ({ set: { family: 'bridge', table: 'vif_guard', name, elem } });
+  return JSON.stringify({
+    nftables: [
+      { metainfo: {} },
+      JSON.parse(guardedListing(desired)).nftables[1],
+      set('macs', [...new Set(desired.ports.flatMap((p) => (p.mac ? [p.mac] : [])))]),
+      set('mac_ports', desired.ports.filter((p) => p.mac).map((p) => p.ifname)),
+      set('port_mac', desired.ports.filter((p) => p.mac).map((p) => ({ concat: [p.ifname, p.mac] }))),
+      set('v4', desired.ports.flatMap((p) => p.v4.map((a) => concat(p.ifname, a)))),
+      set('v6', desired.ports.flatMap((p) => p.v6.map((a) => concat(p.ifname, a)))),
+      ...Object.entries(counters).map(([cls, perPort]) => set(`cnt_${cls}`, Object.entries(perPort).map(([ifname, packets]) => ({ elem: { val: ifname, counter: { packets, bytes: packets * 100 } } })))),
+      { chain: { family: 'bridge', table: 'vif_guard', name: `from_guest_${desired.digest}` } },
+      ...(desired.ip ? [{ chain: { family: 'bridge', table: 'vif_guard', name: `to_guest_${desired.digest}` } }] : []),
+      { set: { family: 'bridge', table: 'someone_else', name: 'v4', elem: [{ concat: ['vif9.0', '10.9.9.9'] }] } },
+    ],
+  });
+}
+
+describe('bridge table layout', () => {
+  it('one skeleton per mode and settings; its digest changes with either', () => {
+    const ip = bridgeSkeleton(settings, true);
+    const l2 = bridgeSkeleton(settings, false);
+    expect(ip.digest).not.toBe(l2.digest);
+    expect(bridgeSkeleton({ ...settings, log: true }, true).digest).not.toBe(ip.digest);
+    expect(bridgeSkeleton(settings, true).digest).toBe(ip.digest);
+    const text = ip.body.join('\n');
+    expect(text).toContain(`iifname != @guarded_${ip.digest} accept`);
+    expect(text).toContain('iifname . ip saddr @v4 return');
+    expect(text).toContain('oifname . ip6 daddr @v6 return');
+    expect(text).toContain('add @cnt_src { iifname counter } drop');
+    expect(l2.body.join('\n')).not.toContain('from_ip4');
   });
 
-  it('from nothing: the whole table in one transaction', () => {
-    const desired = buildBridge([{ ifname: 'vif1.0', mac: '00:16:3e:00:00:01', ipv4: ipv4('10.0.0.5 10.0.0.64/30') }], settings);
+  it('per-port logging is a dynamic set with a limit per port', () => {
+    const text = bridgeSkeleton({ ...settings, log: true, logPerMinute: 6, logBurst: 10 }, true).body.join('\n');
+    expect(text).toContain('add @log_src { iifname limit rate 6/minute burst 10 packets } log prefix "vifg-src: " level warn');
+    expect(text).toContain('set log_src { type ifname; size 65536; flags dynamic,timeout; timeout 10m; }');
+  });
+
+  it('a port is elements only: prefixes collapsed, link-local from the MAC, config in the comment', () => {
+    const p = bridgePort(port('vif1.0', '10.0.0.5 10.0.0.0/24 2001:db8::/64 2001:db8::7', '00:16:3e:00:00:01', 'xen:1/0'));
+    expect(p.v4).toEqual(['10.0.0.0/24']);
+    expect(p.v6).toEqual(['fe80::216:3eff:fe00:1', '2001:db8::/64']);
+    expect(parsePortComment(p.comment)).toEqual({ guest: 'g-vif1.0', bridge: 'xenbr0', mac: '00:16:3e:00:00:01', key: 'xen:1/0', block: undefined, addresses: ['10.0.0.5/32', '10.0.0.0/24', '2001:db8::/64', '2001:db8::7/128'] });
+  });
+
+  it('identical prefixes collapse to one; disjoint ones stay', () => {
+    const list = parseAddressList('10.0.0.1 10.0.0.2 10.0.1.0/24', { source: 't' });
+    expect(collapse([...list, ...list]).map((a) => a.cidr)).toEqual(['10.0.0.1/32', '10.0.0.2/32', '10.0.1.0/24']);
+  });
+
+  it('a comment too long for the kernel says a=* and the sets are read instead', () => {
+    const many = Array.from({ length: 40 }, (_, i) => `10.1.${i}.1`).join(' ');
+    expect(portComment(port('vif1.0', many))).toMatch(/ a=\*$/);
+    const desired = spec([port('vif1.0', many)]);
+    expect(parseBridgeJson([guardedListing(desired)]).complete).toBe(false);
+    const live = parseBridgeJson([tableListing(desired)]);
+    expect(live.complete).toBe(true);
+    expect(live.ports.get('vif1.0')?.v4).toHaveLength(40);
+    expect(planBridge(live, desired)).toBe('');
+  });
+});
+
+describe('bridge table plans', () => {
+  it('from nothing: the whole table and every element in one transaction', () => {
+    const desired = spec([port('vif1.0', '10.0.0.5 10.0.0.64/30')]);
     const script = planBridge(ABSENT, desired);
     expect(script.startsWith('table bridge vif_guard {}\ndelete table bridge vif_guard\ntable bridge vif_guard {\n')).toBe(true);
-    expect(script).toContain('iifname vmap @guests');
-    expect(script).toContain('ether type arp arp saddr ip != { 0.0.0.0, 10.0.0.5, 10.0.0.64/30 } counter drop comment "vg:arp-ip"');
-    expect(script).toContain('ether type != { ip, arp, ip6 } counter drop');
-    expect(script).toMatch(/add element bridge vif_guard guests \{ "vif1.0" : jump g_vif1.0_[0-9a-f]{12} \}/);
+    expect(script).toContain('add element bridge vif_guard v4 { "vif1.0" . 10.0.0.5, "vif1.0" . 10.0.0.64/30 }');
+    expect(script).toContain('add element bridge vif_guard port_mac { "vif1.0" . 00:16:3e:00:00:01 }');
+    expect(script).toMatch(/add element bridge vif_guard guarded_[0-9a-f]{12} \{ "vif1.0" comment "g=g-vif1.0 b=xenbr0 m=00:16:3e:00:00:01 k=- bl=- a=10.0.0.5\/32,10.0.0.64\/30" \}/);
   });
 
-  it('the same state again sends nothing; a new guest sends only its chain and elements', () => {
-    const one = buildBridge([{ ifname: 'vif1.0', mac: '00:16:3e:00:00:01', ipv4: ipv4('10.0.0.5') }], settings);
-    if (!one) throw new Error('no spec');
-    const live = parseBridgeJson(listings(one));
-    expect(live.skeletonCurrent).toBe(true);
-    expect(planBridge(live, one)).toBe('');
-    const two = buildBridge(
-      [
-        { ifname: 'vif1.0', mac: '00:16:3e:00:00:01', ipv4: ipv4('10.0.0.5') },
-        { ifname: 'vif2.0', mac: '00:16:3e:00:00:02', ipv4: ipv4('10.0.0.6') },
-      ],
-      settings,
-    );
-    const lines = planBridge(live, two).trimEnd().split('\n');
-    expect(lines[0]).toMatch(/^add chain bridge vif_guard g_vif2.0_[0-9a-f]{12}$/);
-    expect(lines.filter((line) => line.includes('g_vif1.0'))).toEqual([]);
-    expect(lines.slice(-3)).toEqual([
-      expect.stringMatching(/^add element bridge vif_guard guests \{ "vif2.0" : jump g_vif2.0_/),
-      'add element bridge vif_guard ports { "vif2.0" }',
-      'add element bridge vif_guard macs { 00:16:3e:00:00:02 }',
+  it('the same state again sends nothing, read from the hook listing or the whole table', () => {
+    const desired = spec([port('vif1.0', '10.0.0.5 2001:db8::/64')]);
+    expect(planBridge(parseBridgeJson([guardedListing(desired)]), desired)).toBe('');
+    expect(planBridge(parseBridgeJson([tableListing(desired)]), desired)).toBe('');
+  });
+
+  it('a new guest adds only its elements; nothing about the others is sent', () => {
+    const one = spec([port('vif1.0', '10.0.0.5')]);
+    const two = spec([port('vif1.0', '10.0.0.5'), port('vif2.0', '10.0.0.6', '00:16:3e:00:00:02')]);
+    const lines = planBridge(parseBridgeJson([guardedListing(one)]), two).trimEnd().split('\n');
+    expect(lines.every((line) => line.startsWith('add element') && !line.includes('vif1.0'))).toBe(true);
+    expect(lines).toContain('add element bridge vif_guard v4 { "vif2.0" . 10.0.0.6 }');
+    expect(lines).toContain('add element bridge vif_guard macs { 00:16:3e:00:00:02 }');
+  });
+
+  it('a changed address moves only that element; deletes cannot fail on an element already gone', () => {
+    const before = spec([port('vif1.0', '10.0.0.5 10.0.0.9')]);
+    const after = spec([port('vif1.0', '10.0.0.6 10.0.0.9')]);
+    const lines = planBridge(parseBridgeJson([guardedListing(before)]), after).trimEnd().split('\n');
+    const guarded = `guarded_${after.digest}`;
+    expect(lines).toEqual([
+      expect.stringMatching(new RegExp(`^add element bridge vif_guard ${guarded} \\{ "vif1.0" comment ".*a=10.0.0.5/32,10.0.0.9/32" \\}$`)),
+      expect.stringMatching(new RegExp(`^delete element bridge vif_guard ${guarded} \\{ "vif1.0" comment`)),
+      'add element bridge vif_guard v4 { "vif1.0" . 10.0.0.5 }',
+      'delete element bridge vif_guard v4 { "vif1.0" . 10.0.0.5 }',
+      expect.stringMatching(new RegExp(`^add element bridge vif_guard ${guarded} \\{ "vif1.0" comment ".*a=10.0.0.6/32,10.0.0.9/32" \\}$`)),
+      'add element bridge vif_guard v4 { "vif1.0" . 10.0.0.6 }',
     ]);
   });
 
-  it('changed rules: a new chain, the element repointed, the old chain removed, in one transaction', () => {
-    const before = buildBridge([{ ifname: 'vif1.0', mac: undefined, ipv4: ipv4('10.0.0.5') }], settings);
-    const after = buildBridge([{ ifname: 'vif1.0', mac: undefined, ipv4: ipv4('10.0.0.6') }], settings);
-    if (!before || !after) throw new Error('no spec');
-    const [oldChain, newChain] = [before.guests[0]?.chain, after.guests[0]?.chain];
-    const lines = planBridge(parseBridgeJson(listings(before)), after).trimEnd().split('\n');
-    expect(lines.filter((line) => !line.startsWith('add rule'))).toEqual([
-      `add chain bridge vif_guard ${newChain}`,
-      'delete element bridge vif_guard guests { "vif1.0" }',
-      `add element bridge vif_guard guests { "vif1.0" : jump ${newChain} }`,
-      `flush chain bridge vif_guard ${oldChain}`,
-      `delete chain bridge vif_guard ${oldChain}`,
-    ]);
+  it('a removed port takes its elements and its drop counters with it', () => {
+    const two = spec([port('vif1.0', '10.0.0.5'), port('vif2.0', '10.0.0.6', '00:16:3e:00:00:02')]);
+    const one = spec([port('vif1.0', '10.0.0.5')]);
+    const script = planBridge(parseBridgeJson([guardedListing(two)]), one);
+    expect(script).toContain('delete element bridge vif_guard v4 { "vif2.0" . 10.0.0.6 }');
+    expect(script).toContain('delete element bridge vif_guard cnt_src { "vif2.0" }');
+    expect(script).toContain('delete element bridge vif_guard macs { 00:16:3e:00:00:02 }');
+    expect(script).not.toContain('"vif1.0"');
   });
 
-  it('an outdated skeleton rebuilds the table; nothing left removes it', () => {
-    const one = buildBridge([{ ifname: 'vif1.0', mac: undefined, ipv4: ipv4('10.0.0.5') }], settings);
-    if (!one) throw new Error('no spec');
-    const live = parseBridgeJson(listings(one));
-    expect(planBridge({ ...live, skeletonCurrent: false }, one)).toContain('delete table bridge vif_guard');
-    expect(planBridge(live, undefined)).toBe('delete table bridge vif_guard\n');
+  it('another layout rebuilds the table; nothing left removes it', () => {
+    const ip = spec([port('vif1.0', '10.0.0.5')], true);
+    const l2 = spec([port('vif1.0', '10.0.0.5')], false);
+    expect(planBridge(parseBridgeJson([tableListing(ip)]), l2)).toContain('delete table bridge vif_guard');
+    expect(planBridge(parseBridgeJson([tableListing(ip)]), undefined)).toBe('delete table bridge vif_guard\n');
     expect(planBridge(ABSENT, undefined)).toBe('');
   });
 
-  it('reads drop counters by class from a full listing', () => {
-    const live = parseBridgeJson([
-      JSON.stringify({
-        nftables: [
-          { chain: { table: 'vif_guard', name: 'g_vif1.0_0123456789ab' } },
-          { rule: { table: 'vif_guard', chain: 'g_vif1.0_0123456789ab', comment: 'vg:mac', expr: [{ counter: { packets: 7, bytes: 700 } }] } },
-        ],
-      }),
-    ]);
-    expect(live.counters.get('g_vif1.0_0123456789ab')?.get('mac')).toEqual({ packets: 7, bytes: 700 });
+  it('reads the layout, the mode, per-port counters, and ignores other tables', () => {
+    const desired = spec([port('vif1.0', '10.0.0.5')]);
+    const live = parseBridgeJson([tableListing(desired, { mac: { 'vif1.0': 7 }, src: { 'vif1.0': 3 } })]);
+    expect(live.digest).toBe(desired.digest);
+    expect(live.ip).toBe(true);
+    expect(live.counters.get('vif1.0')?.get('mac')).toEqual({ packets: 7, bytes: 700 });
+    expect(live.counters.get('vif1.0')?.get('src')).toEqual({ packets: 3, bytes: 300 });
+    expect([...live.ports.keys()]).toEqual(['vif1.0']);
+    expect(portMatches(live.ports.get('vif1.0'), desired.ports[0]!, true)).toBe(true);
+  });
+
+  it('layer 2 only keeps IPv6 out of the elements and the comment', () => {
+    const l2 = spec([port('vif1.0', '10.0.0.5 2001:db8::1')], false);
+    expect(l2.ports[0]?.comment).toMatch(/a=10.0.0.5\/32$/);
+    expect(planBridge(ABSENT, l2)).not.toContain('add element bridge vif_guard v6');
   });
 });

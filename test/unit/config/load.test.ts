@@ -14,7 +14,7 @@ describe('parseSettings', () => {
   });
   it.each([
     ['[general]\nbakend = nft\n', /f: unknown key `bakend` in \[general\]/],
-    ['[general]\nbackend = iptables\n', /f: `backend` must be auto, nft or legacy, got `iptables`/],
+    ['[general]\nbackend = nftable\n', /f: `backend` must be auto, nftables, iptables, iptables-nft or iptables-legacy, got `nftable`/],
     ['[general]\nlock_timeout = 60\n', /`lock_timeout` must be seconds from 1 to 35/],
     ['[other]\nx = 1\n', /unknown section \[other\]/],
     ['backend = nft\n', /must be inside a \[general\], \[xen\] or \[openvz\] section/],

@@ -24,8 +24,8 @@ describe('applyPortChange', () => {
       'flock -x -w 20 3',
       'iptables-nft-save ',
       'ip6tables-nft-save -t filter',
-      'nft -j list chains bridge',
-      'nft -j list map bridge vif_guard guests',
+      expect.stringMatching(/^nft -j list set bridge vif_guard guarded_[0-9a-f]{12}$/),
+      'nft -j list table bridge vif_guard',
       'iptables-nft-restore --noflush -w 20',
       'ip6tables-nft-restore --noflush -w 20',
       'nft -f -',
@@ -58,9 +58,11 @@ COMMIT
     expect(v6).toContain('-A vif-guard-i-vm01 -s fe80::216:3eff:fe00:1/128 -j RETURN\n-A vif-guard-i-vm01 -s 2001:db8::5/128 -j RETURN\n');
     expect(v6).toContain('-A vif-guard-o-vm01 -d ff00::/8 -j RETURN\n');
     const nft = calls[7]?.input ?? '';
-    expect(nft).toMatch(/add element bridge vif_guard guests \{ "vm01" : jump g_vm01_[0-9a-f]{12} \}/);
-    expect(nft).toMatch(/chain g_vm01_[0-9a-f]{12} \{\n {4}ether saddr != 00:16:3e:00:00:01 counter drop comment "vg:mac"\n/);
-    expect(nft).toMatch(/ether type arp arp saddr ip != \{ 0\.0\.0\.0, 10\.0\.0\.5 \} counter drop comment "vg:arp-ip"/);
+    expect(nft).toContain('add element bridge vif_guard port_mac { "vm01" . 00:16:3e:00:00:01 }');
+    expect(nft).toContain('add element bridge vif_guard v4 { "vm01" . 10.0.0.5 }');
+    // Layer 2 only: the IPv4 checks stay in iptables, so no IPv6 elements and no to_guest chain.
+    expect(nft).not.toContain('add element bridge vif_guard v6');
+    expect(nft).not.toContain('to_guest_');
   });
 
   it('fails with the lock error when another vif-guard holds the lock too long', async () => {
@@ -91,6 +93,38 @@ COMMIT
   });
 });
 
+describe('the nftables backend', () => {
+  const nftables = { ...DEFAULT_SETTINGS, backend: 'nftables' as const, log: false };
+  it('a hook reads one set and sends one transaction of elements; iptables is not touched', async () => {
+    const { runner, calls } = createRecordingRunner(noTable, TOOLS);
+    await applyPortChange({ runner, settings: nftables, lockPath, log: () => undefined }, { kind: 'up', port });
+    const commands = calls.map((call) => `${call.command} ${call.args.join(' ')}`);
+    // The table is missing: the whole table is read (absent) and iptables is checked for leftovers once.
+    expect(commands).toEqual([
+      'flock -x -w 20 3',
+      expect.stringMatching(/^nft -j list set bridge vif_guard guarded_[0-9a-f]{12}$/),
+      'nft -j list table bridge vif_guard',
+      'iptables-nft-save ',
+      'ip6tables-nft-save -t filter',
+      'nft -f -',
+    ]);
+    const script = calls[5]?.input ?? '';
+    expect(script).toContain('add element bridge vif_guard v6 { "vm01" . fe80::216:3eff:fe00:1, "vm01" . 2001:db8::5 }');
+    expect(script).toContain('oifname . ip daddr @v4 return');
+  });
+
+  it('with the table in place a hook is two nft calls: read the guarded set, write elements', async () => {
+    const live = (call: { command: string; args: readonly string[] }) =>
+      call.command === 'nft' && call.args[0] === '-j' && /^guarded_/.test(call.args[call.args.length - 1] ?? '')
+        ? { exitCode: 0, stdout: JSON.stringify({ nftables: [{ set: { name: call.args[call.args.length - 1], table: 'vif_guard', elem: [] } }] }) }
+        : undefined;
+    const { runner, calls } = createRecordingRunner(live, TOOLS);
+    await applyPortChange({ runner, settings: nftables, lockPath, log: () => undefined }, { kind: 'up', port });
+    expect(calls.map((call) => call.command)).toEqual(['flock', 'nft', 'nft']);
+    expect((calls[2]?.input ?? '').split('\n').every((line) => line === '' || line.startsWith('add element'))).toBe(true);
+  });
+});
+
 describe('desiredAfterChange', () => {
   const live4 = parseSave(`*filter
 :vif-guard-i-vm02 - [0:0]
@@ -109,8 +143,10 @@ COMMIT
       ['-m comment --comment "vif-guard port=vm02 guest=vm02 bridge=xenbr1 mac=00:16:3e:00:00:02" -j DROP'],
     ]);
     expect(desired.tables[1]?.chains.find((chain) => chain.name === 'vif-guard-i-vm02')?.rules).toEqual([['-j DROP']]);
-    expect(desired.bridge?.notrack).toEqual({ ports: ['vm01', 'vm02'], macs: ['00:16:3e:00:00:01', '00:16:3e:00:00:02'] });
-    expect(desired.bridge?.guests.find((guest) => guest.ifname === 'vm02')?.rules.some((rule) => rule.includes('arp saddr ip != { 0.0.0.0, 10.0.0.6 }'))).toBe(true);
+    expect(desired.bridge?.ports.map((p) => [p.ifname, p.mac, p.v4])).toEqual([
+      ['vm01', '00:16:3e:00:00:01', ['10.0.0.5']],
+      ['vm02', '00:16:3e:00:00:02', ['10.0.0.6']],
+    ]);
   });
 
   it('down by key removes the port even under another name (renamed, or vifname gone)', () => {

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { buildPortInChain, buildPortOutChain, logPrefix, parsePortComment, portComment } from '../../../lib/rules/port.js';
-import { buildBridge, buildNotrack, buildRuleset } from '../../../lib/rules/build.js';
+import { buildRuleset } from '../../../lib/rules/build.js';
+import { bridgeSkeleton } from '../../../lib/rules/bridge.js';
 import { DEFAULT_SETTINGS } from '../../../lib/config/settings.js';
 import { parseAddressList } from '../../../lib/guest/validate.js';
 import type { GuestPort } from '../../../lib/guest/model.js';
@@ -57,21 +58,25 @@ describe('buildRuleset', () => {
   it('leaves a vif without addresses alone by default, and blocks it with unaddressed = block', () => {
     const bare: GuestPort = { ...port, ifname: 'vif9.0', addresses: [] };
     const names = (settings: typeof DEFAULT_SETTINGS) =>
-      buildRuleset([bare], settings).tables[0]?.chains.map((chain) => chain.name);
+      buildRuleset([bare], settings, 'iptables').tables[0]?.chains.map((chain) => chain.name);
     expect(names(DEFAULT_SETTINGS)).toEqual(['vif-guard-fwd', 'vif-guard-in', 'vif-guard-out']);
     expect(names({ ...DEFAULT_SETTINGS, unaddressed: 'block' })).toContain('vif-guard-i-vif9.0');
   });
 
-  it('layer2 = no: no bridge table at all (kernels without nf_tables)', () => {
-    const ports = [{ ifname: 'vif1.0', mac: '00:16:3e:00:00:01', ipv4: [] }];
-    expect(buildBridge(ports, DEFAULT_SETTINGS)?.guests).toHaveLength(1);
-    expect(buildBridge(ports, { ...DEFAULT_SETTINGS, layer2: false })).toBeUndefined();
+  it('layer2 = no: no bridge table at all with the iptables backend (kernels without nf_tables)', () => {
+    const ports: GuestPort[] = [{ ifname: 'vif1.0', guest: 'g', bridge: undefined, mac: '00:16:3e:00:00:01', addresses: parseAddressList('10.0.0.1', { source: 't' }) }];
+    expect(buildRuleset(ports, DEFAULT_SETTINGS, 'iptables').bridge?.ports).toHaveLength(1);
+    expect(buildRuleset(ports, { ...DEFAULT_SETTINGS, layer2: false }, 'iptables').bridge).toBeUndefined();
+    // The nftables backend has no iptables chains at all, and its table whatever layer2 says.
+    const nft = buildRuleset(ports, { ...DEFAULT_SETTINGS, layer2: false }, 'nftables');
+    expect(nft.tables.every((table) => table.chains.length === 0 && table.jumps.length === 0)).toBe(true);
+    expect(nft.bridge?.ip).toBe(true);
   });
 
   it('NOTRACK covers the guarded ports and their MACs, or nothing when the setting is off', () => {
-    const ports = [{ ifname: 'vif2.0', mac: '00:16:3e:00:00:02' }, { ifname: 'vif1.0', mac: undefined }];
-    expect(buildNotrack(ports, DEFAULT_SETTINGS)).toEqual({ ports: ['vif1.0', 'vif2.0'], macs: ['00:16:3e:00:00:02'] });
-    expect(buildNotrack(ports, { ...DEFAULT_SETTINGS, notrack: false })).toBeUndefined();
-    expect(buildNotrack([], DEFAULT_SETTINGS)).toBeUndefined();
+    const on = bridgeSkeleton(DEFAULT_SETTINGS, true).body.join('\n');
+    expect(on).toMatch(/meta pkttype other iifname @guarded_[0-9a-f]{12} notrack/);
+    expect(on).toContain('meta pkttype other ether daddr @macs notrack');
+    expect(bridgeSkeleton({ ...DEFAULT_SETTINGS, notrack: false }, true).body.join('\n')).not.toContain('notrack');
   });
 });

@@ -1,0 +1,110 @@
+import { readFileSync } from 'node:fs';
+import { basename, join } from 'node:path';
+import { VifGuardError } from '../../errors.js';
+import { applyBlocklists, chooseEngine, protectedPorts } from '../../core/engine.js';
+import { parseZone } from '../../blocklist/zone.js';
+import { checkListName, checkTarget, readBlocklists, writeTargetLists, listsFor, blocklistDir, type Blocklist } from '../../blocklist/store.js';
+import { parseBlockPrefix, type GuestAddress } from '../../guest/validate.js';
+import { createContext, log, printJson, renderTable } from '../context.js';
+
+export interface BlockOptions {
+  readonly zones: readonly string[];
+  readonly cidrs: readonly string[];
+  readonly name: string | undefined;
+  readonly both: boolean;
+  readonly dryRun: boolean;
+  readonly json: boolean;
+}
+
+function readZone(path: string): GuestAddress[] {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (error) {
+    throw new VifGuardError('INVALID_INPUT', `cannot read zone file ${path}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`);
+  }
+  return parseZone(text, path);
+}
+
+/** Save the target's lists and apply them; if applying fails, the saved file is put back as it was. */
+async function saveAndApply(target: string, lists: Blocklist[], dryRun: boolean): Promise<{ ports: string[]; ms: number }> {
+  const ctx = createContext();
+  const all = [...readBlocklists().filter((list) => list.target !== target), ...lists];
+  const started = performance.now();
+  await applyBlocklists(dryRun ? ctx : { ...ctx, log: () => undefined }, all, dryRun);
+  const ms = performance.now() - started;
+  if (!dryRun) {
+    try {
+      writeTargetLists(target, lists);
+    } catch (error) {
+      // Not saved means the next sync would undo it: put the kernel back the way the saved lists say.
+      await applyBlocklists({ ...ctx, log: () => undefined }, readBlocklists()).catch(() => undefined);
+      throw new VifGuardError('APPLY', `cannot save ${join(blocklistDir(), `${target}.json`)}: ${(error as Error).message}; the blocklist was not applied`, { cause: error });
+    }
+  }
+  const ports = (await protectedPorts(ctx).catch(() => [])).filter((port) => listsFor(lists, port).length > 0).map((port) => port.ifname);
+  return { ports, ms };
+}
+
+/** vif-guard block TARGET --zone FILE | --cidr PREFIX: drop traffic from (and with --both, to) these prefixes for one guest. */
+export async function runBlock(target: string, options: BlockOptions): Promise<number> {
+  checkTarget(target);
+  if (options.zones.length === 0 && options.cidrs.length === 0) throw new VifGuardError('INVALID_INPUT', 'say what to block: --zone FILE (one prefix per line) or --cidr PREFIX');
+  const name = checkListName(options.name ?? (options.zones[0] ? basename(options.zones[0]).replace(/\.[^.]*$/, '') || 'zone' : 'cidr'));
+  const ctx = createContext();
+  if ((await chooseEngine(ctx.runner, ctx.settings)) !== 'nftables') {
+    throw new VifGuardError('INVALID_INPUT', 'blocklists need the nftables backend: this host uses iptables (set backend = nftables in vif-guard.conf on a kernel with nf_tables, then vif-guard sync)');
+  }
+  // Everything is parsed before anything is saved or applied: one bad line anywhere changes nothing.
+  const prefixes = [...options.zones.flatMap(readZone), ...options.cidrs.map((cidr) => parseBlockPrefix(cidr, { source: '--cidr' }))];
+  const list: Blocklist = {
+    target,
+    name,
+    both: options.both,
+    source: [...options.zones, ...(options.cidrs.length ? ['--cidr'] : [])].join(' '),
+    prefixes: [...new Set(prefixes.map((prefix) => prefix.cidr))],
+    updated: new Date().toISOString(),
+  };
+  const lists = [...readBlocklists().filter((other) => other.target === target && other.name !== name), list];
+  const { ports, ms } = await saveAndApply(target, lists, options.dryRun);
+  const v4 = prefixes.filter((prefix) => prefix.family === 4).length;
+  const summary = { target, name, prefixes: list.prefixes.length, ipv4: v4, ipv6: prefixes.length - v4, both: options.both, ports, applyMs: Math.round(ms), dryRun: options.dryRun };
+  if (options.json) printJson(summary);
+  else {
+    const where = ports.length ? `on ${ports.join(' ')}` : `${target} is not running: applied when it comes up`;
+    log(`${options.dryRun ? 'would block' : 'blocked'} ${list.prefixes.length} prefixes (${v4} IPv4, ${prefixes.length - v4} IPv6) ${options.both ? 'to and from' : 'to'} ${target} as list ${name}, ${where} (${summary.applyMs} ms)`);
+  }
+  return 0;
+}
+
+/** vif-guard unblock TARGET [--name NAME]: remove one list, or all of a target's lists. */
+export async function runUnblock(target: string, options: { name: string | undefined; dryRun: boolean; json: boolean }): Promise<number> {
+  checkTarget(target);
+  const mine = readBlocklists().filter((list) => list.target === target);
+  const removed = mine.filter((list) => options.name === undefined || list.name === options.name);
+  if (removed.length === 0) throw new VifGuardError('INVALID_INPUT', `${target} has no blocklist${options.name ? ` named ${options.name}` : ''} (see vif-guard block --list)`);
+  const { ports } = await saveAndApply(target, mine.filter((list) => !removed.includes(list)), options.dryRun);
+  if (options.json) printJson({ target, removed: removed.map((list) => list.name), ports, dryRun: options.dryRun });
+  else log(`${options.dryRun ? 'would remove' : 'removed'} ${removed.map((list) => list.name).join(', ')} from ${target}${ports.length ? ` (${ports.join(' ')})` : ''}`);
+  return 0;
+}
+
+/** vif-guard block --list: every saved list and the ports it applies to now. */
+export async function runBlockList(json: boolean): Promise<number> {
+  const lists = readBlocklists();
+  const ctx = createContext();
+  const ports = await protectedPorts(ctx).catch(() => []);
+  const rows = lists.map((list) => ({
+    target: list.target,
+    name: list.name,
+    prefixes: list.prefixes.length,
+    direction: list.both ? 'both' : 'inbound',
+    ports: ports.filter((port) => listsFor([list], port).length).map((port) => port.ifname),
+    source: list.source,
+    updated: list.updated,
+  }));
+  if (json) printJson(rows);
+  else if (rows.length === 0) log('no blocklists saved');
+  else process.stdout.write(`${renderTable(['TARGET', 'LIST', 'PREFIXES', 'DIRECTION', 'PORTS', 'UPDATED', 'SOURCE'], rows.map((r) => [r.target, r.name, String(r.prefixes), r.direction, r.ports.join(' ') || '(not running)', r.updated, r.source]))}\n`);
+  return 0;
+}

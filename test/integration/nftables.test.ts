@@ -1,0 +1,205 @@
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { CAN_USE_NETNS } from '../helpers/env.js';
+import { Dom0Lab, listen, sendFrame, type Datagram, type Frame } from '../helpers/netns.js';
+import { FakeXenHost, foreignLines } from '../helpers/xen.js';
+
+// Someone else's rules in both iptables variants and in nft: the nftables backend must not touch any of them.
+const FOREIGN = `*filter
+:f2b-sshd - [0:0]
+[7:700] -A INPUT -p tcp -m tcp --dport 22 -j f2b-sshd
+[3:300] -A f2b-sshd -s 198.51.100.7/32 -j REJECT --reject-with icmp-port-unreachable
+[5:500] -A FORWARD -s 192.0.2.0/24 -j ACCEPT
+COMMIT
+`;
+const FOREIGN_NFT = 'table inet admin {\n\tchain input {\n\t\ttype filter hook input priority 0; policy accept;\n\t\ttcp dport 2222 counter packets 0 bytes 0 drop\n\t}\n}\n';
+
+const BROADCAST = 'ff:ff:ff:ff:ff:ff';
+const tokens = (datagrams: Datagram[]) => new Set(datagrams.map((d) => d.token));
+/** The table without what traffic changes (counters, log budgets' expiry). */
+const stable = (table: string) => table.replace(/ expires \S+/g, '').replace(/packets \d+ bytes \d+/g, '');
+
+describe.skipIf(!CAN_USE_NETNS)('nftables backend: Xen hooks, sync, blocklists', () => {
+  const subnet = '10.77.9';
+  const lab = new Dom0Lab(subnet);
+  let xen: FakeXenHost;
+  let dom0Mac = '';
+  let foreignBefore: { nft: string[]; legacy: string[]; table: string };
+  const BLOCKED = '198.18.7.9';
+
+  /** Send frames with listeners on web and dom0; which tokens arrived where. */
+  async function exchange(frames: Frame[]): Promise<{ web: Set<string>; dom0: Set<string>; uplink: Set<string> }> {
+    const webDone = await listen(lab, lab.guest('web').ns, [5000, 68], 2.5);
+    const dom0Done = await listen(lab, lab.dom0, [5000, 67, 68], 2.5);
+    const uplinkDone = await listen(lab, lab.guest('uplink').ns, [5000], 2.5);
+    for (const frame of frames) await sendFrame(lab, frame);
+    return { web: tokens(await webDone()), dom0: tokens(await dom0Done()), uplink: tokens(await uplinkDone()) };
+  }
+
+  const matrix = (): Frame[] => {
+    const [web, evil, uplink] = ['web', 'evil', 'uplink'].map((name) => lab.guest(name)) as [ReturnType<Dom0Lab['guest']>, ReturnType<Dom0Lab['guest']>, ReturnType<Dom0Lab['guest']>];
+    return [
+      { from: evil, dstMac: web.mac, src: evil.address, dst: web.address, sport: 4000, dport: 5000, token: 'own-to-neighbour' },
+      { from: evil, dstMac: dom0Mac, src: evil.address, dst: lab.dom0Ip, sport: 4000, dport: 5000, token: 'own-to-dom0' },
+      { from: evil, dstMac: web.mac, src: `${subnet}.66`, dst: web.address, sport: 4000, dport: 5000, token: 'spoof-to-neighbour' },
+      { from: evil, dstMac: dom0Mac, src: web.address, dst: lab.dom0Ip, sport: 4000, dport: 5000, token: 'spoof-to-dom0' },
+      { from: evil, dstMac: BROADCAST, src: '0.0.0.0', dst: '255.255.255.255', sport: 68, dport: 67, token: 'dhcp-discover' },
+      { from: evil, dstMac: BROADCAST, src: evil.address, dst: '255.255.255.255', sport: 67, dport: 68, token: 'rogue-dhcp-offer' },
+      // The uplink (the physical NIC in a real dom0) is not a guest: anything it sends is bridged on.
+      { from: uplink, dstMac: web.mac, src: uplink.address, dst: web.address, sport: 4000, dport: 5000, token: 'internet-to-web' },
+      { from: uplink, dstMac: web.mac, src: BLOCKED, dst: web.address, sport: 4000, dport: 5000, token: 'blocked-source-to-web' },
+      { from: uplink, dstMac: lab.guest('evil').mac, src: BLOCKED, dst: lab.guest('evil').address, sport: 4000, dport: 5000, token: 'blocked-source-to-evil' },
+      { from: web, dstMac: uplink.mac, src: web.address, dst: uplink.address, sport: 4000, dport: 5000, token: 'web-to-internet' },
+    ];
+  };
+
+  beforeAll(async () => {
+    await lab.create();
+    dom0Mac = await lab.bridgeMac();
+    await lab.addGuest('web', 'vif1.0', 11, true);
+    await lab.addGuest('evil', 'vif2.0', 12, true);
+    await lab.addGuest('uplink', 'eth9', 50, true);
+    await lab.inNs(lab.guest('uplink').ns, 'ip', 'addr', 'add', `${BLOCKED}/32`, 'dev', 'eth0');
+    // The nftables backend does not need br_netfilter: run with bridged frames kept out of iptables.
+    await lab.inDom0('sh', '-c', 'echo 0 > /proc/sys/net/bridge/bridge-nf-call-iptables; echo 0 > /proc/sys/net/bridge/bridge-nf-call-ip6tables');
+    xen = new FakeXenHost(lab, 'nftables');
+    await xen.setup();
+    for (const variant of ['nft', 'legacy']) {
+      const file = join(xen.root, `foreign-${variant}`);
+      writeFileSync(file, FOREIGN);
+      await lab.inDom0('sh', '-c', `iptables-${variant}-restore --noflush --counters < ${file}`);
+    }
+    writeFileSync(join(xen.root, 'foreign.nft'), FOREIGN_NFT);
+    await lab.inDom0('nft', '-f', join(xen.root, 'foreign.nft'));
+    foreignBefore = {
+      nft: foreignLines((await lab.inDom0('iptables-nft-save', '-c', '-t', 'filter')).stdout),
+      legacy: foreignLines((await lab.inDom0('iptables-legacy-save', '-c', '-t', 'filter')).stdout),
+      table: (await lab.inDom0('nft', 'list', 'table', 'inet', 'admin')).stdout,
+    };
+    xen.defineVif(1, 0, 'web', { ip: `${subnet}.11`, mac: lab.guest('web').mac, bridge: 'xenbr0' });
+    xen.defineVif(2, 0, 'evil', { ip: `${subnet}.12`, mac: lab.guest('evil').mac, bridge: 'xenbr0' });
+    for (const vif of ['vif1.0', 'vif2.0']) await lab.inDom0('ip', 'link', 'set', vif, 'nomaster', 'down');
+  }, 180_000);
+
+  afterAll(async () => {
+    await lab.destroy();
+    xen?.cleanup();
+  });
+
+  it('online through the stock vif-bridge: protected by set elements, nothing written to iptables', async () => {
+    for (const domid of [1, 2]) {
+      const result = await xen.hotplug('vif-bridge', ['online', 'type_if=vif'], domid, 0);
+      expect(result.exitCode, xen.hotplugLog()).toBe(0);
+      expect(xen.xsRead(`backend/vif/${domid}/0/hotplug-status`)).toBe('connected');
+    }
+    const table = await xen.bridgeTable();
+    expect(table).toContain(`"vif1.0" . ${subnet}.11`);
+    expect(table).toMatch(/"vif2.0" comment "g=evil b=xenbr0 m=\S+ k=xen:2\/0 bl=- a=10.77.9.12\/32"/);
+    expect(xen.hotplugLog()).toMatch(/vif-guard: vif1.0 \(guest web, bridge xenbr0, 10.77.9.11\/32\) protected \(nftables/);
+    expect((await lab.inDom0('iptables-nft-save')).stdout).not.toContain('vif-guard');
+    expect((await lab.inDom0('iptables-legacy-save')).stdout).not.toContain('vif-guard');
+    // The hook did not turn bridged frames into iptables traffic: the nftables backend does not need it.
+    expect((await lab.inDom0('cat', '/proc/sys/net/bridge/bridge-nf-call-iptables')).stdout.trim()).toBe('0');
+  }, 60_000);
+
+  it('spoofed sources and rogue DHCP are dropped; own traffic, DHCP requests and the uplink pass', async () => {
+    const arrived = await exchange(matrix());
+    expect(arrived.web).toEqual(new Set(['own-to-neighbour', 'internet-to-web', 'blocked-source-to-web']));
+    expect(arrived.dom0).toEqual(new Set(['own-to-dom0', 'dhcp-discover']));
+    expect(arrived.uplink).toEqual(new Set(['web-to-internet']));
+  }, 60_000);
+
+  it('a malformed zone file is refused with its line numbers and changes nothing', async () => {
+    const zone = join(xen.root, 'bad.zone');
+    writeFileSync(zone, '# country zone\n198.18.0.0/15\n10.0.0.0/33\n\nnot-a-prefix\n203.0.113.0/24 ; ok\n1.2.3.4 -j ACCEPT\n');
+    const before = stable(await xen.bridgeTable());
+    const result = await xen.cli(['block', 'web', '--zone', zone]);
+    expect(result.exitCode).toBe(2);
+    expect(result.stderr).toContain(`${zone}: 3 malformed line(s), nothing applied: line 3: \`10.0.0.0/33\`, line 5: \`not-a-prefix\`, line 7: \`1.2.3.4 -j ACCEPT\``);
+    expect(result.stderr.split('\n').filter(Boolean)).toHaveLength(1);
+    expect(stable(await xen.bridgeTable())).toBe(before);
+    expect((await xen.cli(['block', '--list', '--json'])).stdout.trim()).toBe('[]');
+  }, 60_000);
+
+  it('block: a zone of 8,600 prefixes drops its sources to that guest only, in one transaction', async () => {
+    const zone = join(xen.root, 'cn.zone');
+    // 8,599 disjoint /24s outside the lab, plus the prefix the uplink's second address is in.
+    const lines = Array.from({ length: 8599 }, (_, i) => `100.${64 + (i >> 8)}.${i & 255}.0/24`);
+    writeFileSync(zone, `# generated\n${lines.join('\n')}\n198.18.0.0/15\n`);
+    const result = await xen.cli(['block', 'web', '--zone', zone, '--json']);
+    expect(result.exitCode, result.stderr).toBe(0);
+    const summary = JSON.parse(result.stdout) as { prefixes: number; ports: string[]; name: string };
+    expect(summary).toMatchObject({ prefixes: 8600, ports: ['vif1.0'], name: 'cn' });
+    const arrived = await exchange(matrix());
+    expect(arrived.web).toEqual(new Set(['own-to-neighbour', 'internet-to-web']));
+    expect(arrived.uplink).toEqual(new Set(['web-to-internet']));
+    const status = JSON.parse((await xen.cli(['status', '--json'])).stdout) as { ports: { vif: string; state: string }[] };
+    expect(status.ports.map((port) => [port.vif, port.state])).toEqual([['vif1.0', 'protected'], ['vif2.0', 'protected']]);
+  }, 60_000);
+
+  it('--both also drops what the guest sends to them; replacing a list is one atomic swap', async () => {
+    const result = await xen.cli(['block', 'web', '--cidr', `${lab.guest('uplink').address}/32`, '--name', 'uplink', '--both']);
+    expect(result.exitCode, result.stderr).toBe(0);
+    let arrived = await exchange(matrix());
+    expect(arrived.web).toEqual(new Set(['own-to-neighbour']));
+    expect(arrived.uplink).toEqual(new Set());
+    const again = await xen.cli(['block', 'web', '--cidr', '192.0.2.0/24', '--name', 'uplink', '--both', '--dry-run']);
+    expect(again.exitCode, again.stderr).toBe(0);
+    expect(again.stderr).toMatch(/flush set bridge vif_guard bl_out4_vif1_d0\n/);
+    arrived = await exchange(matrix());
+    expect(arrived.uplink).toEqual(new Set());
+  }, 60_000);
+
+  it('sync restores blocklists and protection after the bridge table is deleted', async () => {
+    await lab.inDom0('nft', 'delete', 'table', 'bridge', 'vif_guard');
+    const sync = await xen.cli(['sync']);
+    expect(sync.exitCode, sync.stderr).toBe(0);
+    const arrived = await exchange(matrix());
+    expect(arrived.web).toEqual(new Set(['own-to-neighbour']));
+    expect(arrived.dom0).toEqual(new Set(['own-to-dom0', 'dhcp-discover']));
+    expect((await xen.cli(['sync'])).stderr).toContain('nothing to do');
+  }, 60_000);
+
+  it('unblock removes one list, then all; block --list shows what is saved', async () => {
+    const list = JSON.parse((await xen.cli(['block', '--list', '--json'])).stdout) as { name: string; prefixes: number; ports: string[] }[];
+    expect(list.map((entry) => [entry.name, entry.prefixes, entry.ports])).toEqual([['cn', 8600, ['vif1.0']], ['uplink', 1, ['vif1.0']]]);
+    expect((await xen.cli(['unblock', 'web', '--name', 'uplink'])).exitCode).toBe(0);
+    let arrived = await exchange(matrix());
+    expect(arrived.web).toEqual(new Set(['own-to-neighbour', 'internet-to-web']));
+    expect((await xen.cli(['unblock', 'web'])).exitCode).toBe(0);
+    arrived = await exchange(matrix());
+    expect(arrived.web).toEqual(new Set(['own-to-neighbour', 'internet-to-web', 'blocked-source-to-web']));
+    expect(await xen.bridgeTable()).not.toContain('bl_in4_');
+  }, 60_000);
+
+  it('offline removes exactly that vif; a second offline succeeds', async () => {
+    expect((await xen.hotplug('vif-bridge', ['offline', 'type_if=vif'], 2, 0)).exitCode).toBe(0);
+    const table = await xen.bridgeTable();
+    expect(table).not.toContain('vif2.0');
+    expect(table).toContain('"vif1.0" . ');
+    expect((await xen.hotplug('vif-bridge', ['offline', 'type_if=vif'], 2, 0)).exitCode).toBe(0);
+  }, 60_000);
+
+  it('switching from the iptables backend carries every port over and removes the iptables chains', async () => {
+    xen.writeConfig('[general]\nbackend = nft\n');
+    expect((await xen.cli(['sync'])).exitCode).toBe(0);
+    expect((await lab.inDom0('iptables-nft-save')).stdout).toContain(':vif-guard-i-vif1.0');
+    xen.writeConfig('[general]\nbackend = nftables\n');
+    // One hook for another vif: the bridge table now holds vif1.0 too, and iptables is clean.
+    xen.defineVif(3, 0, 'db', { ip: `${subnet}.13`, mac: '00:16:3e:00:09:13', bridge: 'xenbr0' });
+    await lab.inDom0('ip', 'link', 'add', 'vif3.0', 'type', 'veth', 'peer', 'name', 'vif3p');
+    const up = await xen.hotplug('vif-bridge', ['online', 'type_if=vif'], 3, 0);
+    expect(up.exitCode, xen.hotplugLog()).toBe(0);
+    const table = await xen.bridgeTable();
+    expect(table).toContain(`"vif1.0" . ${subnet}.11`);
+    expect(table).toContain(`"vif3.0" . ${subnet}.13`);
+    expect((await lab.inDom0('iptables-nft-save')).stdout).not.toContain('vif-guard');
+  }, 60_000);
+
+  it('left every foreign rule, counter and nft table as it was', async () => {
+    expect(foreignLines((await lab.inDom0('iptables-nft-save', '-c', '-t', 'filter')).stdout)).toEqual(foreignBefore.nft);
+    expect(foreignLines((await lab.inDom0('iptables-legacy-save', '-c', '-t', 'filter')).stdout)).toEqual(foreignBefore.legacy);
+    expect((await lab.inDom0('nft', 'list', 'table', 'inet', 'admin')).stdout).toBe(foreignBefore.table);
+  }, 60_000);
+});
