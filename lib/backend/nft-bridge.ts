@@ -18,6 +18,8 @@ export const NFT_TABLE = 'vif_guard';
 
 export interface LiveBridgePort extends BridgePort {
   readonly fields: CommentFields | undefined;
+  /** Elements derived from the comment (a hook's read), not read from the sets (the whole table). */
+  readonly fromComment?: boolean;
 }
 
 export interface LiveBridge {
@@ -77,6 +79,43 @@ function portFromComment(ifname: string, comment: string | undefined): LiveBridg
   }
 }
 
+/** A port known by its comment; its elements are derived only if this port changes (a hook touches one of thousands). */
+function lazyPort(ifname: string, comment: string, fields: CommentFields): LiveBridgePort {
+  let derived: LiveBridgePort | undefined;
+  const derive = (): LiveBridgePort => {
+    derived ??= portFromComment(ifname, comment);
+    if (!derived) throw new VifGuardError('APPLY', `bridge ${NFT_TABLE}: cannot read port ${ifname}'s record ${JSON.stringify(comment)}; run vif-guard sync`);
+    return derived;
+  };
+  return {
+    ifname,
+    comment,
+    fields,
+    fromComment: true,
+    mac: fields.mac,
+    get v4() {
+      return derive().v4;
+    },
+    get v6() {
+      return derive().v6;
+    },
+  };
+}
+
+/**
+ * The table as vif-guard last wrote it, from each port's record (ifname -> comment): what a hook
+ * reads from its cache file. undefined when a record cannot say everything (then nft is asked).
+ */
+export function bridgeFromRecords(digest: string, records: Readonly<Record<string, string>>): LiveBridge | undefined {
+  const ports = new Map<string, LiveBridgePort>();
+  for (const [ifname, comment] of Object.entries(records)) {
+    const fields = parsePortComment(comment);
+    if (!fields || fields.addresses === undefined) return undefined;
+    ports.set(ifname, lazyPort(ifname, comment, fields));
+  }
+  return { exists: true, digest, ip: true, ports, macs: macsOf(ports.values()), counters: new Map() };
+}
+
 /**
  * Parse `nft -j` output: the guarded set alone (a hook's read), or the whole table. With the whole
  * table the sets themselves are the truth; a lone guarded set is read through its comments, and
@@ -113,9 +152,11 @@ export function parseBridgeJson(texts: readonly string[]): LiveBridge & { readon
       ports.set(ifname, { ifname, mac: portMac.get(ifname)?.[0], v4: v4.get(ifname) ?? [], v6: v6.get(ifname) ?? [], comment: element.comment ?? '', fields });
       continue;
     }
-    const derived = portFromComment(ifname, element.comment);
-    if (derived) ports.set(ifname, derived);
-    else complete = false;
+    if (!fields || fields.addresses === undefined) {
+      complete = false;
+      continue;
+    }
+    ports.set(ifname, lazyPort(ifname, element.comment ?? '', fields));
   }
   const counters = new Map<string, Map<DropClass, Counter>>();
   for (const [name, elements] of sets) {
@@ -162,6 +203,13 @@ function elementsOf(port: BridgePort, ip: boolean): PortElements {
     v4: port.v4.map((address) => `${name} . ${address}`),
     v6: ip ? port.v6.map((address) => `${name} . ${address}`) : [],
   };
+}
+
+const sameList = (a: readonly string[], b: readonly string[]) => a.length === b.length && (a.every((x, i) => x === b[i]) || a.every((x) => b.includes(x)));
+
+/** The same MAC and addresses (in any order): a cheap check before building element texts. */
+function sameElements(a: BridgePort, b: BridgePort, ip: boolean): boolean {
+  return a.mac === b.mac && sameList(a.v4, b.v4) && (!ip || sameList(a.v6, b.v6));
 }
 
 /** Whether the live port holds exactly the elements vif-guard would write for it. */
@@ -236,27 +284,29 @@ function counterSets(desired: BridgeSpec | undefined, live: LiveBridge): string[
  * A new layout (first run, upgrade, changed settings) replaces the table; otherwise only the changed
  * ports' elements move, so other guests' counters and log budgets are untouched.
  */
-export function planBridge(live: LiveBridge, desired: BridgeSpec | undefined): string {
+export function planBridge(live: LiveBridge, desired: BridgeSpec | undefined, keepMacs: ReadonlySet<string> = new Set()): string {
   if (!desired) return live.exists ? `delete table bridge ${NFT_TABLE}\n` : '';
   if (!live.exists || live.digest !== desired.digest) {
     return `table bridge ${NFT_TABLE} {}\ndelete table bridge ${NFT_TABLE}\n${fullTable(desired)}\n`;
   }
   const lines: string[] = [];
   const wanted = new Map(desired.ports.map((port) => [port.ifname, port]));
-  const removed = new Map<keyof PortElements, string[]>();
-  const added = new Map<keyof PortElements, string[]>();
+  const removed = new Map<keyof PortElements, string[]>(SETS.map((key) => [key, []]));
+  const added = new Map<keyof PortElements, string[]>(SETS.map((key) => [key, []]));
   const gone: string[] = [];
   for (const ifname of new Set([...live.ports.keys(), ...wanted.keys()])) {
     const before = live.ports.get(ifname);
     const after = wanted.get(ifname);
+    // The same record (a port this change does not touch), or the same configuration: nothing to do.
+    if (before !== undefined && (before === after || (after !== undefined && before.comment === after.comment && (before.fromComment === true || sameElements(before, after, desired.ip))))) continue;
     const old = before ? elementsOf(before, desired.ip) : undefined;
     const now = after ? elementsOf(after, desired.ip) : undefined;
     for (const key of SETS) {
       const [have, want] = [old?.[key] ?? [], now?.[key] ?? []];
       const wantSet = new Set(want);
       const haveSet = new Set(have);
-      removed.set(key, [...(removed.get(key) ?? []), ...have.filter((element) => !wantSet.has(element))]);
-      added.set(key, [...(added.get(key) ?? []), ...want.filter((element) => !haveSet.has(element))]);
+      for (const element of have) if (!wantSet.has(element)) removed.get(key)?.push(element);
+      for (const element of want) if (!haveSet.has(element)) added.get(key)?.push(element);
     }
     if (before && !after) gone.push(quote(ifname));
   }
@@ -274,8 +324,10 @@ export function planBridge(live: LiveBridge, desired: BridgeSpec | undefined): s
   for (const set of counterSets(desired, live)) lines.push(...remove(set, gone));
   for (const key of SETS) lines.push(...add(SET_NAME(key, desired.digest), added.get(key) ?? []));
   lines.push(...blockChanges);
-  const [haveMacs, wantMacs] = [live.macs, macsOf(desired.ports)];
-  lines.push(...remove('macs', haveMacs.filter((mac) => !wantMacs.includes(mac))), ...add('macs', wantMacs.filter((mac) => !haveMacs.includes(mac))));
+  // keepMacs: MACs of ports outside this plan (a hook plans only the ports it changes).
+  const [haveMacs, wantMacs] = [live.macs, [...new Set([...macsOf(desired.ports), ...keepMacs])]];
+  const [haveSet, wantSet] = [new Set([...haveMacs, ...keepMacs]), new Set(wantMacs)];
+  lines.push(...remove('macs', haveMacs.filter((mac) => !wantSet.has(mac))), ...add('macs', wantMacs.filter((mac) => !haveSet.has(mac))));
   return lines.length ? `${lines.join('\n')}\n` : '';
 }
 

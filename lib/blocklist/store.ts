@@ -1,8 +1,8 @@
-import { createHash } from 'node:crypto';
 import { mkdirSync, readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { VifGuardError, quoteValue } from '../errors.js';
 import { readOptional, writeAtomic } from '../files.js';
+import { shortDigest } from '../digest.js';
 import { isGuestName, parseBlockPrefix, type GuestAddress } from '../guest/validate.js';
 import type { GuestPort } from '../guest/model.js';
 
@@ -93,7 +93,7 @@ export function blocksFor(lists: readonly Blocklist[], port: GuestPort): PortBlo
 /** Identifies what a port's lists hold (kept in its bridge comment): changes whenever any list is rewritten. */
 export function listsDigest(lists: readonly Blocklist[]): string {
   const key = lists.map((list) => [list.target, list.name, list.both, list.updated, list.prefixes.length]);
-  return createHash('sha256').update(JSON.stringify(key)).digest('hex').slice(0, 12);
+  return shortDigest(JSON.stringify(key));
 }
 
 /** The lists that name this port (its vif or its guest). */

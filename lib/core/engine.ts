@@ -1,3 +1,4 @@
+import { existsSync } from 'node:fs';
 import { iptablesVariant, type Settings } from '../config/settings.js';
 import type { GuestPort } from '../guest/model.js';
 import { parseAddress, type GuestAddress } from '../guest/validate.js';
@@ -7,9 +8,10 @@ import { withLock } from '../lock.js';
 import { createIptablesBackend, detectBackend, type Detection, type IptablesBackend } from '../backend/iptables.js';
 import { parseSave, type LiveTable } from '../backend/save-parse.js';
 import { planTable, renderRestorePayload, type TablePlan } from '../backend/diff.js';
-import { applyBridge, planBridge, portMatches, readBridge, type LiveBridgePort } from '../backend/nft-bridge.js';
+import { dropPortCache, portCachePath, readPortCache, readPortRecords, writePortCache, writePortRecords } from '../backend/bridge-cache.js';
+import { applyBridge, bridgeFromRecords, NFT_TABLE, parseBridgeJson, planBridge, portMatches, readBridge, type LiveBridgePort } from '../backend/nft-bridge.js';
 import { buildFilterTable, buildRuleset, emptied, type Engine, type PortChains } from '../rules/build.js';
-import { bridgeBlock, bridgeSkeleton, buildBridgeSpec } from '../rules/bridge.js';
+import { bridgeBlock, bridgePort, bridgeSkeleton, buildBridgeSpec } from '../rules/bridge.js';
 import { blocksFor, listsDigest, listsFor, readBlocklists, type Blocklist } from '../blocklist/store.js';
 import { linkLocalFromMac } from '../guest/eui64.js';
 import { buildPortIn6Chain, buildPortInChain, buildPortOut6Chain, buildPortOutChain, isGuarded, portMetaOfRules } from '../rules/port.js';
@@ -23,8 +25,10 @@ export interface EngineContext {
   readonly settings: Settings;
   readonly lockPath: string;
   readonly log: (line: string) => void;
-  /** Already chosen (a hook that needed it earlier); otherwise chooseEngine decides. */
+  /** Already chosen; otherwise chooseEngine decides, under the lock. */
   readonly engine?: Engine;
+  /** Run under the lock when the iptables backend is about to protect a port (hooks: br_netfilter). */
+  readonly prepareIptables?: () => Promise<void>;
 }
 
 export interface ApplyReport {
@@ -149,28 +153,53 @@ export async function readLive(ctx: EngineContext, counters = false): Promise<Li
   };
 }
 
+/**
+ * The probe `auto` makes is the read a hook needs anyway (the guarded set of the current layout):
+ * kept per runner so the hook does not ask nft twice.
+ */
+const probes = new WeakMap<Runner, { readonly digest: string; readonly text: string | undefined }>();
+
 /** Which backend enforces: the admin's choice, or nftables when `auto` finds nft and a kernel with nf_tables. */
-export async function chooseEngine(runner: Runner, settings: Settings): Promise<Engine> {
+export async function chooseEngine(runner: Runner, settings: Settings, keepProbe = false, lockPath?: string): Promise<Engine> {
   if (settings.backend === 'nftables') return 'nftables';
   if (settings.backend !== 'auto') return 'iptables';
   if (!runner.which('nft')) return 'iptables';
-  const probe = await runner.run('nft', ['list', 'tables', 'bridge']);
-  return probe.exitCode === 0 ? 'nftables' : 'iptables';
+  const digest = bridgeSkeleton(settings, true).digest;
+  // This boot's nftables backend left its cache: nf_tables works, no need to ask.
+  if (lockPath !== undefined && existsSync(portCachePath(lockPath))) return 'nftables';
+  const probe = await runner.run('nft', ['-j', 'list', 'set', 'bridge', NFT_TABLE, `guarded_${digest}`]);
+  // "No such file or directory": nf_tables answered, the table is just not there (yet).
+  if (probe.exitCode === 0 || /No such file or directory/.test(probe.stderr)) {
+    // Only a caller that holds the lock may reuse what the probe read.
+    if (keepProbe) probes.set(runner, { digest, text: probe.exitCode === 0 ? probe.stdout : undefined });
+    return 'nftables';
+  }
+  return 'iptables';
 }
 
 /** What the iptables side and the bridge table hold: the ports either backend left there. */
 export function guestPortOf(port: LiveBridgePort): GuestPort {
   const fields = port.fields;
   const source = { source: `bridge vif_guard element ${port.ifname}` };
-  const texts = fields?.addresses ?? [...port.v4, ...port.v6];
-  const addresses = texts.flatMap((text) => {
-    try {
-      return [parseAddress(text, source)];
-    } catch {
-      return [];
-    }
-  });
-  return { ifname: port.ifname, guest: fields?.guest ?? '-', bridge: fields?.bridge, mac: fields?.mac ?? port.mac, addresses, key: fields?.key };
+  let addresses: GuestAddress[] | undefined;
+  // Parsed on first use: a hook reads thousands of ports and changes one.
+  return {
+    ifname: port.ifname,
+    guest: fields?.guest ?? '-',
+    bridge: fields?.bridge,
+    mac: fields?.mac ?? port.mac,
+    key: fields?.key,
+    get addresses() {
+      addresses ??= (fields?.addresses ?? [...port.v4, ...port.v6]).flatMap((text) => {
+        try {
+          return [parseAddress(text, source)];
+        } catch {
+          return [];
+        }
+      });
+      return addresses;
+    },
+  };
 }
 
 function guestPortOfLive(port: LivePort, filter6: LiveTable): GuestPort {
@@ -224,31 +253,62 @@ async function applyBridgeScript(ctx: EngineContext, script: string, dryRun: boo
  * backend), the ports recorded there and in vif-guard's iptables chains are carried over, and the
  * iptables chains are removed once the bridge table protects every port.
  */
-async function applyNftables(ctx: EngineContext, dryRun: boolean, desiredFor: Desired, bulk: boolean, savedLists?: readonly Blocklist[]): Promise<ApplyReport> {
+async function applyNftables(ctx: EngineContext, dryRun: boolean, desiredFor: Desired, bulk: boolean, savedLists?: readonly Blocklist[], useCache = true): Promise<ApplyReport> {
   const skeleton = bridgeSkeleton(ctx.settings, true);
-  const liveBridge = await readBridge(ctx.runner, { digest: skeleton.digest, ip: true }, bulk);
-  const base = [...liveBridge.ports.values()].map(guestPortOf);
+  const probe = probes.get(ctx.runner);
+  probes.delete(ctx.runner);
+  const cacheFile = portCachePath(ctx.lockPath);
+  const cached = !bulk && useCache ? readPortCache(cacheFile, skeleton.digest) : undefined;
+  const prefetched = !bulk && !cached && probe?.digest === skeleton.digest && probe.text !== undefined ? parseBridgeJson([probe.text]) : undefined;
+  // sync also looks for the iptables backend's leftovers: read both at once.
+  const early = bulk && hasIptables(ctx.runner) ? readLive(ctx).catch(() => undefined) : undefined;
+  const liveBridge = cached ?? (prefetched?.complete ? { ...prefetched, ip: true } : await readBridge(ctx.runner, { digest: skeleton.digest, ip: true }, bulk));
+  const records = new Map<GuestPort, LiveBridgePort>();
+  const base = [...liveBridge.ports.values()].map((record) => {
+    const port = guestPortOf(record);
+    records.set(port, record);
+    return port;
+  });
   let iptablesLive: LiveState | undefined;
   const warnings: string[] = [];
   if ((bulk || liveBridge.digest !== skeleton.digest) && hasIptables(ctx.runner)) {
-    iptablesLive = await readLive(ctx).catch(() => undefined);
+    iptablesLive = await (early ?? readLive(ctx).catch(() => undefined));
     if (iptablesLive) {
       const known = new Set(base.map((port) => port.ifname));
       for (const port of livePorts(iptablesLive.tables[4], iptablesLive.tables[6])) if (!known.has(port.ifname)) base.push(guestPortOfLive(port, iptablesLive.tables[6]));
       warnings.push(...iptablesLive.warnings);
     }
   }
-  const desired = buildBridgeSpec(desiredFor(base), ctx.settings, true, blockResolver(ctx.settings, savedLists ?? readBlocklists()));
+  // A port this event does not change keeps its live record: nothing about it is recomputed or sent.
+  const reuse = (port: GuestPort, block: BridgeBlock | undefined) => {
+    const record = bulk ? undefined : records.get(port);
+    return record && record.fields?.block === block?.digest ? record : undefined;
+  };
+  const desired = buildBridgeSpec(desiredFor(base), ctx.settings, true, blockResolver(ctx.settings, savedLists ?? readBlocklists()), reuse);
   const bridgeScript = planBridge(liveBridge, desired);
   const rebuilt = liveBridge.digest !== desired?.digest;
   const wanted = new Map((desired?.ports ?? []).map((port) => [port.ifname, port]));
   const ports = {
     added: [...wanted.keys()].filter((ifname) => !liveBridge.ports.has(ifname)).sort(),
-    updated: [...wanted.values()].filter((port) => liveBridge.ports.has(port.ifname) && (rebuilt || !portMatches(liveBridge.ports.get(port.ifname), port, true))).map((port) => port.ifname).sort(),
+    updated: [...wanted.values()]
+      .filter((port) => {
+        const live = liveBridge.ports.get(port.ifname);
+        return live !== undefined && live !== port && (rebuilt || !portMatches(live, port, true));
+      })
+      .map((port) => port.ifname)
+      .sort(),
     released: [...liveBridge.ports.keys()].filter((ifname) => !wanted.has(ifname)).sort(),
   };
   if (bridgeScript !== '' && !ctx.runner.which('nft')) throw new VifGuardError('MISSING_TOOL', 'nft is not installed: the nftables backend needs it (apt-get install nftables, or backend = iptables)');
-  await applyBridgeScript(ctx, bridgeScript, dryRun, bulk);
+  if (!dryRun) dropPortCache(cacheFile);
+  try {
+    await applyBridgeScript(ctx, bridgeScript, dryRun, bulk);
+  } catch (error) {
+    // The cache described a table that is no longer there as it was (deleted, rebuilt): ask the kernel.
+    if (cached) return applyNftables(ctx, dryRun, desiredFor, bulk, savedLists, false);
+    throw error;
+  }
+  if (!dryRun) writePortCache(cacheFile, desired);
   // Only now, with every port protected by the bridge table, drop what the iptables backend left.
   const plans = iptablesLive ? await applyTables(ctx, iptablesLive, [4, 6].map((family) => emptied({ table: 'filter', family: family as 4 | 6, chains: [], jumps: [] })), dryRun, bulk) : [];
   for (const warning of warnings) ctx.log(`warning: ${warning}`);
@@ -269,16 +329,77 @@ async function applyIptables(ctx: EngineContext, dryRun: boolean, desiredFor: (f
   const bridgeScript = liveBridge ? planBridge(liveBridge, desired.bridge) : '';
   // Order: IPv4, IPv6, then layer 2; each is one atomic transaction.
   const plans = await applyTables(ctx, live, desired.tables, dryRun, bulk);
+  // The nftables backend's cache does not describe this table.
+  if (!dryRun) dropPortCache(portCachePath(ctx.lockPath));
   await applyBridgeScript(ctx, bridgeScript, dryRun, bulk);
   if (bulk && readBlocklists().length) live.warnings.push('blocklists are saved but not applied: they need the nftables backend (backend = nftables or auto on a kernel with nf_tables)');
   for (const warning of live.warnings) ctx.log(`warning: ${warning}`);
   return { engine: 'iptables', backend: `iptables-${live.variant}`, variant: live.variant, plans, bridgeScript, warnings: live.warnings, dryRun };
 }
 
+/**
+ * A hook on the nftables backend with this boot's cache: only the ports the event touches are
+ * parsed and planned (the one that changes, and one recorded under the same key), so the cost does
+ * not grow with the number of guests. undefined when there is no usable cache.
+ */
+async function hookFromCache(ctx: EngineContext, change: PortChange, dryRun: boolean): Promise<ApplyReport | undefined> {
+  const skeleton = bridgeSkeleton(ctx.settings, true);
+  const cacheFile = portCachePath(ctx.lockPath);
+  const records = readPortRecords(cacheFile, skeleton.digest);
+  if (!records) return undefined;
+  const target = change.kind === 'up' ? change.port.ifname : change.ifname;
+  const key = change.kind === 'up' ? change.port.key : change.key;
+  const affected = new Set([target]);
+  if (key !== undefined) for (const [ifname, comment] of Object.entries(records)) if (comment.includes(` k=${key} `)) affected.add(ifname);
+  const keepMacs = new Set<string>();
+  const mine: Record<string, string> = {};
+  for (const [ifname, comment] of Object.entries(records)) {
+    if (affected.has(ifname)) mine[ifname] = comment;
+    else {
+      const mac = / m=([0-9a-f:]{17}) /.exec(comment)?.[1];
+      if (mac) keepMacs.add(mac);
+    }
+  }
+  const live = bridgeFromRecords(skeleton.digest, mine);
+  if (!live) return undefined;
+  const guarded = change.kind === 'up' && isGuarded(change.port, ctx.settings) ? [change.port] : [];
+  const lists = readBlocklists();
+  const ports = guarded.map((port) => bridgePort(port, blockResolver(ctx.settings, lists)?.(port)));
+  const desired = { ip: true, digest: skeleton.digest, body: skeleton.body, ports };
+  const bridgeScript = planBridge(live, desired, keepMacs);
+  if (!dryRun) dropPortCache(cacheFile);
+  try {
+    await applyBridgeScript(ctx, bridgeScript, dryRun, false);
+  } catch {
+    return undefined;
+  }
+  if (!dryRun) {
+    for (const ifname of affected) delete records[ifname];
+    for (const port of ports) records[port.ifname] = port.comment;
+    writePortRecords(cacheFile, skeleton.digest, records);
+  }
+  const released = [...affected].filter((ifname) => !ports.some((port) => port.ifname === ifname));
+  return {
+    engine: 'nftables',
+    backend: 'nftables',
+    variant: 'nftables',
+    plans: [],
+    bridgeScript,
+    warnings: [],
+    dryRun,
+    ports: { added: ports.filter((port) => live.ports.get(port.ifname) === undefined).map((port) => port.ifname), updated: ports.filter((port) => live.ports.has(port.ifname) && bridgeScript !== '').map((port) => port.ifname), released },
+  };
+}
+
 /** Apply one port event (hook path): lock, read live, diff, one transaction per table touched. */
 export async function applyPortChange(ctx: EngineContext, change: PortChange, dryRun = false): Promise<ApplyReport> {
   return withLock(ctx.runner, ctx.lockPath, ctx.settings.lockTimeout, async () => {
-    if ((ctx.engine ?? (await chooseEngine(ctx.runner, ctx.settings))) === 'nftables') return applyNftables(ctx, dryRun, (base) => portsAfterChange(base, change, ctx.settings), false);
+    // Chosen under the lock: auto's probe is also this hook's read of the table.
+    if ((ctx.engine ?? (await chooseEngine(ctx.runner, ctx.settings, true, ctx.lockPath))) === 'nftables') {
+      // A failed commit from the cache (table deleted or rebuilt behind its back) falls back to reading the kernel.
+      return (await hookFromCache(ctx, change, dryRun)) ?? applyNftables(ctx, dryRun, (base) => portsAfterChange(base, change, ctx.settings), false, undefined, false);
+    }
+    if (change.kind === 'up' && isGuarded(change.port, ctx.settings)) await ctx.prepareIptables?.();
     return applyIptables(ctx, dryRun, (filter4, filter6, carried) => {
       if (carried.length === 0) return desiredAfterChange(filter4, filter6, change, ctx.settings);
       const known = new Set(livePorts(filter4, filter6).map((port) => port.ifname));

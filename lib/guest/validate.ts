@@ -63,7 +63,7 @@ export function expandIpv6(text: string): number[] {
   return [...headParts, ...fill, ...tailParts].map((part) => parseInt(part, 16));
 }
 
-function compressIpv6(groups: number[]): string {
+export function compressIpv6(groups: number[]): string {
   // RFC 5952: longest run of two or more zero groups becomes "::", first one on a tie.
   let bestStart = -1;
   let bestLength = 0;

@@ -4,7 +4,7 @@ import { ensureBridgeNetfilter } from '../kernel/bridge-nf.js';
 import { DEFAULT_LOCK_PATH } from '../lock.js';
 import { isGuarded } from '../rules/port.js';
 import { createRunner } from '../runner.js';
-import { applyPortChange, chooseEngine, type EngineContext } from '../core/engine.js';
+import { applyPortChange, type EngineContext } from '../core/engine.js';
 import { validateCtid } from './config.js';
 import { containerEffective, containerPorts, loadHostModules, readContainer } from './host.js';
 import { parseIfname } from '../guest/validate.js';
@@ -12,14 +12,15 @@ import type { GuestPort } from '../guest/model.js';
 
 function context(): EngineContext {
   const log = (line: string) => process.stderr.write(`vif-guard: ${line}\n`);
-  return { runner: createRunner(), settings: loadSettings(), lockPath: process.env.VIF_GUARD_LOCK ?? DEFAULT_LOCK_PATH, log };
+  return { runner: createRunner({ light: true }), settings: loadSettings(), lockPath: process.env.VIF_GUARD_LOCK ?? DEFAULT_LOCK_PATH, log };
 }
 
 async function protect(ctx: EngineContext, port: GuestPort): Promise<void> {
-  const engine = await chooseEngine(ctx.runner, ctx.settings);
   // Only the iptables backend needs bridged frames in iptables.
-  if (isGuarded(port, ctx.settings) && engine === 'iptables') for (const action of await ensureBridgeNetfilter(ctx.runner, process.env.VIF_GUARD_PROC_BRIDGE)) ctx.log(action);
-  await applyPortChange({ ...ctx, engine }, { kind: 'up', port });
+  const prepareIptables = async () => {
+    for (const action of await ensureBridgeNetfilter(ctx.runner, process.env.VIF_GUARD_PROC_BRIDGE)) ctx.log(action);
+  };
+  await applyPortChange({ ...ctx, prepareIptables }, { kind: 'up', port });
   const addresses = port.addresses.map((a) => a.cidr).join(' ');
   ctx.log(isGuarded(port, ctx.settings) ? `${port.ifname} (${port.guest}, ${addresses}) protected` : `${port.ifname} (${port.guest}) has no addresses in containers.conf: left unprotected (unaddressed = allow)`);
 }

@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { shortDigest } from '../digest.js';
 import type { Settings } from '../config/settings.js';
 import type { GuestPort } from '../guest/model.js';
 import { addressRange, type GuestAddress } from '../guest/validate.js';
@@ -32,6 +32,11 @@ const COMMENT_MAX = 250;
  * input order of the survivors is kept.
  */
 export function collapse(addresses: readonly GuestAddress[]): GuestAddress[] {
+  // Host addresses only (almost every guest): duplicates are the only possible overlap.
+  if (addresses.every((address) => address.prefix === (address.family === 4 ? 32 : 128))) {
+    const seen = new Set<string>();
+    return addresses.filter((address) => !seen.has(address.cidr) && seen.add(address.cidr) !== undefined);
+  }
   const keep = new Set<number>();
   for (const family of [4, 6] as const) {
     const ranges = addresses
@@ -215,19 +220,30 @@ export function bridgeSkeleton(settings: Settings, ip: boolean): { readonly dige
       ? chain(`to_guest_${d}`, [`oifname != @guarded_${d} accept`, 'oifname vmap @block_to', 'ether type vmap { ip : jump to_ip4, ip6 : jump to_ip6 }'], 'type filter hook forward priority 0; policy accept;')
       : []),
   ];
-  const digest = createHash('sha256').update(body('@').join('\n')).digest('hex').slice(0, 12);
+  const digest = shortDigest(body('@').join('\n'));
   return { digest, body: body(digest) };
 }
 
 /** vif-guard's bridge table for these guarded ports; undefined when there is nothing to enforce. */
-export function buildBridgeSpec(ports: readonly GuestPort[], settings: Settings, ip: boolean, blocks?: (port: GuestPort) => BridgeBlock | undefined): BridgeSpec | undefined {
+export function buildBridgeSpec(
+  ports: readonly GuestPort[],
+  settings: Settings,
+  ip: boolean,
+  blocks?: (port: GuestPort) => BridgeBlock | undefined,
+  /** A port's elements as they already are, when its configuration and blocklists are unchanged (hooks). */
+  reuse?: (port: GuestPort, block: BridgeBlock | undefined) => BridgePort | undefined,
+): BridgeSpec | undefined {
   if (!ip && !settings.layer2) return undefined;
   if (ports.length === 0) return undefined;
   const { digest, body } = bridgeSkeleton(settings, ip);
   // Layer 2 alone needs only IPv4 (ARP); keeping IPv6 out of the comment lets a hook, which reads
   // IPv4 back from iptables, write the same comment as sync.
   const bridgePorts = ports
-    .map((port) => (ip ? bridgePort(port, blocks?.(port)) : bridgePort({ ...port, addresses: port.addresses.filter((address) => address.family === 4) })))
-    .sort((a, b) => a.ifname.localeCompare(b.ifname));
+    .map((port) => {
+      if (!ip) return bridgePort({ ...port, addresses: port.addresses.filter((address) => address.family === 4) });
+      const block = blocks?.(port);
+      return reuse?.(port, block) ?? bridgePort(port, block);
+    })
+    .sort((a, b) => (a.ifname < b.ifname ? -1 : a.ifname > b.ifname ? 1 : 0));
   return { ip, digest, body, ports: bridgePorts };
 }

@@ -5,7 +5,7 @@ import { ensureBridgeNetfilter } from '../kernel/bridge-nf.js';
 import { DEFAULT_LOCK_PATH } from '../lock.js';
 import { isGuarded } from '../rules/port.js';
 import { createRunner } from '../runner.js';
-import { applyPortChange, chooseEngine, type ApplyReport, type EngineContext } from '../core/engine.js';
+import { applyPortChange, type ApplyReport, type EngineContext } from '../core/engine.js';
 import { parseHookArguments, parseLibxlInvocation, type HotplugAction, type HotplugRequest } from './hotplug.js';
 import { readPortFromXenstore, resolveIfname, xenKey } from './port.js';
 import { createXenstore, type Xenstore } from './xenstore.js';
@@ -29,10 +29,11 @@ async function up(ctx: EngineContext, request: HotplugRequest, xenstore: Xenstor
     ctx.log(`${describe(port)} left unprotected: no ip= configured and unaddressed = allow (${summary(report)})`);
     return;
   }
-  const engine = await chooseEngine(ctx.runner, ctx.settings);
   // Only the iptables backend needs bridged frames in iptables; the nftables backend filters in the bridge itself.
-  if (engine === 'iptables') for (const action of await ensureBridgeNetfilter(ctx.runner, process.env.VIF_GUARD_PROC_BRIDGE)) ctx.log(action);
-  const report = await applyPortChange({ ...ctx, engine }, { kind: 'up', port });
+  const prepareIptables = async () => {
+    for (const action of await ensureBridgeNetfilter(ctx.runner, process.env.VIF_GUARD_PROC_BRIDGE)) ctx.log(action);
+  };
+  const report = await applyPortChange({ ...ctx, prepareIptables }, { kind: 'up', port });
   ctx.log(`${describe(port)} protected (${summary(report)})`);
 }
 
@@ -62,7 +63,7 @@ async function reportToXenstore(xenstore: Xenstore, request: HotplugRequest | un
  */
 export async function runHotplug(mode: HotplugAction | 'libxl', argv: readonly string[]): Promise<number> {
   const log = (line: string) => process.stderr.write(`vif-guard: ${line}\n`);
-  const runner = createRunner();
+  const runner = createRunner({ light: true });
   const xenstore = createXenstore(runner);
   let request: HotplugRequest | undefined;
   try {

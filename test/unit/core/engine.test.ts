@@ -97,7 +97,8 @@ describe('the nftables backend', () => {
   const nftables = { ...DEFAULT_SETTINGS, backend: 'nftables' as const, log: false };
   it('a hook reads one set and sends one transaction of elements; iptables is not touched', async () => {
     const { runner, calls } = createRecordingRunner(noTable, TOOLS);
-    await applyPortChange({ runner, settings: nftables, lockPath, log: () => undefined }, { kind: 'up', port });
+    const fresh = join(mkdtempSync(join(tmpdir(), 'vif-guard-unit-')), 'lock');
+    await applyPortChange({ runner, settings: nftables, lockPath: fresh, log: () => undefined }, { kind: 'up', port });
     const commands = calls.map((call) => `${call.command} ${call.args.join(' ')}`);
     // The table is missing: the whole table is read (absent) and iptables is checked for leftovers once.
     expect(commands).toEqual([
@@ -119,8 +120,14 @@ describe('the nftables backend', () => {
         ? { exitCode: 0, stdout: JSON.stringify({ nftables: [{ set: { name: call.args[call.args.length - 1], table: 'vif_guard', elem: [] } }] }) }
         : undefined;
     const { runner, calls } = createRecordingRunner(live, TOOLS);
-    await applyPortChange({ runner, settings: nftables, lockPath, log: () => undefined }, { kind: 'up', port });
+    const fresh = join(mkdtempSync(join(tmpdir(), 'vif-guard-unit-')), 'lock');
+    await applyPortChange({ runner, settings: nftables, lockPath: fresh, log: () => undefined }, { kind: 'up', port });
     expect(calls.map((call) => call.command)).toEqual(['flock', 'nft', 'nft']);
+    // Then the hook's own cache of what it committed: the next hook asks nft nothing and sends one transaction.
+    calls.length = 0;
+    await applyPortChange({ runner, settings: nftables, lockPath: fresh, log: () => undefined }, { kind: 'up', port: { ...port, ifname: 'vm02', mac: '00:16:3e:00:00:02' } });
+    expect(calls.map((call) => call.command)).toEqual(['flock', 'nft']);
+    expect(calls[1]?.input).not.toContain('"vm01"');
     expect((calls[2]?.input ?? '').split('\n').every((line) => line === '' || line.startsWith('add element'))).toBe(true);
   });
 });
