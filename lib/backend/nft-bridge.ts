@@ -192,16 +192,28 @@ interface PortElements {
   readonly portMac: string[];
   readonly v4: string[];
   readonly v6: string[];
+  readonly fast4: string[];
+  readonly fast6: string[];
+  readonly dst4: string[];
+  readonly dst6: string[];
 }
 
 function elementsOf(port: BridgePort, ip: boolean): PortElements {
   const name = quote(port.ifname);
+  // The fast path (rules/bridge.ts): host addresses of ports with a known MAC and no blocklist.
+  const blocked = port.block !== undefined || (port as LiveBridgePort).fields?.block !== undefined;
+  const hosts4 = ip && !blocked ? port.v4.filter((address) => !address.includes('/')) : [];
+  const hosts6 = ip && !blocked ? port.v6.filter((address) => !address.includes('/')) : [];
   return {
     guarded: [`${name}${port.comment ? ` comment ${quote(port.comment)}` : ''}`],
     macPorts: port.mac ? [name] : [],
     portMac: port.mac ? [`${name} . ${port.mac}`] : [],
     v4: port.v4.map((address) => `${name} . ${address}`),
     v6: ip ? port.v6.map((address) => `${name} . ${address}`) : [],
+    fast4: port.mac ? hosts4.map((address) => `${name} . ${port.mac} . ${address}`) : [],
+    fast6: port.mac ? hosts6.map((address) => `${name} . ${port.mac} . ${address}`) : [],
+    dst4: hosts4.map((address) => `${name} . ${address}`),
+    dst6: hosts6.map((address) => `${name} . ${address}`),
   };
 }
 
@@ -219,8 +231,9 @@ export function portMatches(live: BridgePort | undefined, desired: BridgePort, i
   return SETS.every((key) => a[key].length === b[key].length && a[key].every((element) => b[key].includes(element)));
 }
 
-const SETS: readonly (keyof PortElements)[] = ['guarded', 'macPorts', 'portMac', 'v4', 'v6'];
-const SET_NAME = (key: keyof PortElements, digest: string) => ({ guarded: `guarded_${digest}`, macPorts: 'mac_ports', portMac: 'port_mac', v4: 'v4', v6: 'v6' })[key];
+const SETS: readonly (keyof PortElements)[] = ['guarded', 'macPorts', 'portMac', 'v4', 'v6', 'fast4', 'fast6', 'dst4', 'dst6'];
+const SET_NAME = (key: keyof PortElements, digest: string) =>
+  ({ guarded: `guarded_${digest}`, macPorts: 'mac_ports', portMac: 'port_mac', v4: 'v4', v6: 'v6', fast4: 'fast4', fast6: 'fast6', dst4: 'dst4', dst6: 'dst6' })[key];
 const macsOf = (ports: Iterable<BridgePort>) => [...new Set([...ports].flatMap((port) => (port.mac ? [port.mac] : [])))].sort();
 
 const T = `bridge ${NFT_TABLE}`;

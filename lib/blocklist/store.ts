@@ -18,6 +18,14 @@ export interface Blocklist {
   readonly updated: string;
 }
 
+/** Prefixes already parsed (a list just read from a zone file): not parsed a second time. */
+const parsed = new WeakMap<Blocklist, readonly GuestAddress[]>();
+
+export function withParsed(list: Blocklist, prefixes: readonly GuestAddress[]): Blocklist {
+  parsed.set(list, prefixes);
+  return list;
+}
+
 /** What a port must drop, from every list of its vif name and its guest name. */
 export interface PortBlocks {
   /** From these sources, to the guest. */
@@ -83,10 +91,10 @@ export function writeTargetLists(target: string, lists: readonly Blocklist[], di
 export function blocksFor(lists: readonly Blocklist[], port: GuestPort): PortBlocks | undefined {
   const mine = listsFor(lists, port);
   if (mine.length === 0) return undefined;
-  const parse = (prefix: string) => parseBlockPrefix(prefix, { source: `blocklist of ${port.ifname}` });
+  const parse = (list: Blocklist) => parsed.get(list) ?? list.prefixes.map((prefix) => parseBlockPrefix(prefix, { source: `blocklist ${list.name} of ${list.target}` }));
   return {
-    inbound: mine.flatMap((list) => list.prefixes.map(parse)),
-    outbound: mine.filter((list) => list.both).flatMap((list) => list.prefixes.map(parse)),
+    inbound: mine.flatMap(parse),
+    outbound: mine.filter((list) => list.both).flatMap(parse),
   };
 }
 

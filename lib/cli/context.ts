@@ -8,8 +8,8 @@ export const log = (line: string): void => {
 };
 
 /** The settings, runner and lock every command shares; VIF_GUARD_CONFIG / VIF_GUARD_LOCK point them elsewhere. */
-export function createContext(): EngineContext {
-  return { runner: createRunner(), settings: loadSettings(), lockPath: process.env.VIF_GUARD_LOCK ?? DEFAULT_LOCK_PATH, log };
+export function createContext(options: { light?: boolean } = {}): EngineContext {
+  return { runner: createRunner({ light: options.light ?? false }), settings: loadSettings(), lockPath: process.env.VIF_GUARD_LOCK ?? DEFAULT_LOCK_PATH, log };
 }
 
 export function printJson(value: unknown): void {

@@ -425,7 +425,7 @@ export async function applyFullState(ctx: EngineContext, ports: readonly GuestPo
  */
 export async function applyBlocklists(ctx: EngineContext, lists: readonly Blocklist[], dryRun = false): Promise<ApplyReport> {
   return withLock(ctx.runner, ctx.lockPath, ctx.settings.lockTimeout, async () => {
-    if ((ctx.engine ?? (await chooseEngine(ctx.runner, ctx.settings))) !== 'nftables') {
+    if ((ctx.engine ?? (await chooseEngine(ctx.runner, ctx.settings, false, ctx.lockPath))) !== 'nftables') {
       throw new VifGuardError('INVALID_INPUT', 'blocklists need the nftables backend: this host uses iptables (set backend = nftables in vif-guard.conf on a kernel with nf_tables, then vif-guard sync)');
     }
     return applyNftables(ctx, dryRun, (base) => base, false, lists);
@@ -434,7 +434,8 @@ export async function applyBlocklists(ctx: EngineContext, lists: readonly Blockl
 
 /** The ports the bridge table protects now (nftables backend), from their recorded configuration. */
 export async function protectedPorts(ctx: EngineContext): Promise<GuestPort[]> {
-  const live = await readBridge(ctx.runner, undefined, false);
+  // This boot's cache when there is one (what the last commit left), else the kernel.
+  const live = readPortCache(portCachePath(ctx.lockPath), bridgeSkeleton(ctx.settings, true).digest) ?? (await readBridge(ctx.runner, undefined, false));
   return [...live.ports.values()].map(guestPortOf);
 }
 

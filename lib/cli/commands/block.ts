@@ -3,7 +3,7 @@ import { basename, join } from 'node:path';
 import { VifGuardError } from '../../errors.js';
 import { applyBlocklists, chooseEngine, protectedPorts } from '../../core/engine.js';
 import { parseZone } from '../../blocklist/zone.js';
-import { checkListName, checkTarget, readBlocklists, writeTargetLists, listsFor, blocklistDir, type Blocklist } from '../../blocklist/store.js';
+import { checkListName, checkTarget, readBlocklists, writeTargetLists, listsFor, blocklistDir, withParsed, type Blocklist } from '../../blocklist/store.js';
 import { parseBlockPrefix, type GuestAddress } from '../../guest/validate.js';
 import { createContext, log, printJson, renderTable } from '../context.js';
 
@@ -28,7 +28,7 @@ function readZone(path: string): GuestAddress[] {
 
 /** Save the target's lists and apply them; if applying fails, the saved file is put back as it was. */
 async function saveAndApply(target: string, lists: Blocklist[], dryRun: boolean): Promise<{ ports: string[]; ms: number }> {
-  const ctx = createContext();
+  const ctx = createContext({ light: true });
   const all = [...readBlocklists().filter((list) => list.target !== target), ...lists];
   const started = performance.now();
   await applyBlocklists(dryRun ? ctx : { ...ctx, log: () => undefined }, all, dryRun);
@@ -42,7 +42,7 @@ async function saveAndApply(target: string, lists: Blocklist[], dryRun: boolean)
       throw new VifGuardError('APPLY', `cannot save ${join(blocklistDir(), `${target}.json`)}: ${(error as Error).message}; the blocklist was not applied`, { cause: error });
     }
   }
-  const ports = (await protectedPorts(ctx).catch(() => [])).filter((port) => listsFor(lists, port).length > 0).map((port) => port.ifname);
+  const ports = (await protectedPorts(ctx).catch(() => [])).filter((port) => listsFor(lists, port).length > 0).map((port) => port.ifname).sort();
   return { ports, ms };
 }
 
@@ -51,20 +51,21 @@ export async function runBlock(target: string, options: BlockOptions): Promise<n
   checkTarget(target);
   if (options.zones.length === 0 && options.cidrs.length === 0) throw new VifGuardError('INVALID_INPUT', 'say what to block: --zone FILE (one prefix per line) or --cidr PREFIX');
   const name = checkListName(options.name ?? (options.zones[0] ? basename(options.zones[0]).replace(/\.[^.]*$/, '') || 'zone' : 'cidr'));
-  const ctx = createContext();
-  if ((await chooseEngine(ctx.runner, ctx.settings)) !== 'nftables') {
+  const ctx = createContext({ light: true });
+  if ((await chooseEngine(ctx.runner, ctx.settings, false, ctx.lockPath)) !== 'nftables') {
     throw new VifGuardError('INVALID_INPUT', 'blocklists need the nftables backend: this host uses iptables (set backend = nftables in vif-guard.conf on a kernel with nf_tables, then vif-guard sync)');
   }
   // Everything is parsed before anything is saved or applied: one bad line anywhere changes nothing.
   const prefixes = [...options.zones.flatMap(readZone), ...options.cidrs.map((cidr) => parseBlockPrefix(cidr, { source: '--cidr' }))];
-  const list: Blocklist = {
+  const unique = new Map(prefixes.map((prefix) => [prefix.cidr, prefix]));
+  const list: Blocklist = withParsed({
     target,
     name,
     both: options.both,
     source: [...options.zones, ...(options.cidrs.length ? ['--cidr'] : [])].join(' '),
-    prefixes: [...new Set(prefixes.map((prefix) => prefix.cidr))],
+    prefixes: [...unique.keys()],
     updated: new Date().toISOString(),
-  };
+  }, [...unique.values()]);
   const lists = [...readBlocklists().filter((other) => other.target === target && other.name !== name), list];
   const { ports, ms } = await saveAndApply(target, lists, options.dryRun);
   const v4 = prefixes.filter((prefix) => prefix.family === 4).length;

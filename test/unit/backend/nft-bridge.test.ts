@@ -132,8 +132,14 @@ describe('bridge table plans', () => {
       expect.stringMatching(new RegExp(`^delete element bridge vif_guard ${guarded} \\{ "vif1.0" comment`)),
       'add element bridge vif_guard v4 { "vif1.0" . 10.0.0.5 }',
       'delete element bridge vif_guard v4 { "vif1.0" . 10.0.0.5 }',
+      'add element bridge vif_guard fast4 { "vif1.0" . 00:16:3e:00:00:01 . 10.0.0.5 }',
+      'delete element bridge vif_guard fast4 { "vif1.0" . 00:16:3e:00:00:01 . 10.0.0.5 }',
+      'add element bridge vif_guard dst4 { "vif1.0" . 10.0.0.5 }',
+      'delete element bridge vif_guard dst4 { "vif1.0" . 10.0.0.5 }',
       expect.stringMatching(new RegExp(`^add element bridge vif_guard ${guarded} \\{ "vif1.0" comment ".*a=10.0.0.6/32,10.0.0.9/32" \\}$`)),
       'add element bridge vif_guard v4 { "vif1.0" . 10.0.0.6 }',
+      'add element bridge vif_guard fast4 { "vif1.0" . 00:16:3e:00:00:01 . 10.0.0.6 }',
+      'add element bridge vif_guard dst4 { "vif1.0" . 10.0.0.6 }',
     ]);
   });
 
