@@ -30,9 +30,9 @@ describe.skipIf(!CAN_USE_NETNS)('nftables backend: Xen hooks, sync, blocklists',
 
   /** Send frames with listeners on web and dom0; which tokens arrived where. */
   async function exchange(frames: Frame[]): Promise<{ web: Set<string>; dom0: Set<string>; uplink: Set<string> }> {
-    const webDone = await listen(lab, lab.guest('web').ns, [5000, 68], 2.5);
-    const dom0Done = await listen(lab, lab.dom0, [5000, 67, 68], 2.5);
-    const uplinkDone = await listen(lab, lab.guest('uplink').ns, [5000], 2.5);
+    const webDone = await listen(lab, lab.guest('web').ns, [5000, 68], 4.5);
+    const dom0Done = await listen(lab, lab.dom0, [5000, 67, 68], 4.5);
+    const uplinkDone = await listen(lab, lab.guest('uplink').ns, [5000], 4.5);
     for (const frame of frames) await sendFrame(lab, frame);
     return { web: tokens(await webDone()), dom0: tokens(await dom0Done()), uplink: tokens(await uplinkDone()) };
   }
