@@ -73,7 +73,7 @@ function portFromComment(ifname: string, comment: string | undefined): LiveBridg
   try {
     const addresses = fields.addresses.map((cidr) => parseAddress(cidr, { source: `bridge ${NFT_TABLE} element ${ifname}` }));
     // The comment as it is in the kernel (with its blocklist digest), not as this port would now be written.
-    return { ...bridgePort({ ifname, guest: fields.guest, bridge: fields.bridge, mac: fields.mac, addresses, key: fields.key }), comment: comment ?? '', fields };
+    return { ...bridgePort({ ifname, guest: fields.guest, bridge: fields.bridge, mac: fields.mac, addresses, key: fields.key, ifindex: fields.ifindex }), comment: comment ?? '', fields };
   } catch {
     return undefined;
   }
@@ -89,6 +89,7 @@ function lazyPort(ifname: string, comment: string, fields: CommentFields): LiveB
   };
   return {
     ifname,
+    ifindex: fields.ifindex,
     comment,
     fields,
     fromComment: true,
@@ -149,7 +150,7 @@ export function parseBridgeJson(texts: readonly string[]): LiveBridge & { readon
     const ifname = element.text;
     const fields = element.comment === undefined ? undefined : parsePortComment(element.comment);
     if (whole) {
-      ports.set(ifname, { ifname, mac: portMac.get(ifname)?.[0], v4: v4.get(ifname) ?? [], v6: v6.get(ifname) ?? [], comment: element.comment ?? '', fields });
+      ports.set(ifname, { ifname, ifindex: fields?.ifindex, mac: portMac.get(ifname)?.[0], v4: v4.get(ifname) ?? [], v6: v6.get(ifname) ?? [], comment: element.comment ?? '', fields });
       continue;
     }
     if (!fields || fields.addresses === undefined) {
@@ -202,6 +203,7 @@ function elementsOf(port: BridgePort, ip: boolean): PortElements {
   const name = quote(port.ifname);
   // The fast path (rules/bridge.ts): host addresses of ports with a known MAC and no blocklist.
   const blocked = port.block !== undefined || (port as LiveBridgePort).fields?.block !== undefined;
+  const ifindex = port.ifindex ?? (port as LiveBridgePort).fields?.ifindex;
   const hosts4 = ip && !blocked ? port.v4.filter((address) => !address.includes('/')) : [];
   const hosts6 = ip && !blocked ? port.v6.filter((address) => !address.includes('/')) : [];
   return {
@@ -210,10 +212,10 @@ function elementsOf(port: BridgePort, ip: boolean): PortElements {
     portMac: port.mac ? [`${name} . ${port.mac}`] : [],
     v4: port.v4.map((address) => `${name} . ${address}`),
     v6: ip ? port.v6.map((address) => `${name} . ${address}`) : [],
-    fast4: port.mac ? hosts4.map((address) => `${name} . ${port.mac} . ${address}`) : [],
-    fast6: port.mac ? hosts6.map((address) => `${name} . ${port.mac} . ${address}`) : [],
-    dst4: hosts4.map((address) => `${name} . ${address}`),
-    dst6: hosts6.map((address) => `${name} . ${address}`),
+    fast4: port.mac && ifindex !== undefined ? hosts4.map((address) => `${ifindex} . ${port.mac} . ${address}`) : [],
+    fast6: port.mac && ifindex !== undefined ? hosts6.map((address) => `${ifindex} . ${port.mac} . ${address}`) : [],
+    dst4: ifindex !== undefined ? hosts4.map((address) => `${ifindex} . ${address}`) : [],
+    dst6: ifindex !== undefined ? hosts6.map((address) => `${ifindex} . ${address}`) : [],
   };
 }
 
@@ -221,7 +223,7 @@ const sameList = (a: readonly string[], b: readonly string[]) => a.length === b.
 
 /** The same MAC and addresses (in any order): a cheap check before building element texts. */
 function sameElements(a: BridgePort, b: BridgePort, ip: boolean): boolean {
-  return a.mac === b.mac && sameList(a.v4, b.v4) && (!ip || sameList(a.v6, b.v6));
+  return a.mac === b.mac && a.ifindex === b.ifindex && sameList(a.v4, b.v4) && (!ip || sameList(a.v6, b.v6));
 }
 
 /** Whether the live port holds exactly the elements vif-guard would write for it. */

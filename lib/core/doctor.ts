@@ -7,6 +7,7 @@ import { parseDomuConfig } from '../xen/domu-config.js';
 import type { Detection } from '../backend/iptables.js';
 import { blockResolver, chooseEngine, readEverything } from './engine.js';
 import { readBlocklists } from '../blocklist/store.js';
+import { withIfindex } from '../kernel/ifindex.js';
 import { buildStatus, type LiveState } from './status.js';
 import { collectInventory } from './inventory.js';
 import { isGuarded } from '../rules/port.js';
@@ -277,7 +278,7 @@ export async function runDoctor(env: DoctorEnv): Promise<Check[]> {
         : ok('unaddressed', 'every running vif has addresses configured'),
     );
     if (live && inventory.hypervisor) {
-      const rows = buildStatus(live, inventory.ports, env.settings, blockResolver(env.settings, readBlocklists()));
+      const rows = buildStatus(live, inventory.ports.map(withIfindex), env.settings, blockResolver(env.settings, readBlocklists()));
       const unprotected = rows.filter((row) => row.state === 'unprotected').map((row) => row.vif);
       const drift = rows.filter((row) => row.state === 'drift' || row.state === 'stale').map((row) => `${row.vif} (${row.state})`);
       if (unprotected.length) checks.push({ id: 'drift', level: 'error', message: `running vifs without their rules: ${unprotected.join(', ')}`, fix: 'vif-guard sync' });

@@ -14,6 +14,7 @@ import { buildFilterTable, buildRuleset, emptied, type Engine, type PortChains }
 import { bridgeBlock, bridgePort, bridgeSkeleton, buildBridgeSpec } from '../rules/bridge.js';
 import { blocksFor, listsDigest, listsFor, readBlocklists, type Blocklist } from '../blocklist/store.js';
 import { linkLocalFromMac } from '../guest/eui64.js';
+import { withIfindex } from '../kernel/ifindex.js';
 import { buildPortIn6Chain, buildPortInChain, buildPortOut6Chain, buildPortOutChain, isGuarded, portMetaOfRules } from '../rules/port.js';
 import { portInChain, portOfChain, portOutChain } from '../rules/names.js';
 import type { BridgeBlock, Rule, Ruleset, TableSpec } from '../rules/types.js';
@@ -189,6 +190,7 @@ export function guestPortOf(port: LiveBridgePort): GuestPort {
     bridge: fields?.bridge,
     mac: fields?.mac ?? port.mac,
     key: fields?.key,
+    ifindex: fields?.ifindex ?? port.ifindex,
     get addresses() {
       addresses ??= (fields?.addresses ?? [...port.v4, ...port.v6]).flatMap((text) => {
         try {
@@ -284,7 +286,9 @@ async function applyNftables(ctx: EngineContext, dryRun: boolean, desiredFor: De
     const record = bulk ? undefined : records.get(port);
     return record && record.fields?.block === block?.digest ? record : undefined;
   };
-  const desired = buildBridgeSpec(desiredFor(base), ctx.settings, true, blockResolver(ctx.settings, savedLists ?? readBlocklists()), reuse);
+  // Ports not carried over from the live table get their interface index (the fast path's key) from sysfs.
+  const wantedPorts = desiredFor(base).map((port) => (records.has(port) ? port : withIfindex(port)));
+  const desired = buildBridgeSpec(wantedPorts, ctx.settings, true, blockResolver(ctx.settings, savedLists ?? readBlocklists()), reuse);
   const bridgeScript = planBridge(liveBridge, desired);
   const rebuilt = liveBridge.digest !== desired?.digest;
   const wanted = new Map((desired?.ports ?? []).map((port) => [port.ifname, port]));
@@ -362,7 +366,7 @@ async function hookFromCache(ctx: EngineContext, change: PortChange, dryRun: boo
   }
   const live = bridgeFromRecords(skeleton.digest, mine);
   if (!live) return undefined;
-  const guarded = change.kind === 'up' && isGuarded(change.port, ctx.settings) ? [change.port] : [];
+  const guarded = change.kind === 'up' && isGuarded(change.port, ctx.settings) ? [withIfindex(change.port)] : [];
   const lists = readBlocklists();
   const ports = guarded.map((port) => bridgePort(port, blockResolver(ctx.settings, lists)?.(port)));
   const desired = { ip: true, digest: skeleton.digest, body: skeleton.body, ports };

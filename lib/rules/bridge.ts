@@ -98,6 +98,7 @@ export function bridgePort(port: GuestPort, block?: BridgeBlock): BridgePort {
   const v6 = collapse(port.mac ? [linkLocalFromMac(port.mac), ...own6] : own6);
   return {
     ifname: port.ifname,
+    ifindex: port.ifindex,
     mac: port.mac,
     v4: v4.map(plain),
     v6: v6.map(plain),
@@ -130,7 +131,7 @@ export function blockElements(inbound: readonly GuestAddress[], outbound: readon
  * without reading every set. Addresses that do not fit are written `a=*` (then the sets are read).
  */
 export function portComment(port: GuestPort, blockDigest?: string): string {
-  const head = `g=${port.guest} b=${port.bridge ?? '-'} m=${port.mac ?? '-'} k=${port.key ?? '-'} bl=${blockDigest ?? '-'}`;
+  const head = `g=${port.guest} b=${port.bridge ?? '-'} m=${port.mac ?? '-'} k=${port.key ?? '-'} i=${port.ifindex ?? '-'} bl=${blockDigest ?? '-'}`;
   const full = `${head} a=${port.addresses.map((address) => address.cidr).join(',') || '-'}`;
   return full.length <= COMMENT_MAX ? full : `${head} a=*`;
 }
@@ -140,6 +141,7 @@ export interface CommentFields {
   readonly bridge: string | undefined;
   readonly mac: string | undefined;
   readonly key: string | undefined;
+  readonly ifindex: number | undefined;
   /** Digest of the port's blocklists, when it has any. */
   readonly block: string | undefined;
   /** undefined when the comment said `a=*`. */
@@ -147,11 +149,11 @@ export interface CommentFields {
 }
 
 export function parsePortComment(comment: string): CommentFields | undefined {
-  const match = /^g=(\S+) b=(\S+) m=(\S+) k=(\S+) bl=(\S+) a=(\S+)$/.exec(comment);
+  const match = /^g=(\S+) b=(\S+) m=(\S+) k=(\S+) i=(\d+|-) bl=(\S+) a=(\S+)$/.exec(comment);
   if (!match) return undefined;
-  const [, guest = '-', bridge = '-', mac = '-', key = '-', block = '-', addresses = '-'] = match;
+  const [, guest = '-', bridge = '-', mac = '-', key = '-', ifindex = '-', block = '-', addresses = '-'] = match;
   const opt = (value: string) => (value === '-' ? undefined : value);
-  return { guest, bridge: opt(bridge), mac: opt(mac), key: opt(key), block: opt(block), addresses: addresses === '*' ? undefined : addresses === '-' ? [] : addresses.split(',') };
+  return { guest, bridge: opt(bridge), mac: opt(mac), key: opt(key), ifindex: ifindex === '-' ? undefined : Number(ifindex), block: opt(block), addresses: addresses === '*' ? undefined : addresses === '-' ? [] : addresses.split(',') };
 }
 
 interface Direction {
@@ -170,10 +172,10 @@ function dropRules(settings: Settings, cls: DropClass, match: string, { dev }: D
 const chain = (name: string, rules: readonly string[], hook?: string) => [`  chain ${name} {`, ...(hook ? [`    ${hook}`] : []), ...rules.map((rule) => `    ${rule}`), '  }'];
 
 const FAST_FROM = [
-  'meta l4proto != udp meta l4proto != ipv6-icmp iifname . ether saddr . ip saddr @fast4',
-  'udp sport != 67 iifname . ether saddr . ip saddr @fast4',
-  'meta l4proto tcp iifname . ether saddr . ip6 saddr @fast6',
-  'udp sport != 547 iifname . ether saddr . ip6 saddr @fast6',
+  'meta l4proto != udp meta l4proto != ipv6-icmp iif . ether saddr . ip saddr @fast4',
+  'udp sport != 67 iif . ether saddr . ip saddr @fast4',
+  'meta l4proto tcp iif . ether saddr . ip6 saddr @fast6',
+  'udp sport != 547 iif . ether saddr . ip6 saddr @fast6',
 ];
 
 /** The table's fixed part: sets (empty) and rules. Its digest names the guarded set and the base chains. */
@@ -194,10 +196,11 @@ export function bridgeSkeleton(settings: Settings, ip: boolean): { readonly dige
           '  map block_to { type ifname : verdict; }',
           '  map block_from { type ifname : verdict; }',
           // The fast path: a guest's ordinary traffic is one hash lookup each way.
-          '  set fast4 { type ifname . ether_addr . ipv4_addr; }',
-          '  set fast6 { type ifname . ether_addr . ipv6_addr; }',
-          '  set dst4 { type ifname . ipv4_addr; }',
-          '  set dst6 { type ifname . ipv6_addr; }',
+          // Keyed on the interface index, not its name: hashing a 16-byte name per frame cost ~7% of the rate.
+          '  set fast4 { type iface_index . ether_addr . ipv4_addr; }',
+          '  set fast6 { type iface_index . ether_addr . ipv6_addr; }',
+          '  set dst4 { type iface_index . ipv4_addr; }',
+          '  set dst6 { type iface_index . ipv6_addr; }',
         ]
       : []),
     ...classes.map((cls) => `  set cnt_${cls} { type ifname; size 65536; flags dynamic; counter; }`),
@@ -252,7 +255,7 @@ export function bridgeSkeleton(settings: Settings, ip: boolean): { readonly dige
       `ether type vmap { arp : jump from_arp${ip ? ', ip : jump from_ip4, ip6 : jump from_ip6' : ''} }`,
     ], 'type filter hook prerouting priority -290; policy accept;'),
     ...(ip
-      ? chain(`to_guest_${d}`, ['oifname . ip daddr @dst4 accept', 'oifname . ip6 daddr @dst6 accept', `oifname != @guarded_${d} accept`, 'oifname vmap @block_to', 'ether type vmap { ip : jump to_ip4, ip6 : jump to_ip6 }'], 'type filter hook forward priority 0; policy accept;')
+      ? chain(`to_guest_${d}`, ['oif . ip daddr @dst4 accept', 'oif . ip6 daddr @dst6 accept', `oifname != @guarded_${d} accept`, 'oifname vmap @block_to', 'ether type vmap { ip : jump to_ip4, ip6 : jump to_ip6 }'], 'type filter hook forward priority 0; policy accept;')
       : []),
   ];
   const digest = shortDigest(body('@').join('\n'));

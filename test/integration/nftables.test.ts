@@ -95,7 +95,12 @@ describe.skipIf(!CAN_USE_NETNS)('nftables backend: Xen hooks, sync, blocklists',
     }
     const table = await xen.bridgeTable();
     expect(table).toContain(`"vif1.0" . ${subnet}.11`);
-    expect(table).toMatch(/"vif2.0" comment "g=evil b=xenbr0 m=\S+ k=xen:2\/0 bl=- a=10.77.9.12\/32"/);
+    expect(table).toMatch(/"vif2.0" comment "g=evil b=xenbr0 m=\S+ k=xen:2\/0 i=\d+ bl=- a=10.77.9.12\/32"/);
+    // The fast path is keyed on the vif's interface index (nft prints the index by the name it has now).
+    const fast = JSON.parse((await lab.inDom0('nft', '-j', 'list', 'set', 'bridge', 'vif_guard', 'fast4')).stdout) as { nftables: { set?: { elem?: { concat: unknown[] }[] } }[] };
+    const ifindex = Number((await lab.inDom0('cat', '/sys/class/net/vif1.0/ifindex')).stdout.trim());
+    expect(fast.nftables.find((item) => item.set)?.set?.elem?.map((elem) => elem.concat)).toContainEqual([expect.anything(), lab.guest('web').mac, `${subnet}.11`]);
+    expect(table).toMatch(new RegExp(`(${ifindex}|"vif1\\.0") \\. ${lab.guest('web').mac} \\. ${subnet.replace(/\./g, '\\.')}\\.11`));
     expect(xen.hotplugLog()).toMatch(/vif-guard: vif1.0 \(guest web, bridge xenbr0, 10.77.9.11\/32\) protected \(nftables/);
     expect((await lab.inDom0('iptables-nft-save')).stdout).not.toContain('vif-guard');
     expect((await lab.inDom0('iptables-legacy-save')).stdout).not.toContain('vif-guard');

@@ -1,6 +1,7 @@
 import { writeAtomic } from '../../files.js';
 import { blockResolver, readEverything } from '../../core/engine.js';
 import { readBlocklists } from '../../blocklist/store.js';
+import { withIfindex } from '../../kernel/ifindex.js';
 import { collectInventory } from '../../core/inventory.js';
 import { buildStatus, renderPrometheus, type PortStatus } from '../../core/status.js';
 import { toVifGuardError } from '../../errors.js';
@@ -16,7 +17,8 @@ export async function collectStatus(): Promise<{ rows: PortStatus[]; backend: st
   try {
     const inventory = await collectInventory(ctx.runner, ctx.settings);
     warnings.push(...inventory.warnings);
-    expected = inventory.hypervisor ? inventory.ports : undefined;
+    // With their interface index, as the engine records them (the nftables backend's fast path).
+    expected = inventory.hypervisor ? inventory.ports.map(withIfindex) : undefined;
   } catch (error) {
     warnings.push(`cannot compare with the configs: ${toVifGuardError(error).shortMessage}`);
   }

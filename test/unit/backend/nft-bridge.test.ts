@@ -77,7 +77,7 @@ describe('bridge table layout', () => {
     const p = bridgePort(port('vif1.0', '10.0.0.5 10.0.0.0/24 2001:db8::/64 2001:db8::7', '00:16:3e:00:00:01', 'xen:1/0'));
     expect(p.v4).toEqual(['10.0.0.0/24']);
     expect(p.v6).toEqual(['fe80::216:3eff:fe00:1', '2001:db8::/64']);
-    expect(parsePortComment(p.comment)).toEqual({ guest: 'g-vif1.0', bridge: 'xenbr0', mac: '00:16:3e:00:00:01', key: 'xen:1/0', block: undefined, addresses: ['10.0.0.5/32', '10.0.0.0/24', '2001:db8::/64', '2001:db8::7/128'] });
+    expect(parsePortComment(p.comment)).toEqual({ guest: 'g-vif1.0', bridge: 'xenbr0', mac: '00:16:3e:00:00:01', key: 'xen:1/0', ifindex: undefined, block: undefined, addresses: ['10.0.0.5/32', '10.0.0.0/24', '2001:db8::/64', '2001:db8::7/128'] });
   });
 
   it('identical prefixes collapse to one; disjoint ones stay', () => {
@@ -104,7 +104,7 @@ describe('bridge table plans', () => {
     expect(script.startsWith('table bridge vif_guard {}\ndelete table bridge vif_guard\ntable bridge vif_guard {\n')).toBe(true);
     expect(script).toContain('add element bridge vif_guard v4 { "vif1.0" . 10.0.0.5, "vif1.0" . 10.0.0.64/30 }');
     expect(script).toContain('add element bridge vif_guard port_mac { "vif1.0" . 00:16:3e:00:00:01 }');
-    expect(script).toMatch(/add element bridge vif_guard guarded_[0-9a-f]{12} \{ "vif1.0" comment "g=g-vif1.0 b=xenbr0 m=00:16:3e:00:00:01 k=- bl=- a=10.0.0.5\/32,10.0.0.64\/30" \}/);
+    expect(script).toMatch(/add element bridge vif_guard guarded_[0-9a-f]{12} \{ "vif1.0" comment "g=g-vif1.0 b=xenbr0 m=00:16:3e:00:00:01 k=- i=- bl=- a=10.0.0.5\/32,10.0.0.64\/30" \}/);
   });
 
   it('the same state again sends nothing, read from the hook listing or the whole table', () => {
@@ -123,8 +123,8 @@ describe('bridge table plans', () => {
   });
 
   it('a changed address moves only that element; deletes cannot fail on an element already gone', () => {
-    const before = spec([port('vif1.0', '10.0.0.5 10.0.0.9')]);
-    const after = spec([port('vif1.0', '10.0.0.6 10.0.0.9')]);
+    const before = spec([{ ...port('vif1.0', '10.0.0.5 10.0.0.9'), ifindex: 7 }]);
+    const after = spec([{ ...port('vif1.0', '10.0.0.6 10.0.0.9'), ifindex: 7 }]);
     const lines = planBridge(parseBridgeJson([guardedListing(before)]), after).trimEnd().split('\n');
     const guarded = `guarded_${after.digest}`;
     expect(lines).toEqual([
@@ -132,14 +132,14 @@ describe('bridge table plans', () => {
       expect.stringMatching(new RegExp(`^delete element bridge vif_guard ${guarded} \\{ "vif1.0" comment`)),
       'add element bridge vif_guard v4 { "vif1.0" . 10.0.0.5 }',
       'delete element bridge vif_guard v4 { "vif1.0" . 10.0.0.5 }',
-      'add element bridge vif_guard fast4 { "vif1.0" . 00:16:3e:00:00:01 . 10.0.0.5 }',
-      'delete element bridge vif_guard fast4 { "vif1.0" . 00:16:3e:00:00:01 . 10.0.0.5 }',
-      'add element bridge vif_guard dst4 { "vif1.0" . 10.0.0.5 }',
-      'delete element bridge vif_guard dst4 { "vif1.0" . 10.0.0.5 }',
+      'add element bridge vif_guard fast4 { 7 . 00:16:3e:00:00:01 . 10.0.0.5 }',
+      'delete element bridge vif_guard fast4 { 7 . 00:16:3e:00:00:01 . 10.0.0.5 }',
+      'add element bridge vif_guard dst4 { 7 . 10.0.0.5 }',
+      'delete element bridge vif_guard dst4 { 7 . 10.0.0.5 }',
       expect.stringMatching(new RegExp(`^add element bridge vif_guard ${guarded} \\{ "vif1.0" comment ".*a=10.0.0.6/32,10.0.0.9/32" \\}$`)),
       'add element bridge vif_guard v4 { "vif1.0" . 10.0.0.6 }',
-      'add element bridge vif_guard fast4 { "vif1.0" . 00:16:3e:00:00:01 . 10.0.0.6 }',
-      'add element bridge vif_guard dst4 { "vif1.0" . 10.0.0.6 }',
+      'add element bridge vif_guard fast4 { 7 . 00:16:3e:00:00:01 . 10.0.0.6 }',
+      'add element bridge vif_guard dst4 { 7 . 10.0.0.6 }',
     ]);
   });
 

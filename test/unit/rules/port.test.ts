@@ -77,7 +77,7 @@ describe('buildRuleset', () => {
     const on = bridgeSkeleton(DEFAULT_SETTINGS, true).body.join('\n');
     expect(on).toContain('meta pkttype other notrack comment "from a guest"');
     expect(on).toMatch(/iifname != @guarded_[0-9a-f]{12} meta pkttype other ether daddr @macs notrack accept/);
-    expect(on).toContain('meta pkttype other udp sport != 67 iifname . ether saddr . ip saddr @fast4 notrack accept');
+    expect(on).toContain('meta pkttype other udp sport != 67 iif . ether saddr . ip saddr @fast4 notrack accept');
     expect(bridgeSkeleton({ ...DEFAULT_SETTINGS, notrack: false }, true).body.join('\n')).not.toContain('notrack');
   });
 });

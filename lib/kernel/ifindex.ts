@@ -1,0 +1,20 @@
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { GuestPort } from '../guest/model.js';
+
+/**
+ * An interface's index from sysfs (a file read, no process), or undefined when it does not exist (a
+ * sync for a guest whose vif is gone, a dry run elsewhere). The name is validated: no path tricks.
+ */
+export function ifindexOf(ifname: string): number | undefined {
+  try {
+    const text = readFileSync(join(process.env.VIF_GUARD_SYS ?? '/sys', 'class/net', ifname, 'ifindex'), 'utf8').trim();
+    return /^\d+$/.test(text) ? Number(text) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+export function withIfindex(port: GuestPort): GuestPort {
+  return port.ifindex !== undefined ? port : { ...port, ifindex: ifindexOf(port.ifname) };
+}
