@@ -5,43 +5,104 @@ import { bridgeFromRecords, type LiveBridge } from './nft-bridge.js';
 
 /*
  * What the nftables backend last committed, kept in /run (tmpfs, gone at reboot) next to the lock:
- * each port's record (the comment on its guarded element). A hook reads this small file instead of
- * asking nft, which lists the set in 30 ms at 4,000 guests and is most of a hook's cost.
+ * each port's record (the comment on its guarded element), one line per port after a line naming
+ * the layout. A hook finds its own line (and one with the same key) by searching the text, so its
+ * cost does not grow with the number of guests; asking nft would list the set (30 ms at 4,000).
  *
  * It is only ever trusted under the lock, removed before every commit and rewritten after it, so a
  * hook killed mid-way leaves no file and the next one reads the kernel. A file from a missing or
  * other layout makes the commit fail (its set does not exist), and the engine then reads the kernel.
  */
 export function portCachePath(lockPath: string): string {
-  return `${lockPath.replace(/\.lock$/, '')}-ports.json`;
+  return `${lockPath.replace(/\.lock$/, '')}-ports.cache`;
 }
 
-/** Each port's record (ifname -> comment), when the file is there and describes this layout. */
-export function readPortRecords(path: string, digest: string): Record<string, string> | undefined {
-  try {
-    const data = JSON.parse(readFileSync(path, 'utf8')) as { digest?: unknown; ports?: unknown };
-    if (data.digest !== digest || typeof data.ports !== 'object' || data.ports === null) return undefined;
-    return data.ports as Record<string, string>;
-  } catch {
-    return undefined;
+/** The cache's text: `<digest>\n` then `<ifname>\t<comment>\n` per port. */
+export class PortRecords {
+  private constructor(private text: string) {}
+
+  static read(path: string, digest: string): PortRecords | undefined {
+    let text: string;
+    try {
+      text = readFileSync(path, 'utf8');
+    } catch {
+      return undefined;
+    }
+    return text.startsWith(`${digest}\n`) ? new PortRecords(text) : undefined;
+  }
+
+  static of(digest: string, records: Iterable<readonly [string, string]>): PortRecords {
+    let text = `${digest}\n`;
+    for (const [ifname, comment] of records) text += `${ifname}\t${comment}\n`;
+    return new PortRecords(text);
+  }
+
+  private lineAt(index: number): { start: number; end: number } {
+    const start = this.text.lastIndexOf('\n', index) + 1;
+    const end = this.text.indexOf('\n', index);
+    return { start, end: end < 0 ? this.text.length : end + 1 };
+  }
+
+  /** The comment of one port, if recorded. */
+  get(ifname: string): string | undefined {
+    const at = this.text.indexOf(`\n${ifname}\t`);
+    if (at < 0) return undefined;
+    const { end } = this.lineAt(at + 1);
+    return this.text.slice(at + ifname.length + 2, end - 1);
+  }
+
+  /** The ports recorded under a key (`xen:5/0`), whatever their names now. */
+  withKey(key: string): string[] {
+    const found: string[] = [];
+    let from = 0;
+    for (;;) {
+      const at = this.text.indexOf(` k=${key} `, from);
+      if (at < 0) return found;
+      const { start, end } = this.lineAt(at);
+      found.push(this.text.slice(start, this.text.indexOf('\t', start)));
+      from = end;
+    }
+  }
+
+  delete(ifname: string): void {
+    const at = this.text.indexOf(`\n${ifname}\t`);
+    if (at < 0) return;
+    const { end } = this.lineAt(at + 1);
+    this.text = this.text.slice(0, at + 1) + this.text.slice(end);
+  }
+
+  set(ifname: string, comment: string): void {
+    this.delete(ifname);
+    this.text += `${ifname}\t${comment}\n`;
+  }
+
+  entries(): [string, string][] {
+    return this.text
+      .split('\n')
+      .slice(1)
+      .filter(Boolean)
+      .map((line) => {
+        const tab = line.indexOf('\t');
+        return [line.slice(0, tab), line.slice(tab + 1)];
+      });
+  }
+
+  write(path: string): void {
+    try {
+      writeAtomic(path, this.text, 0o600);
+    } catch {
+      try {
+        dropPortCache(path);
+      } catch {
+        // Nothing more to do: a stale file fails its next commit, which then reads the kernel.
+      }
+    }
   }
 }
 
 export function readPortCache(path: string, digest: string): LiveBridge | undefined {
-  const records = readPortRecords(path, digest);
-  return records ? bridgeFromRecords(digest, records) : undefined;
-}
-
-export function writePortRecords(path: string, digest: string, ports: Readonly<Record<string, string>>): void {
-  try {
-    writeAtomic(path, JSON.stringify({ digest, ports }), 0o600);
-  } catch {
-    try {
-      dropPortCache(path);
-    } catch {
-      // Nothing more to do: a stale file fails its next commit, which then reads the kernel.
-    }
-  }
+  const records = PortRecords.read(path, digest);
+  return records ? bridgeFromRecords(digest, Object.fromEntries(records.entries())) : undefined;
 }
 
 export function dropPortCache(path: string): void {
@@ -54,7 +115,5 @@ export function writePortCache(path: string, desired: BridgeSpec | undefined): v
     dropPortCache(path);
     return;
   }
-  const ports: Record<string, string> = {};
-  for (const port of desired.ports) ports[port.ifname] = port.comment;
-  writePortRecords(path, desired.digest, ports);
+  PortRecords.of(desired.digest, desired.ports.map((port) => [port.ifname, port.comment] as const)).write(path);
 }

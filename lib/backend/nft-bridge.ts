@@ -371,6 +371,17 @@ export async function readBridge(runner: Runner, expected: Pick<BridgeSpec, 'dig
   return text === undefined ? ABSENT : parseBridgeJson([text]);
 }
 
+/**
+ * Every element vif-guard reads back to repair drift (sync), without the counter and log-budget
+ * sets a full listing also returns: the sets listed in parallel, each nft fetching only its own.
+ */
+export async function readBridgeSets(runner: Runner, expected: Pick<BridgeSpec, 'digest' | 'ip'>): Promise<LiveBridge> {
+  const names = [`guarded_${expected.digest}`, 'v4', 'port_mac', 'mac_ports', 'macs', ...(expected.ip ? ['v6'] : [])];
+  const texts = await Promise.all(names.map((name) => list(runner, ['set', 'bridge', NFT_TABLE, name])));
+  if (texts.some((text) => text === undefined)) return readBridge(runner, undefined, true);
+  return { ...parseBridgeJson(texts as string[]), ip: expected.ip };
+}
+
 export async function applyBridge(runner: Runner, script: string, timeoutSeconds = 30): Promise<void> {
   if (script === '') return;
   const result = await runner.run('nft', ['-f', '-'], { input: script, timeout: timeoutSeconds * 1000 });

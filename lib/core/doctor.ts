@@ -278,7 +278,7 @@ export async function runDoctor(env: DoctorEnv): Promise<Check[]> {
         : ok('unaddressed', 'every running vif has addresses configured'),
     );
     if (live && inventory.hypervisor) {
-      const rows = buildStatus(live, inventory.ports.map(withIfindex), env.settings, blockResolver(env.settings, readBlocklists()));
+      const rows = buildStatus(live, inventory.ports.map((port) => withIfindex(port)), env.settings, blockResolver(env.settings, readBlocklists()));
       const unprotected = rows.filter((row) => row.state === 'unprotected').map((row) => row.vif);
       const drift = rows.filter((row) => row.state === 'drift' || row.state === 'stale').map((row) => `${row.vif} (${row.state})`);
       if (unprotected.length) checks.push({ id: 'drift', level: 'error', message: `running vifs without their rules: ${unprotected.join(', ')}`, fix: 'vif-guard sync' });

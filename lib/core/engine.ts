@@ -8,13 +8,13 @@ import { withLock } from '../lock.js';
 import { createIptablesBackend, detectBackend, type Detection, type IptablesBackend } from '../backend/iptables.js';
 import { parseSave, type LiveTable } from '../backend/save-parse.js';
 import { planTable, renderRestorePayload, type TablePlan } from '../backend/diff.js';
-import { dropPortCache, portCachePath, readPortCache, readPortRecords, writePortCache, writePortRecords } from '../backend/bridge-cache.js';
-import { applyBridge, bridgeFromRecords, NFT_TABLE, parseBridgeJson, planBridge, portMatches, readBridge, type LiveBridgePort } from '../backend/nft-bridge.js';
+import { dropPortCache, portCachePath, PortRecords, readPortCache, writePortCache } from '../backend/bridge-cache.js';
+import { applyBridge, bridgeFromRecords, readBridgeSets, NFT_TABLE, parseBridgeJson, planBridge, portMatches, readBridge, type LiveBridge, type LiveBridgePort } from '../backend/nft-bridge.js';
 import { buildFilterTable, buildRuleset, emptied, type Engine, type PortChains } from '../rules/build.js';
-import { bridgeBlock, bridgePort, bridgeSkeleton, buildBridgeSpec } from '../rules/bridge.js';
+import { bridgeBlock, bridgePort, bridgeSkeleton, buildBridgeSpec, parsePortComment } from '../rules/bridge.js';
 import { blocksFor, listsDigest, listsFor, readBlocklists, type Blocklist } from '../blocklist/store.js';
 import { linkLocalFromMac } from '../guest/eui64.js';
-import { withIfindex } from '../kernel/ifindex.js';
+import { existingInterfaces, withIfindex } from '../kernel/ifindex.js';
 import { buildPortIn6Chain, buildPortInChain, buildPortOut6Chain, buildPortOutChain, isGuarded, portMetaOfRules } from '../rules/port.js';
 import { portInChain, portOfChain, portOutChain } from '../rules/names.js';
 import type { BridgeBlock, Rule, Ruleset, TableSpec } from '../rules/types.js';
@@ -262,9 +262,12 @@ async function applyNftables(ctx: EngineContext, dryRun: boolean, desiredFor: De
   const cacheFile = portCachePath(ctx.lockPath);
   const cached = !bulk && useCache ? readPortCache(cacheFile, skeleton.digest) : undefined;
   const prefetched = !bulk && !cached && probe?.digest === skeleton.digest && probe.text !== undefined ? parseBridgeJson([probe.text]) : undefined;
-  // sync also looks for the iptables backend's leftovers: read both at once.
-  const early = bulk && hasIptables(ctx.runner) ? readLive(ctx).catch(() => undefined) : undefined;
-  const liveBridge = cached ?? (prefetched?.complete ? { ...prefetched, ip: true } : await readBridge(ctx.runner, { digest: skeleton.digest, ip: true }, bulk));
+  // sync also looks for the iptables backend's leftovers, read at the same time, unless this boot's
+  // cache says the nftables backend has committed since (the iptables backend drops that cache).
+  const leftovers = bulk && hasIptables(ctx.runner) && !existsSync(cacheFile);
+  const early = leftovers ? readLive(ctx).catch(() => undefined) : undefined;
+  const expected = { digest: skeleton.digest, ip: true };
+  const liveBridge = cached ?? (prefetched?.complete ? { ...prefetched, ip: true } : bulk ? await readBridgeSets(ctx.runner, expected) : await readBridge(ctx.runner, expected));
   const records = new Map<GuestPort, LiveBridgePort>();
   const base = [...liveBridge.ports.values()].map((record) => {
     const port = guestPortOf(record);
@@ -273,7 +276,7 @@ async function applyNftables(ctx: EngineContext, dryRun: boolean, desiredFor: De
   });
   let iptablesLive: LiveState | undefined;
   const warnings: string[] = [];
-  if ((bulk || liveBridge.digest !== skeleton.digest) && hasIptables(ctx.runner)) {
+  if ((leftovers || (!bulk && liveBridge.digest !== skeleton.digest)) && hasIptables(ctx.runner)) {
     iptablesLive = await (early ?? readLive(ctx).catch(() => undefined));
     if (iptablesLive) {
       const known = new Set(base.map((port) => port.ifname));
@@ -287,7 +290,9 @@ async function applyNftables(ctx: EngineContext, dryRun: boolean, desiredFor: De
     return record && record.fields?.block === block?.digest ? record : undefined;
   };
   // Ports not carried over from the live table get their interface index (the fast path's key) from sysfs.
-  const wantedPorts = desiredFor(base).map((port) => (records.has(port) ? port : withIfindex(port)));
+  const requested = desiredFor(base);
+  const existing = requested.length > 8 ? existingInterfaces() : undefined;
+  const wantedPorts = requested.map((port) => (records.has(port) ? port : withIfindex(port, existing)));
   const desired = buildBridgeSpec(wantedPorts, ctx.settings, true, blockResolver(ctx.settings, savedLists ?? readBlocklists()), reuse);
   const bridgeScript = planBridge(liveBridge, desired);
   const rebuilt = liveBridge.digest !== desired?.digest;
@@ -297,7 +302,8 @@ async function applyNftables(ctx: EngineContext, dryRun: boolean, desiredFor: De
     updated: [...wanted.values()]
       .filter((port) => {
         const live = liveBridge.ports.get(port.ifname);
-        return live !== undefined && live !== port && (rebuilt || !portMatches(live, port, true));
+        if (live === undefined || live === port) return false;
+        return rebuilt || live.comment !== port.comment || !portMatches(live, port, true);
       })
       .map((port) => port.ifname)
       .sort(),
@@ -347,42 +353,56 @@ async function applyIptables(ctx: EngineContext, dryRun: boolean, desiredFor: (f
  * not grow with the number of guests. undefined when there is no usable cache.
  */
 async function hookFromCache(ctx: EngineContext, change: PortChange, dryRun: boolean): Promise<ApplyReport | undefined> {
-  const skeleton = bridgeSkeleton(ctx.settings, true);
-  const cacheFile = portCachePath(ctx.lockPath);
-  const records = readPortRecords(cacheFile, skeleton.digest);
-  if (!records) return undefined;
   const target = change.kind === 'up' ? change.port.ifname : change.ifname;
   const key = change.kind === 'up' ? change.port.key : change.key;
-  const affected = new Set([target]);
-  if (key !== undefined) for (const [ifname, comment] of Object.entries(records)) if (comment.includes(` k=${key} `)) affected.add(ifname);
-  const keepMacs = new Set<string>();
+  return fromCache(ctx, dryRun, undefined, (records) => ({
+    affected: new Set([target, ...(key === undefined ? [] : records.withKey(key))]),
+    desired: () => (change.kind === 'up' && isGuarded(change.port, ctx.settings) ? [withIfindex(change.port)] : []),
+  }));
+}
+
+/**
+ * An incremental commit from this boot's cache: only the ports `pick` names are parsed, planned and
+ * rewritten, so the cost does not grow with the number of guests. undefined when there is no usable
+ * cache or the commit fails (the caller then reads the kernel).
+ */
+async function fromCache(
+  ctx: EngineContext,
+  dryRun: boolean,
+  savedLists: readonly Blocklist[] | undefined,
+  pick: (records: PortRecords, skeleton: ReturnType<typeof bridgeSkeleton>) => { affected: ReadonlySet<string>; desired: (live: LiveBridge) => GuestPort[] },
+): Promise<ApplyReport | undefined> {
+  const skeleton = bridgeSkeleton(ctx.settings, true);
+  const cacheFile = portCachePath(ctx.lockPath);
+  const records = PortRecords.read(cacheFile, skeleton.digest);
+  if (!records) return undefined;
+  const { affected, desired: desiredOf } = pick(records, skeleton);
   const mine: Record<string, string> = {};
-  for (const [ifname, comment] of Object.entries(records)) {
-    if (affected.has(ifname)) mine[ifname] = comment;
-    else {
-      const mac = / m=([0-9a-f:]{17}) /.exec(comment)?.[1];
-      if (mac) keepMacs.add(mac);
-    }
+  for (const ifname of affected) {
+    const comment = records.get(ifname);
+    if (comment !== undefined) mine[ifname] = comment;
   }
   const live = bridgeFromRecords(skeleton.digest, mine);
   if (!live) return undefined;
-  const guarded = change.kind === 'up' && isGuarded(change.port, ctx.settings) ? [withIfindex(change.port)] : [];
-  const lists = readBlocklists();
-  const ports = guarded.map((port) => bridgePort(port, blockResolver(ctx.settings, lists)?.(port)));
+  const lists = savedLists ?? readBlocklists();
+  const blocks = blockResolver(ctx.settings, lists);
+  const ports = desiredOf(live).map((port) => bridgePort(port, blocks?.(port)));
   const desired = { ip: true, digest: skeleton.digest, body: skeleton.body, ports };
-  const bridgeScript = planBridge(live, desired, keepMacs);
-  if (!dryRun) dropPortCache(cacheFile);
+  // Other ports' MACs are not looked up: a MAC shared by two vifs (a misconfiguration that breaks the
+  // bridge anyway) may lose its NOTRACK when one of them goes; sync puts it back.
+  const bridgeScript = planBridge(live, desired);
+  if (!dryRun && bridgeScript !== '') dropPortCache(cacheFile);
   try {
     await applyBridgeScript(ctx, bridgeScript, dryRun, false);
   } catch {
     return undefined;
   }
-  if (!dryRun) {
-    for (const ifname of affected) delete records[ifname];
-    for (const port of ports) records[port.ifname] = port.comment;
-    writePortRecords(cacheFile, skeleton.digest, records);
+  if (!dryRun && bridgeScript !== '') {
+    for (const ifname of affected) records.delete(ifname);
+    for (const port of ports) records.set(port.ifname, port.comment);
+    records.write(cacheFile);
   }
-  const released = [...affected].filter((ifname) => !ports.some((port) => port.ifname === ifname));
+  const released = [...affected].filter((ifname) => live.ports.has(ifname) && !ports.some((port) => port.ifname === ifname));
   return {
     engine: 'nftables',
     backend: 'nftables',
@@ -391,7 +411,7 @@ async function hookFromCache(ctx: EngineContext, change: PortChange, dryRun: boo
     bridgeScript,
     warnings: [],
     dryRun,
-    ports: { added: ports.filter((port) => live.ports.get(port.ifname) === undefined).map((port) => port.ifname), updated: ports.filter((port) => live.ports.has(port.ifname) && bridgeScript !== '').map((port) => port.ifname), released },
+    ports: { added: ports.filter((port) => !live.ports.has(port.ifname)).map((port) => port.ifname), updated: ports.filter((port) => live.ports.has(port.ifname) && bridgeScript !== '').map((port) => port.ifname), released },
   };
 }
 
@@ -432,7 +452,17 @@ export async function applyBlocklists(ctx: EngineContext, lists: readonly Blockl
     if ((ctx.engine ?? (await chooseEngine(ctx.runner, ctx.settings, false, ctx.lockPath))) !== 'nftables') {
       throw new VifGuardError('INVALID_INPUT', 'blocklists need the nftables backend: this host uses iptables (set backend = nftables in vif-guard.conf on a kernel with nf_tables, then vif-guard sync)');
     }
-    return applyNftables(ctx, dryRun, (base) => base, false, lists);
+    // Only the ports whose lists changed: found from the records' guest names and blocklist digests.
+    const incremental = await fromCache(ctx, dryRun, lists, (records) => {
+      const affected = new Set<string>();
+      for (const [ifname, comment] of records.entries()) {
+        const fields = parsePortComment(comment);
+        const mine = listsFor(lists, { ifname, guest: fields?.guest ?? '-', bridge: undefined, mac: undefined, addresses: [] });
+        if ((mine.length ? listsDigest(mine) : undefined) !== fields?.block) affected.add(ifname);
+      }
+      return { affected, desired: (live) => [...live.ports.values()].map(guestPortOf) };
+    });
+    return incremental ?? applyNftables(ctx, dryRun, (base) => base, false, lists, false);
   });
 }
 

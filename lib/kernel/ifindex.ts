@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { GuestPort } from '../guest/model.js';
 
@@ -15,6 +15,16 @@ export function ifindexOf(ifname: string): number | undefined {
   }
 }
 
-export function withIfindex(port: GuestPort): GuestPort {
-  return port.ifindex !== undefined ? port : { ...port, ifindex: ifindexOf(port.ifname) };
+export function withIfindex(port: GuestPort, existing?: ReadonlySet<string>): GuestPort {
+  if (port.ifindex !== undefined || (existing !== undefined && !existing.has(port.ifname))) return port;
+  return { ...port, ifindex: ifindexOf(port.ifname) };
+}
+
+/** The interfaces that exist (one directory read), so that sync reads indexes only for those. */
+export function existingInterfaces(): ReadonlySet<string> | undefined {
+  try {
+    return new Set(readdirSync(join(process.env.VIF_GUARD_SYS ?? '/sys', 'class/net')));
+  } catch {
+    return undefined;
+  }
 }

@@ -278,7 +278,8 @@ export function buildBridgeSpec(
   // IPv4 back from iptables, write the same comment as sync.
   const bridgePorts = ports
     .map((port) => {
-      if (!ip) return bridgePort({ ...port, addresses: port.addresses.filter((address) => address.family === 4) });
+      // No fast path in layer 2 alone, so no interface index either.
+      if (!ip) return bridgePort({ ...port, addresses: port.addresses.filter((address) => address.family === 4), ifindex: undefined });
       const block = blocks?.(port);
       return reuse?.(port, block) ?? bridgePort(port, block);
     })

@@ -18,7 +18,7 @@ export async function collectStatus(): Promise<{ rows: PortStatus[]; backend: st
     const inventory = await collectInventory(ctx.runner, ctx.settings);
     warnings.push(...inventory.warnings);
     // With their interface index, as the engine records them (the nftables backend's fast path).
-    expected = inventory.hypervisor ? inventory.ports.map(withIfindex) : undefined;
+    expected = inventory.hypervisor ? inventory.ports.map((port) => withIfindex(port)) : undefined;
   } catch (error) {
     warnings.push(`cannot compare with the configs: ${toVifGuardError(error).shortMessage}`);
   }
