@@ -466,6 +466,13 @@ export async function applyBlocklists(ctx: EngineContext, lists: readonly Blockl
   });
 }
 
+/** The running ports a blocklist target (a vif or a guest name) names, from this boot's cache or the kernel. */
+export async function runningPortsOf(ctx: EngineContext, target: string): Promise<string[]> {
+  const records = PortRecords.read(portCachePath(ctx.lockPath), bridgeSkeleton(ctx.settings, true).digest);
+  if (records) return records.entries().flatMap(([ifname, comment]) => (ifname === target || comment.startsWith(`g=${target} `) ? [ifname] : []));
+  return (await protectedPorts(ctx).catch(() => [])).filter((port) => port.ifname === target || port.guest === target).map((port) => port.ifname);
+}
+
 /** The ports the bridge table protects now (nftables backend), from their recorded configuration. */
 export async function protectedPorts(ctx: EngineContext): Promise<GuestPort[]> {
   // This boot's cache when there is one (what the last commit left), else the kernel.

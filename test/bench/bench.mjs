@@ -187,12 +187,16 @@ try {
   const zone = writeZone(8600);
   const blockEnv = { PATH: '/usr/sbin:/usr/bin:/sbin:/bin', VIF_GUARD_CONFIG: join(dir, 'block.conf'), VIF_GUARD_LOCK: join(dir, 'lock'), VIF_GUARD_STATE_DIR: join(dir, 'state') };
   writeFileSync(blockEnv.VIF_GUARD_CONFIG, '[general]\nbackend = nftables\n');
-  const block = () => {
-    const t = performance.now();
-    const out = spawnSync('ip', ['netns', 'exec', lab.d0, 'env', ...Object.entries(blockEnv).map(([k, v]) => `${k}=${v}`), process.execPath, resolve('dist/bundle/vif-guard.mjs'), 'block', lab.guests[1].vif, '--zone', zone.file, '--json'], { encoding: 'utf8' });
-    if (out.status !== 0) throw new Error(`vif-guard block failed: ${out.stderr}`);
-    return { total: performance.now() - t, apply: JSON.parse(out.stdout).applyMs };
-  };
+  // Timed inside the namespace, process start to exit (not ip netns exec's own cost), like the hooks.
+  const blockTimer = join(dir, 'block-timer.mjs');
+  writeFileSync(blockTimer, `
+import { spawnSync } from 'node:child_process';
+const t = performance.now();
+const out = spawnSync(process.execPath, [${JSON.stringify(resolve('dist/bundle/vif-guard.mjs'))}, 'block', process.argv[2], '--zone', process.argv[3], '--json'], { env: ${JSON.stringify(blockEnv)}, encoding: 'utf8' });
+if (out.status !== 0) throw new Error('vif-guard block failed: ' + out.stderr);
+console.log(JSON.stringify({ total: performance.now() - t, apply: JSON.parse(out.stdout).applyMs }));
+`);
+  const block = () => JSON.parse(ns(lab.d0, [process.execPath, blockTimer, lab.guests[1].vif, zone.file]).trim());
   const first = block();
   const firstLoad = first.total;
   const swapRuns = Array.from({ length: QUICK ? 3 : 5 }, block);

@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { VifGuardError } from '../../errors.js';
-import { applyBlocklists, chooseEngine, protectedPorts } from '../../core/engine.js';
+import { applyBlocklists, chooseEngine, protectedPorts, runningPortsOf } from '../../core/engine.js';
 import { parseZone } from '../../blocklist/zone.js';
 import { checkListName, checkTarget, readBlocklists, writeTargetLists, listsFor, blocklistDir, withParsed, type Blocklist } from '../../blocklist/store.js';
 import { parseBlockPrefix, type GuestAddress } from '../../guest/validate.js';
@@ -42,7 +42,7 @@ async function saveAndApply(target: string, lists: Blocklist[], dryRun: boolean)
       throw new VifGuardError('APPLY', `cannot save ${join(blocklistDir(), `${target}.json`)}: ${(error as Error).message}; the blocklist was not applied`, { cause: error });
     }
   }
-  const ports = (await protectedPorts(ctx).catch(() => [])).filter((port) => listsFor(lists, port).length > 0).map((port) => port.ifname).sort();
+  const ports = (await runningPortsOf(ctx, target)).sort();
   return { ports, ms };
 }
 
