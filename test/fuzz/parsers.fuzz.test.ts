@@ -13,6 +13,9 @@ import { tokensForRule } from '../../lib/openvz/check.js';
 import { parseSave } from '../../lib/backend/save-parse.js';
 import { renderRuleBody } from '../../lib/backend/render.js';
 import { portComment, parsePortComment } from '../../lib/rules/port.js';
+import { parseZone } from '../../lib/blocklist/zone.js';
+import { parseBlockPrefix } from '../../lib/guest/validate.js';
+import { bridgePort, parsePortComment as parseBridgeComment } from '../../lib/rules/bridge.js';
 
 const origin = { source: 'fuzz' };
 const RUNS = { numRuns: 2000 };
@@ -94,6 +97,35 @@ describe('every parser returns valid data or a one-line VifGuardError, whatever 
         safely(() => parseLibxlInvocation(argv, { vif: value, XENBUS_PATH: value, INTERFACE: value }));
       }),
       RUNS,
+    );
+  });
+
+  it('zone files: every line that is accepted is a canonical prefix; a bad line names its number', () => {
+    fc.assert(
+      fc.property(fc.array(fc.oneof(hostile, fc.ipV4().map((ip) => `${ip}/24`), fc.ipV6()), { maxLength: 20 }), (lines) => {
+        const result = safely(() => parseZone(lines.join('\n'), 'zone'));
+        if (result instanceof VifGuardError) {
+          expect(result.shortMessage).toMatch(/^zone: (\d+ malformed line\(s\), nothing applied: line \d+|no prefixes|.*larger than)/);
+          return;
+        }
+        for (const prefix of result) {
+          expect(prefix.cidr).toMatch(/^[0-9a-f.:]+\/\d{1,3}$/);
+          expect(parseBlockPrefix(prefix.cidr, origin).cidr).toBe(prefix.cidr);
+        }
+      }),
+      RUNS,
+    );
+  });
+
+  it('bridge records: a port\'s comment reads back as what it was built from', () => {
+    fc.assert(
+      fc.property(fc.array(fc.ipV4(), { minLength: 1, maxLength: 30 }), fc.constantFrom('web', 'db-01', 'x_y'), fc.option(fc.integer({ min: 1, max: 1 << 30 })), (ips, guest, ifindex) => {
+        const port = { ifname: 'vif9.0', guest, bridge: 'xenbr0', mac: '00:16:3e:00:00:09', addresses: parseAddressList(ips.filter((ip) => !/^(0|127|22[4-9]|2[3-5]\d)\./.test(ip)).join(' ') || '10.0.0.1', origin), key: 'xen:9/0', ifindex: ifindex ?? undefined };
+        const fields = parseBridgeComment(bridgePort(port).comment);
+        expect(fields).toMatchObject({ guest, bridge: 'xenbr0', mac: port.mac, key: 'xen:9/0', ifindex: ifindex ?? undefined });
+        if (fields?.addresses) expect(fields.addresses).toEqual(port.addresses.map((address) => address.cidr));
+      }),
+      { numRuns: 300 },
     );
   });
 

@@ -46,7 +46,7 @@ describe.skipIf(!CAN_USE_NETNS)('hostile input: a clear refusal, no crash, no ch
   let tried = 0;
   const config = join(root, 'vif-guard.conf');
   const cli = (args: string[], env: Record<string, string> = {}) =>
-    $({ env: { ...process.env, VIF_GUARD_CONFIG: config, VIF_GUARD_LOCK: join(root, 'lock'), ...env } })`node dist/bundle/vif-guard.mjs ${args}`
+    $({ env: { ...process.env, VIF_GUARD_CONFIG: config, VIF_GUARD_LOCK: join(root, 'lock'), VIF_GUARD_STATE_DIR: join(root, 'state'), ...env } })`node dist/bundle/vif-guard.mjs ${args}`
       .nothrow()
       .then((r) => ({ exitCode: r.exitCode ?? 1, stdout: r.stdout, stderr: r.stderr }));
 
@@ -98,6 +98,53 @@ describe.skipIf(!CAN_USE_NETNS)('hostile input: a clear refusal, no crash, no ch
     });
   }, 300_000);
 
+  it('zone files and block arguments: refused with the line number, nothing saved, nothing in the kernel', async () => {
+    // In the lab's dom0 (the nftables backend's table lives there), with vif-guard's state under root.
+    const state = join(root, 'state');
+    const inDom0 = (args: string[]) =>
+      $`ip netns exec ${lab.dom0} env VIF_GUARD_CONFIG=${config} VIF_GUARD_LOCK=${join(root, 'lock')} VIF_GUARD_STATE_DIR=${state} node dist/bundle/vif-guard.mjs ${args}`
+        .nothrow()
+        .then((r) => ({ exitCode: r.exitCode ?? 1, stdout: r.stdout, stderr: r.stderr }));
+    const ruleset = async () => (await lab.inDom0('nft', 'list', 'ruleset')).stdout;
+    const before = await ruleset();
+    const zones = VALUES.flatMap((value, i) => {
+      const good = '198.51.100.0/24\n2001:db8:bad::/48\n';
+      return [
+        [`zone-only-${i}`, `${value}\n`],
+        [`zone-mixed-${i}`, `# feed\n${good}${value}\n${good}`],
+      ];
+    });
+    zones.push(['zone-empty', ''], ['zone-comments', '# nothing\n; here\n'], ['zone-binary', '\u0000\u0001\u0002'], ['zone-html', '<html><body>502 Bad Gateway</body></html>\n']);
+    zones.push(['zone-huge-line', `${'1'.repeat(100_000)}\n`], ['zone-slash0', '0.0.0.0/0\n'], ['zone-v6-slash0', '::/0\n']);
+    await inBatches(zones, 8, async ([name = '', text = '']) => {
+      const file = join(root, `${name}.zone`);
+      writeFileSync(file, text);
+      tried += 1;
+      const outcome = await inDom0(['block', 'guest1', '--zone', file]);
+      // A zone whose every line is a prefix (some hostile values are, e.g. 127.0.0.1) may be accepted.
+      expectCleanRefusal(outcome, true, `${name}: ${JSON.stringify(text.slice(0, 40))}`);
+      if (outcome.exitCode !== 0 && /malformed/.test(outcome.stderr)) expect(outcome.stderr).toMatch(/line \d+: /);
+    });
+    const args = VALUES.flatMap((value) => [
+      ['block', value, '--cidr', '198.51.100.0/24'],
+      ['block', 'guest1', '--cidr', value],
+      ['block', 'guest1', '--cidr', '198.51.100.0/24', '--name', value],
+      ['unblock', value],
+      ['block', 'guest1', '--zone', value],
+    ]);
+    await inBatches(args, 8, async (argv) => {
+      tried += 1;
+      expectCleanRefusal(await inDom0(argv), true, JSON.stringify(argv).slice(0, 80));
+    });
+    // No guest runs in this dom0, so even what was accepted only changed the saved lists: the kernel is as it was.
+    expect(await ruleset()).toBe(before);
+    for (const list of JSON.parse((await inDom0(['block', '--list', '--json'])).stdout) as { target: string; name: string }[]) {
+      // What a Xen domain name may be (isGuestName), never a path, option or shell syntax.
+      expect(list.target).toMatch(/^[A-Za-z0-9_:-][A-Za-z0-9_.:-]*$/);
+      expect(list.name).toMatch(/^[A-Za-z0-9_][A-Za-z0-9_.-]*$/);
+    }
+  }, 300_000);
+
   it('vzctl configs: IPTABLES, NETIF, NETFILTER', async () => {
     const cases = VALUES.flatMap((value, i) => [
       [`${200 + i * 3}`, `IPTABLES="${value}"\n`],
@@ -123,7 +170,7 @@ describe.skipIf(!CAN_USE_NETNS)('hostile input: a clear refusal, no crash, no ch
         mkdirSync(join(base, key), { recursive: true });
         writeFileSync(join(base, key, '.value'), text.replace(/\0/g, ''));
       }
-      const env = [`PATH=${doubles}:/usr/sbin:/usr/bin:/sbin:/bin`, `XS_ROOT=${xs}`, `VIF_GUARD_CONFIG=${config}`, `VIF_GUARD_LOCK=${join(root, 'lock')}`];
+      const env = [`PATH=${doubles}:/usr/sbin:/usr/bin:/sbin:/bin`, `XS_ROOT=${xs}`, `VIF_GUARD_CONFIG=${config}`, `VIF_GUARD_LOCK=${join(root, 'lock')}`, `VIF_GUARD_STATE_DIR=${join(root, 'state')}`];
       const result = await $`ip netns exec ${lab.dom0} env -i ${env} node dist/bundle/vif-up.mjs --command online --dev vif${domid}.0 --xenbus-path backend/vif/${domid}/0`.nothrow();
       tried += 1;
       const outcome = { exitCode: result.exitCode ?? 1, stdout: result.stdout, stderr: result.stderr };
@@ -132,6 +179,7 @@ describe.skipIf(!CAN_USE_NETNS)('hostile input: a clear refusal, no crash, no ch
       if (outcome.exitCode !== 0) expect(outcome.stdout.trim().split('\n')).toHaveLength(1);
       // Hostile values that are still valid (an empty or spaced ip=) may protect the vif; nothing else may change.
       if (outcome.exitCode !== 0) await lab.inDom0('iptables-save').then((r) => expect(r.stdout).not.toContain(`vif${domid}.0 `));
+      if (outcome.exitCode !== 0) await lab.inDom0('nft', 'list', 'ruleset').then((r) => expect(r.stdout).not.toContain(`"vif${domid}.0"`));
     });
     const after = (await lab.inDom0('iptables-save')).stdout.split('\n').filter((l) => !l.startsWith('#') && !l.includes('vif-guard')).join('\n');
     expect(after).toBe(before.split('\n').filter((l) => !l.includes('vif-guard')).join('\n'));

@@ -34,8 +34,8 @@ describe.skipIf(!CAN_USE_NETNS).each(VARIANTS)('Xen vif-bridge + vif-guard hook 
 
   /** Send frames with listeners on web (5000, 68) and dom0 (5000, 67, 68); return which tokens arrived where. */
   async function exchange(frames: Frame[]): Promise<{ web: Datagram[]; dom0: Datagram[] }> {
-    const webDone = await listen(lab, lab.guest('web').ns, [5000, 68], 2.5);
-    const dom0Done = await listen(lab, lab.dom0, [5000, 67, 68], 2.5);
+    const webDone = await listen(lab, lab.guest('web').ns, [5000, 68], 4.5);
+    const dom0Done = await listen(lab, lab.dom0, [5000, 67, 68], 4.5);
     for (const frame of frames) await sendFrame(lab, frame);
     return { web: await webDone(), dom0: await dom0Done() };
   }
