@@ -388,7 +388,7 @@ export async function applyBridge(runner: Runner, script: string, timeoutSeconds
   if (result.exitCode !== 0) {
     const first = result.timedOut
       ? `timed out after ${timeoutSeconds}s (${script.split('\n').length} lines)`
-      : result.stderr.split('\n').find((line) => line.includes('Error')) ?? result.stderr.trim();
+      : result.stderr.split('\n').find((line) => line.includes('Error')) ?? (result.stderr.trim() || (result.exitCode >= 128 ? 'killed before it committed' : `exit ${result.exitCode}`));
     throw new VifGuardError('APPLY', `nft -f failed: ${first}`, { details: `${result.stderr}\n${script}` });
   }
 }

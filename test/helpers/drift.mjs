@@ -7,14 +7,17 @@ const [{ buildRuleset }, { parseSave }, { planTable }, { planBridge, readBridge 
 ]);
 const [variant, json] = process.argv.slice(2);
 const settings = { ...DEFAULT_SETTINGS, backend: variant };
+// The nftables backend writes no iptables chains: its iptables side is checked (for leftovers) with iptables-nft.
+const engine = variant === 'nftables' ? 'nftables' : 'iptables';
+const iptables = variant === 'nftables' ? 'nft' : variant;
 const ports = JSON.parse(json).map((p) => ({ ifname: p.ifname, guest: p.guest ?? '-', bridge: p.bridge ?? 'xenbr0', mac: p.mac, addresses: parseAddressList(p.ip, { source: 'drift' }) }));
 const runner = createRunner();
-const ruleset = buildRuleset(ports, settings);
+const ruleset = buildRuleset(ports, settings, engine);
 const lines = [];
 for (const table of ruleset.tables) {
-  const save = await createIptablesBackend(runner, variant, 5, table.family).save('filter');
+  const save = await createIptablesBackend(runner, iptables, 5, table.family).save('filter');
   lines.push(...planTable(parseSave(save, 'filter'), table).lines.map((line) => `ipv${table.family}: ${line}`));
 }
-const bridge = planBridge(await readBridge(runner), ruleset.bridge);
+const bridge = planBridge(await readBridge(runner, undefined, true), ruleset.bridge);
 if (bridge) lines.push(...bridge.trimEnd().split('\n').map((line) => `nft: ${line}`));
 console.log(JSON.stringify(lines));

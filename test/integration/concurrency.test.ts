@@ -28,7 +28,7 @@ describe.skipIf(!CAN_USE_NETNS).each(VARIANTS)('concurrent hooks on iptables-%s'
   /** The plan a full rebuild from these ports would send: empty means nothing lost, nothing extra. */
   async function driftFrom(ports: GuestPort[]): Promise<string[]> {
     const settings = { ...DEFAULT_SETTINGS, backend: variant };
-    const desired = buildRuleset(ports, settings);
+    const desired = buildRuleset(ports, settings, 'iptables');
     const lines: string[] = [];
     for (const table of desired.tables) {
       const save = table.family === 6 ? (await lab.inDom0(`ip6tables-${variant}-save`, '-t', 'filter')).stdout : await xen.save(table.table);

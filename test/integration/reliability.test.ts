@@ -3,7 +3,7 @@ import { $ } from 'zx';
 import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { CAN_USE_NETNS, VARIANTS } from '../helpers/env.js';
+import { backendName, BACKENDS, CAN_USE_NETNS, iptablesOf } from '../helpers/env.js';
 import { Dom0Lab, listen, sendFrame } from '../helpers/netns.js';
 import { FakeXenHost } from '../helpers/xen.js';
 
@@ -27,10 +27,13 @@ const FOREIGN_NFT = `table inet admin {
 }
 `;
 
-describe.skipIf(!CAN_USE_NETNS).each(VARIANTS)('reliability on iptables-%s', (variant) => {
-  const subnet = variant === 'nft' ? '10.84.1' : '10.84.2';
+describe.skipIf(!CAN_USE_NETNS).each(BACKENDS.map((backend) => [backendName(backend), backend] as const))('reliability on %s', (_name, backend) => {
+  const subnet = `10.84.${BACKENDS.indexOf(backend) + 1}`;
   const lab = new Dom0Lab(subnet);
   let xen: FakeXenHost;
+  // The iptables variant foreign rules live in (and, on the iptables backends, vif-guard's own).
+  const variant = iptablesOf(backend);
+  const nftables = backend === 'nftables';
 
   const foreign = async () => ({
     filter: (await lab.inDom0(`iptables-${variant}-save`, '-c', '-t', 'filter')).stdout.split('\n').filter((l) => l && !l.startsWith('#') && !l.includes('vif-guard') && !/^:(INPUT|FORWARD|OUTPUT) /.test(l)),
@@ -42,7 +45,7 @@ describe.skipIf(!CAN_USE_NETNS).each(VARIANTS)('reliability on iptables-%s', (va
   /** Lines a full rebuild for these ports would send: none means nothing lost, nothing duplicated. */
   async function drift(ports: number[]): Promise<string[]> {
     const json = JSON.stringify(ports.map((n) => ({ ifname: `vif${n}.0`, guest: `g${n}`, mac: mac(n), ip: `10.${100 + (n >> 8)}.${n & 255}.1` })));
-    return JSON.parse((await lab.inDom0('node', DRIFT, variant, json)).stdout) as string[];
+    return JSON.parse((await lab.inDom0('node', DRIFT, backend, json)).stdout) as string[];
   }
 
   /** One hook, as vif-guard.hook calls it, inside the dom0's mount namespace (private /run and its locks). */
@@ -52,7 +55,7 @@ describe.skipIf(!CAN_USE_NETNS).each(VARIANTS)('reliability on iptables-%s', (va
 
   beforeAll(async () => {
     await lab.create();
-    xen = new FakeXenHost(lab, variant);
+    xen = new FakeXenHost(lab, backend);
     await xen.setup();
     await lab.inDom0('ipset', 'create', 'blocklist', 'hash:net', 'counters');
     await lab.inDom0('ipset', 'add', 'blocklist', '203.0.113.0/24', 'packets', '4', 'bytes', '400');
@@ -100,7 +103,7 @@ const { applyPortChange } = await import(${JSON.stringify(resolve('dist/lib/core
 const { createRunner } = await import(${JSON.stringify(resolve('dist/lib/runner.js'))});
 const { DEFAULT_SETTINGS } = await import(${JSON.stringify(resolve('dist/lib/config/settings.js'))});
 const { parseAddressList } = await import(${JSON.stringify(resolve('dist/lib/guest/validate.js'))});
-const ctx = { runner: createRunner(), settings: { ...DEFAULT_SETTINGS, backend: '${variant}' }, lockPath: ${JSON.stringify(join(xen.root, 'run', 'events.lock'))}, log: () => {} };
+const ctx = { runner: createRunner(), settings: { ...DEFAULT_SETTINGS, backend: '${backend}' }, lockPath: ${JSON.stringify(join(xen.root, 'run', 'events.lock'))}, log: () => {} };
 for (let i = 0; i < 1000; i += 1) {
   const n = 500 + (i % 20);
   const mac = '00:16:3e:01:00:' + (n & 255).toString(16).padStart(2, '0');
@@ -115,23 +118,23 @@ console.log('done');
   }, 600_000);
 
   it('a hook waits for another program holding the xtables lock, and says so clearly when the wait is too long', async () => {
-    if (variant === 'nft') return; // iptables-nft takes no xtables lock: nft transactions serialise in the kernel.
+    if (backend !== 'legacy') return; // nft transactions (iptables-nft, nftables) take no xtables lock: they serialise in the kernel.
     const held = await xen.inMountNs(['sh', '-c', 'flock /run/xtables.lock sleep 3 & sleep 0.3; start=$(date +%s); /opt/vif-guard/lib/vif-guard/bin/vif-up --command online --dev vif900.0 --ip 10.9.0.1 --bridge xenbr0; echo "exit=$? waited=$(( $(date +%s) - start ))"']);
     const [, exit, waited] = /exit=(\d+) waited=(\d+)/.exec(held.stdout) ?? [];
     expect(exit, held.stderr).toBe('0');
     expect(Number(waited)).toBeGreaterThanOrEqual(2);
-    xen.writeConfig(`[general]\nbackend = ${variant}\nlock_timeout = 1\n`);
+    xen.writeConfig(`[general]\nbackend = ${backend}\nlock_timeout = 1\n`);
     try {
       const timedOut = await xen.inMountNs(['sh', '-c', 'flock /run/xtables.lock sleep 4 & sleep 0.3; /opt/vif-guard/lib/vif-guard/bin/vif-up --command online --dev vif901.0 --ip 10.9.0.2 --bridge xenbr0']);
       expect(timedOut.exitCode).not.toBe(0);
       expect(timedOut.stdout.trim()).toMatch(/^iptables-legacy-restore failed: .*lock/i);
     } finally {
-      xen.writeConfig(`[general]\nbackend = ${variant}\n`);
+      xen.writeConfig(`[general]\nbackend = ${backend}\n`);
     }
   }, 60_000);
 
   it('another vif-guard holding the lock too long is a clear error, well inside libxl\'s 40 s', async () => {
-    xen.writeConfig(`[general]\nbackend = ${variant}\nlock_timeout = 1\n`);
+    xen.writeConfig(`[general]\nbackend = ${backend}\nlock_timeout = 1\n`);
     try {
       const started = Date.now();
       const result = await xen.inMountNs(['sh', '-c', 'flock /run/vif-guard.lock sleep 4 & sleep 0.3; /opt/vif-guard/lib/vif-guard/bin/vif-up --command online --dev vif902.0 --ip 10.9.0.3 --bridge xenbr0']);
@@ -139,25 +142,30 @@ console.log('done');
       expect(result.stdout.trim()).toBe('another vif-guard held /run/vif-guard.lock for more than 1s');
       expect(Date.now() - started).toBeLessThan(10_000);
     } finally {
-      xen.writeConfig(`[general]\nbackend = ${variant}\n`);
+      xen.writeConfig(`[general]\nbackend = ${backend}\n`);
     }
   }, 60_000);
 
-  it('faults: a killed or failing iptables-restore changes nothing and the next online converges', async () => {
+  it('faults: a killed or failing commit (iptables-restore, nft -f) changes nothing and the next online converges', async () => {
     const fake = mkdtempSync(join(tmpdir(), 'vif-guard-fault-'));
-    const before = (await lab.inDom0(`iptables-${variant}-save`, '-t', 'filter')).stdout.split('\n').filter((l) => !l.startsWith('#')).join('\n');
+    // What vif-guard writes to: iptables, or on the nftables backend the whole nft ruleset.
+    const state = async () =>
+      nftables ? (await lab.inDom0('nft', 'list', 'ruleset')).stdout : (await lab.inDom0(`iptables-${variant}-save`, '-t', 'filter')).stdout.split('\n').filter((l) => !l.startsWith('#')).join('\n');
+    expect((await hook('up', 949)).exitCode).toBe(0);
+    const before = await state();
     try {
       for (const [name, body] of [
         ['killed', '#!/bin/sh\nhead -c 100 >/dev/null\nkill -9 $$\n'],
         ['no-match', '#!/bin/sh\ncat >/dev/null\necho "iptables-restore v1.8.9: line 5 failed: No chain/target/match by that name" >&2\nexit 1\n'],
       ] as const) {
-        const tool = join(fake, `iptables-${variant}-restore`);
-        writeFileSync(tool, body);
+        // On the nftables backend the double replaces only `nft -f` (the commit); reads go to the real nft.
+        const tool = join(fake, nftables ? 'nft' : `iptables-${variant}-restore`);
+        writeFileSync(tool, nftables ? body.replace('#!/bin/sh\n', '#!/bin/sh\n[ "$1" = "-f" ] || exec /usr/sbin/nft "$@"\n') : body);
         chmodSync(tool, 0o755);
         const result = await xen.inMountNs(['/opt/vif-guard/lib/vif-guard/bin/vif-up', '--command', 'online', '--dev', 'vif950.0', '--ip', '10.9.5.1', '--bridge', 'xenbr0'], { VIF_GUARD_BIN_DIR: fake });
         expect(result.exitCode, name).toBe(5);
-        expect(result.stdout.trim(), name).toMatch(name === 'killed' ? /restore failed: (killed|.*exit 137|failed)/ : /No chain\/target\/match by that name/);
-        expect((await lab.inDom0(`iptables-${variant}-save`, '-t', 'filter')).stdout.split('\n').filter((l) => !l.startsWith('#')).join('\n'), name).toBe(before);
+        expect(result.stdout.trim(), name).toMatch(name === 'killed' ? /(restore|nft -f) failed: (killed|.*exit 137|failed|$)/ : /No chain\/target\/match by that name/);
+        expect(await state(), name).toBe(before);
       }
       const ok = await hook('up', 950);
       expect(ok.exitCode, ok.stderr).toBe(0);
@@ -168,15 +176,20 @@ console.log('done');
 
   it('faults: the firewall flushed between online and offline, or the vif already gone', async () => {
     expect((await hook('up', 960)).exitCode).toBe(0);
-    await lab.inDom0(`iptables-${variant}`, '-F', 'vif-guard-in');
-    await lab.inDom0(`iptables-${variant}`, '-F', 'vif-guard-fwd');
+    if (nftables) await lab.inDom0('nft', 'flush', 'ruleset');
+    else {
+      await lab.inDom0(`iptables-${variant}`, '-F', 'vif-guard-in');
+      await lab.inDom0(`iptables-${variant}`, '-F', 'vif-guard-fwd');
+    }
     const off = await hook('down', 960);
     expect(off.exitCode, off.stderr).toBe(0);
     expect((await lab.inDom0(`iptables-${variant}-save`)).stdout).not.toContain('vif960.0');
+    expect((await lab.inDom0('nft', 'list', 'ruleset')).stdout).not.toContain('"vif960.0"');
     const gone = await hook('down', 961);
     expect(gone.exitCode).toBe(0);
     expect((await hook('up', 962)).exitCode).toBe(0);
-    expect((await lab.inDom0(`iptables-${variant}-save`)).stdout).toContain('-A vif-guard-fwd -j vif-guard-in');
+    if (nftables) expect((await lab.inDom0('nft', 'list', 'ruleset')).stdout).toContain('"vif962.0" . ');
+    else expect((await lab.inDom0(`iptables-${variant}-save`)).stdout).toContain('-A vif-guard-fwd -j vif-guard-in');
   }, 60_000);
 
   it('after all of the above, guests are still protected against each other', async () => {
