@@ -87,40 +87,48 @@ export function compressIpv6(groups: number[]): string {
 
 const EXPECTED_ADDRESS = 'an IPv4/IPv6 address or CIDR';
 
-/** One `ip=` entry: an address or CIDR, host bits cleared so the rule text matches what iptables-save prints. */
-export function parseAddress(value: string, origin: Origin): GuestAddress {
+/** The network an address or CIDR names (host bits cleared, canonical text), or undefined when it is neither. */
+function network(value: string): GuestAddress | undefined {
   const slash = value.indexOf('/');
   const host = slash < 0 ? value : value.slice(0, slash);
   const prefixText = slash < 0 ? undefined : value.slice(slash + 1);
-  if (prefixText !== undefined && !/^\d{1,3}$/.test(prefixText)) throw invalid('ip', EXPECTED_ADDRESS, value, origin);
+  if (prefixText !== undefined && !/^\d{1,3}$/.test(prefixText)) return undefined;
   if (isIPv4(host)) {
     const prefix = prefixText === undefined ? 32 : Number(prefixText);
-    if (prefix > 32) throw invalid('ip', EXPECTED_ADDRESS, value, origin);
-    if (prefix < 8) throw invalid('ip', 'an IPv4 CIDR no wider than /8 (a wider one would let the guest spoof most of the Internet)', value, origin);
+    if (prefix > 32) return undefined;
     const size = 2 ** (32 - prefix);
-    const network = Math.floor(ipv4ToInt(host) / size) * size;
-    const address = intToIpv4(network);
-    const first = Math.floor(network / 2 ** 24);
-    // 0/8 ("this network"), 127/8 (loopback), 224/4 (multicast) and 240/4 (reserved, broadcast)
-    // are never a guest's own source; 0.0.0.0 is DHCP's and is allowed separately.
-    if (first === 0 || first === 127 || first >= 224) throw invalid('ip', 'a unicast IPv4 address (not 0/8, loopback, multicast or broadcast)', value, origin);
+    const address = intToIpv4(Math.floor(ipv4ToInt(host) / size) * size);
     return { family: 4, address, prefix, cidr: `${address}/${prefix}` };
   }
   if (isIPv6(host) && !host.includes('%')) {
     const prefix = prefixText === undefined ? 128 : Number(prefixText);
-    if (prefix > 128) throw invalid('ip', EXPECTED_ADDRESS, value, origin);
-    if (prefix < 16) throw invalid('ip', 'an IPv6 CIDR no wider than /16', value, origin);
-    const groups = expandIpv6(host.toLowerCase());
-    const masked = groups.map((group, i) => {
+    if (prefix > 128) return undefined;
+    const masked = expandIpv6(host.toLowerCase()).map((group, i) => {
       const bitsInGroup = Math.max(0, Math.min(16, prefix - i * 16));
       return bitsInGroup === 16 ? group : group & (0xffff << (16 - bitsInGroup)) & 0xffff;
     });
     const address = compressIpv6(masked);
-    // :: and ::1 are never a source a guest may own; ff00::/8 is multicast.
-    if ((masked[0] ?? 0) >= 0xff00 || address === '::' || address === '::1') throw invalid('ip', 'a unicast IPv6 address (not ::, ::1 or multicast)', value, origin);
     return { family: 6, address, prefix, cidr: `${address}/${prefix}` };
   }
-  throw invalid('ip', EXPECTED_ADDRESS, value, origin);
+  return undefined;
+}
+
+/** One `ip=` entry: an address or CIDR, host bits cleared so the rule text matches what iptables-save prints. */
+export function parseAddress(value: string, origin: Origin): GuestAddress {
+  const net = network(value);
+  if (!net) throw invalid('ip', EXPECTED_ADDRESS, value, origin);
+  if (net.family === 4) {
+    if (net.prefix < 8) throw invalid('ip', 'an IPv4 CIDR no wider than /8 (a wider one would let the guest spoof most of the Internet)', value, origin);
+    const first = Number(net.address.slice(0, net.address.indexOf('.')));
+    // 0/8 ("this network"), 127/8 (loopback), 224/4 (multicast) and 240/4 (reserved, broadcast)
+    // are never a guest's own source; 0.0.0.0 is DHCP's and is allowed separately.
+    if (first === 0 || first === 127 || first >= 224) throw invalid('ip', 'a unicast IPv4 address (not 0/8, loopback, multicast or broadcast)', value, origin);
+    return net;
+  }
+  if (net.prefix < 16) throw invalid('ip', 'an IPv6 CIDR no wider than /16', value, origin);
+  // :: and ::1 are never a source a guest may own; ff00::/8 is multicast.
+  if ((expandIpv6(net.address)[0] ?? 0) >= 0xff00 || net.address === '::' || net.address === '::1') throw invalid('ip', 'a unicast IPv6 address (not ::, ::1 or multicast)', value, origin);
+  return net;
 }
 
 /** The xenstore / vifspec `ip` value: space-separated, as the stock scripts read it (`for addr in $ip`). */
@@ -151,27 +159,7 @@ export function addressRange(address: GuestAddress): [bigint, bigint] {
  * guest's own address, private, multicast or wide ranges are legitimate things to block.
  */
 export function parseBlockPrefix(value: string, origin: Origin): GuestAddress {
-  const expected = 'an IPv4/IPv6 address or CIDR (not /0)';
-  const slash = value.indexOf('/');
-  const host = slash < 0 ? value : value.slice(0, slash);
-  const prefixText = slash < 0 ? undefined : value.slice(slash + 1);
-  if (prefixText !== undefined && !/^\d{1,3}$/.test(prefixText)) throw invalid('prefix', expected, value, origin);
-  if (isIPv4(host)) {
-    const prefix = prefixText === undefined ? 32 : Number(prefixText);
-    if (prefix < 1 || prefix > 32) throw invalid('prefix', expected, value, origin);
-    const size = 2 ** (32 - prefix);
-    const address = intToIpv4(Math.floor(ipv4ToInt(host) / size) * size);
-    return { family: 4, address, prefix, cidr: `${address}/${prefix}` };
-  }
-  if (isIPv6(host) && !host.includes('%')) {
-    const prefix = prefixText === undefined ? 128 : Number(prefixText);
-    if (prefix < 1 || prefix > 128) throw invalid('prefix', expected, value, origin);
-    const masked = expandIpv6(host.toLowerCase()).map((group, i) => {
-      const bitsInGroup = Math.max(0, Math.min(16, prefix - i * 16));
-      return bitsInGroup === 16 ? group : group & (0xffff << (16 - bitsInGroup)) & 0xffff;
-    });
-    const address = compressIpv6(masked);
-    return { family: 6, address, prefix, cidr: `${address}/${prefix}` };
-  }
-  throw invalid('prefix', expected, value, origin);
+  const net = network(value);
+  if (!net || net.prefix < 1) throw invalid('prefix', 'an IPv4/IPv6 address or CIDR (not /0)', value, origin);
+  return net;
 }
