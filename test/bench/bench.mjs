@@ -201,27 +201,24 @@ console.log(JSON.stringify({ total: performance.now() - t, apply: JSON.parse(out
   const firstLoad = first.total;
   const swapRuns = Array.from({ length: QUICK ? 3 : 5 }, block);
   const swaps = swapRuns.map((run) => run.total);
-  // The usual script: one iptables -A per prefix (iptables-nft, the default iptables), bounded in time.
-  const cap = QUICK ? 20 : 120;
-  ns(lab.d0, ['iptables-nft', '-N', 'VGBENCH']);
-  const t0 = performance.now();
-  spawnSync('ip', ['netns', 'exec', lab.d0, 'timeout', String(cap), 'sh', '-c', `grep -v '^#' ${zone.file} | while read p; do iptables-nft -A VGBENCH -s "$p" -j DROP; done`]);
-  const scriptMs = performance.now() - t0;
-  const added = ns(lab.d0, ['iptables-nft', '-S', 'VGBENCH']).split('\n').filter((line) => line.startsWith('-A')).length;
-  // If the cap cut it short, extrapolate linearly: a lower bound, as each call gets slower as the chain grows.
-  const scriptFull = added >= zone.count ? scriptMs : (scriptMs / Math.max(added, 1)) * zone.count;
-  row(`blocklist: load a ${zone.count}-prefix zone (vif-guard block, process start to exit)`, firstLoad, scriptFull, 'ms', '< 300 ms and >= 100 x faster', firstLoad < 300 && scriptFull / firstLoad >= 100);
-  rows[rows.length - 1].note = `${(scriptFull / firstLoad).toFixed(0)} x faster end to end, ${(scriptFull / first.apply).toFixed(0)} x for the apply alone (${first.apply} ms under the lock); baseline: one iptables-nft -A per prefix${added >= zone.count ? '' : `, ${added} of ${zone.count} in ${cap} s, extrapolated`}${rows[rows.length - 1].pass ? '' : ' (FAIL)'}`;
-  // The same script on iptables-legacy, where every call replaces the whole table.
-  const capLegacy = QUICK ? 15 : 60;
-  ns(lab.d0, ['iptables-legacy', '-N', 'VGBENCH']);
-  const t1 = performance.now();
-  spawnSync('ip', ['netns', 'exec', lab.d0, 'timeout', String(capLegacy), 'sh', '-c', `grep -v '^#' ${zone.file} | while read p; do iptables-legacy -A VGBENCH -s "$p" -j DROP; done`]);
-  const legacyMs = performance.now() - t1;
-  const addedLegacy = ns(lab.d0, ['iptables-legacy', '-S', 'VGBENCH']).split('\n').filter((line) => line.startsWith('-A')).length;
-  const legacyFull = addedLegacy >= zone.count ? legacyMs : (legacyMs / Math.max(addedLegacy, 1)) * zone.count;
-  row(`blocklist: the same load against one iptables-legacy -A per prefix`, firstLoad, legacyFull, 'ms', '>= 100 x faster', legacyFull / firstLoad >= 100);
-  rows[rows.length - 1].note = `${(legacyFull / firstLoad).toFixed(0)} x faster${addedLegacy >= zone.count ? '' : `; baseline ${addedLegacy} of ${zone.count} in ${capLegacy} s, extrapolated linearly (a lower bound: each call gets slower)`}${rows[rows.length - 1].pass ? '' : ' (FAIL)'}`;
+  // The usual script: one iptables -A per prefix, bounded in time. If the cap cuts it short, extrapolate
+  // linearly: a lower bound, as each call gets slower as the chain grows.
+  const perPrefixScript = (tool, cap) => {
+    ns(lab.d0, [tool, '-N', 'VGBENCH']);
+    const t = performance.now();
+    spawnSync('ip', ['netns', 'exec', lab.d0, 'timeout', String(cap), 'sh', '-c', `grep -v '^#' ${zone.file} | while read p; do ${tool} -A VGBENCH -s "$p" -j DROP; done`]);
+    const ms = performance.now() - t;
+    const added = ns(lab.d0, [tool, '-S', 'VGBENCH']).split('\n').filter((line) => line.startsWith('-A')).length;
+    const full = added >= zone.count ? ms : (ms / Math.max(added, 1)) * zone.count;
+    return { full, how: added >= zone.count ? '' : `, ${added} of ${zone.count} in ${cap} s, extrapolated linearly (a lower bound: each call gets slower)` };
+  };
+  // iptables-nft (the default iptables), then iptables-legacy, where every call replaces the whole table.
+  const nftScript = perPrefixScript('iptables-nft', QUICK ? 20 : 120);
+  row(`blocklist: load a ${zone.count}-prefix zone (vif-guard block, process start to exit)`, firstLoad, nftScript.full, 'ms', '< 300 ms and >= 100 x faster', firstLoad < 300 && nftScript.full / firstLoad >= 100);
+  rows[rows.length - 1].note = `${(nftScript.full / firstLoad).toFixed(0)} x faster end to end, ${(nftScript.full / first.apply).toFixed(0)} x for the apply alone (${first.apply} ms under the lock); baseline: one iptables-nft -A per prefix${nftScript.how}${rows[rows.length - 1].pass ? '' : ' (FAIL)'}`;
+  const legacyScript = perPrefixScript('iptables-legacy', QUICK ? 15 : 60);
+  row(`blocklist: the same load against one iptables-legacy -A per prefix`, firstLoad, legacyScript.full, 'ms', '>= 100 x faster', legacyScript.full / firstLoad >= 100);
+  rows[rows.length - 1].note = `${(legacyScript.full / firstLoad).toFixed(0)} x faster${legacyScript.how}${rows[rows.length - 1].pass ? '' : ' (FAIL)'}`;
   const swap = median(swaps);
   row(`blocklist: replace it atomically (same command again)`, swap, undefined, 'ms', '< 300 ms', swap < 300);
   destroyLab(lab);
