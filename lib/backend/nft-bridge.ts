@@ -299,7 +299,7 @@ function counterSets(desired: BridgeSpec | undefined, live: LiveBridge): string[
  * A new layout (first run, upgrade, changed settings) replaces the table; otherwise only the changed
  * ports' elements move, so other guests' counters and log budgets are untouched.
  */
-export function planBridge(live: LiveBridge, desired: BridgeSpec | undefined, keepMacs: ReadonlySet<string> = new Set()): string {
+export function planBridge(live: LiveBridge, desired: BridgeSpec | undefined): string {
   if (!desired) return live.exists ? `delete table bridge ${NFT_TABLE}\n` : '';
   if (!live.exists || live.digest !== desired.digest) {
     return `table bridge ${NFT_TABLE} {}\ndelete table bridge ${NFT_TABLE}\n${fullTable(desired)}\n`;
@@ -339,9 +339,8 @@ export function planBridge(live: LiveBridge, desired: BridgeSpec | undefined, ke
   for (const set of counterSets(desired, live)) lines.push(...remove(set, gone));
   for (const key of SETS) lines.push(...add(SET_NAME(key, desired.digest), added.get(key) ?? []));
   lines.push(...blockChanges);
-  // keepMacs: MACs of ports outside this plan (a hook plans only the ports it changes).
-  const [haveMacs, wantMacs] = [live.macs, [...new Set([...macsOf(desired.ports), ...keepMacs])]];
-  const [haveSet, wantSet] = [new Set([...haveMacs, ...keepMacs]), new Set(wantMacs)];
+  const [haveMacs, wantMacs] = [live.macs, macsOf(desired.ports)];
+  const [haveSet, wantSet] = [new Set(haveMacs), new Set(wantMacs)];
   lines.push(...remove('macs', haveMacs.filter((mac) => !wantSet.has(mac))), ...add('macs', wantMacs.filter((mac) => !haveSet.has(mac))));
   return lines.length ? `${lines.join('\n')}\n` : '';
 }

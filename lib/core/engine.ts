@@ -9,8 +9,8 @@ import { createIptablesBackend, detectBackend, type Detection, type IptablesBack
 import { parseSave, type LiveTable } from '../backend/save-parse.js';
 import { planTable, renderRestorePayload, type TablePlan } from '../backend/diff.js';
 import { dropPortCache, portCachePath, PortRecords, readPortCache, writePortCache } from '../backend/bridge-cache.js';
-import { applyBridge, bridgeFromRecords, readBridgeSets, NFT_TABLE, parseBridgeJson, planBridge, portMatches, readBridge, type LiveBridge, type LiveBridgePort } from '../backend/nft-bridge.js';
-import { buildFilterTable, buildRuleset, emptied, type Engine, type PortChains } from '../rules/build.js';
+import { applyBridge, bridgeFromRecords, readBridgeSets, planBridge, portMatches, readBridge, type LiveBridge, type LiveBridgePort } from '../backend/nft-bridge.js';
+import { buildFilterTable, buildRuleset, NO_TABLES, type Engine, type PortChains } from '../rules/build.js';
 import { bridgeBlock, bridgePort, bridgeSkeleton, buildBridgeSpec, parsePortComment } from '../rules/bridge.js';
 import { blocksFor, listsDigest, listsFor, readBlocklists, type Blocklist } from '../blocklist/store.js';
 import { linkLocalFromMac } from '../guest/eui64.js';
@@ -95,12 +95,17 @@ export function livePorts(filter4: LiveTable, filter6: LiveTable): LivePort[] {
   return ports;
 }
 
+/** The port an event names, by interface name and by key: the same port under another name (renamed since) is replaced or removed too. */
+function changed(change: PortChange): { readonly ifname: string; readonly key: string | undefined; readonly touches: (port: { ifname: string; key?: string | undefined }) => boolean } {
+  const ifname = change.kind === 'up' ? change.port.ifname : change.ifname;
+  const key = change.kind === 'up' ? change.port.key : change.key;
+  return { ifname, key, touches: (port) => port.ifname === ifname || (key !== undefined && port.key === key) };
+}
+
 /** The desired state after one event: the live ports, with this one added, replaced or removed. */
 export function desiredAfterChange(filter4: LiveTable, filter6: LiveTable, change: PortChange, settings: Settings): Ruleset {
-  const target = change.kind === 'up' ? change.port.ifname : change.ifname;
-  const key = change.kind === 'up' ? change.port.key : change.key;
-  // The same port under another name (renamed since) is replaced or removed too.
-  const ports = livePorts(filter4, filter6).filter((port) => port.ifname !== target && (key === undefined || port.key !== key));
+  const { ifname: target, touches } = changed(change);
+  const ports = livePorts(filter4, filter6).filter((port) => !touches(port));
   const guests: GuestPort[] = ports.map((port) => ({ ifname: port.ifname, guest: port.guest, bridge: port.bridge, mac: port.mac, addresses: port.ipv4, key: port.key }));
   if (change.kind === 'up' && isGuarded(change.port, settings)) {
     const port = change.port;
@@ -124,9 +129,8 @@ export function desiredAfterChange(filter4: LiveTable, filter6: LiveTable, chang
 
 /** The nftables backend's ports after one event, from the ports in the live table. */
 export function portsAfterChange(base: readonly GuestPort[], change: PortChange, settings: Settings): GuestPort[] {
-  const target = change.kind === 'up' ? change.port.ifname : change.ifname;
-  const key = change.kind === 'up' ? change.port.key : change.key;
-  const ports = base.filter((port) => port.ifname !== target && (key === undefined || port.key !== key));
+  const { touches } = changed(change);
+  const ports = base.filter((port) => !touches(port));
   if (change.kind === 'up' && isGuarded(change.port, settings)) ports.push(change.port);
   return ports;
 }
@@ -154,28 +158,14 @@ export async function readLive(ctx: EngineContext, counters = false): Promise<Li
   };
 }
 
-/**
- * The probe `auto` makes is the read a hook needs anyway (the guarded set of the current layout):
- * kept per runner so the hook does not ask nft twice.
- */
-const probes = new WeakMap<Runner, { readonly digest: string; readonly text: string | undefined }>();
-
 /** Which backend enforces: the admin's choice, or nftables when `auto` finds nft and a kernel with nf_tables. */
-export async function chooseEngine(runner: Runner, settings: Settings, keepProbe = false, lockPath?: string): Promise<Engine> {
+export async function chooseEngine(runner: Runner, settings: Settings, lockPath?: string): Promise<Engine> {
   if (settings.backend === 'nftables') return 'nftables';
   if (settings.backend !== 'auto') return 'iptables';
   if (!runner.which('nft')) return 'iptables';
-  const digest = bridgeSkeleton(settings, true).digest;
   // This boot's nftables backend left its cache: nf_tables works, no need to ask.
   if (lockPath !== undefined && existsSync(portCachePath(lockPath))) return 'nftables';
-  const probe = await runner.run('nft', ['-j', 'list', 'set', 'bridge', NFT_TABLE, `guarded_${digest}`]);
-  // "No such file or directory": nf_tables answered, the table is just not there (yet).
-  if (probe.exitCode === 0 || /No such file or directory/.test(probe.stderr)) {
-    // Only a caller that holds the lock may reuse what the probe read.
-    if (keepProbe) probes.set(runner, { digest, text: probe.exitCode === 0 ? probe.stdout : undefined });
-    return 'nftables';
-  }
-  return 'iptables';
+  return (await runner.run('nft', ['list', 'tables', 'bridge'])).exitCode === 0 ? 'nftables' : 'iptables';
 }
 
 /** What the iptables side and the bridge table hold: the ports either backend left there. */
@@ -257,17 +247,14 @@ async function applyBridgeScript(ctx: EngineContext, script: string, dryRun: boo
  */
 async function applyNftables(ctx: EngineContext, dryRun: boolean, desiredFor: Desired, bulk: boolean, savedLists?: readonly Blocklist[], useCache = true): Promise<ApplyReport> {
   const skeleton = bridgeSkeleton(ctx.settings, true);
-  const probe = probes.get(ctx.runner);
-  probes.delete(ctx.runner);
   const cacheFile = portCachePath(ctx.lockPath);
   const cached = !bulk && useCache ? readPortCache(cacheFile, skeleton.digest) : undefined;
-  const prefetched = !bulk && !cached && probe?.digest === skeleton.digest && probe.text !== undefined ? parseBridgeJson([probe.text]) : undefined;
   // sync also looks for the iptables backend's leftovers, read at the same time, unless this boot's
   // cache says the nftables backend has committed since (the iptables backend drops that cache).
   const leftovers = bulk && hasIptables(ctx.runner) && !existsSync(cacheFile);
   const early = leftovers ? readLive(ctx).catch(() => undefined) : undefined;
   const expected = { digest: skeleton.digest, ip: true };
-  const liveBridge = cached ?? (prefetched?.complete ? { ...prefetched, ip: true } : bulk ? await readBridgeSets(ctx.runner, expected) : await readBridge(ctx.runner, expected));
+  const liveBridge = cached ?? (bulk ? await readBridgeSets(ctx.runner, expected) : await readBridge(ctx.runner, expected));
   const records = new Map<GuestPort, LiveBridgePort>();
   const base = [...liveBridge.ports.values()].map((record) => {
     const port = guestPortOf(record);
@@ -320,7 +307,7 @@ async function applyNftables(ctx: EngineContext, dryRun: boolean, desiredFor: De
   }
   if (!dryRun) writePortCache(cacheFile, desired);
   // Only now, with every port protected by the bridge table, drop what the iptables backend left.
-  const plans = iptablesLive ? await applyTables(ctx, iptablesLive, [4, 6].map((family) => emptied({ table: 'filter', family: family as 4 | 6, chains: [], jumps: [] })), dryRun, bulk) : [];
+  const plans = iptablesLive ? await applyTables(ctx, iptablesLive, NO_TABLES, dryRun, bulk) : [];
   for (const warning of warnings) ctx.log(`warning: ${warning}`);
   return { engine: 'nftables', backend: 'nftables', variant: 'nftables', plans, bridgeScript, warnings, dryRun, ports };
 }
@@ -353,8 +340,7 @@ async function applyIptables(ctx: EngineContext, dryRun: boolean, desiredFor: (f
  * not grow with the number of guests. undefined when there is no usable cache.
  */
 async function hookFromCache(ctx: EngineContext, change: PortChange, dryRun: boolean): Promise<ApplyReport | undefined> {
-  const target = change.kind === 'up' ? change.port.ifname : change.ifname;
-  const key = change.kind === 'up' ? change.port.key : change.key;
+  const { ifname: target, key } = changed(change);
   return fromCache(ctx, dryRun, undefined, (records) => ({
     affected: new Set([target, ...(key === undefined ? [] : records.withKey(key))]),
     desired: () => (change.kind === 'up' && isGuarded(change.port, ctx.settings) ? [withIfindex(change.port)] : []),
@@ -370,13 +356,13 @@ async function fromCache(
   ctx: EngineContext,
   dryRun: boolean,
   savedLists: readonly Blocklist[] | undefined,
-  pick: (records: PortRecords, skeleton: ReturnType<typeof bridgeSkeleton>) => { affected: ReadonlySet<string>; desired: (live: LiveBridge) => GuestPort[] },
+  pick: (records: PortRecords) => { affected: ReadonlySet<string>; desired: (live: LiveBridge) => GuestPort[] },
 ): Promise<ApplyReport | undefined> {
   const skeleton = bridgeSkeleton(ctx.settings, true);
   const cacheFile = portCachePath(ctx.lockPath);
   const records = PortRecords.read(cacheFile, skeleton.digest);
   if (!records) return undefined;
-  const { affected, desired: desiredOf } = pick(records, skeleton);
+  const { affected, desired: desiredOf } = pick(records);
   const mine: Record<string, string> = {};
   for (const ifname of affected) {
     const comment = records.get(ifname);
@@ -418,8 +404,7 @@ async function fromCache(
 /** Apply one port event (hook path): lock, read live, diff, one transaction per table touched. */
 export async function applyPortChange(ctx: EngineContext, change: PortChange, dryRun = false): Promise<ApplyReport> {
   return withLock(ctx.runner, ctx.lockPath, ctx.settings.lockTimeout, async () => {
-    // Chosen under the lock: auto's probe is also this hook's read of the table.
-    if ((ctx.engine ?? (await chooseEngine(ctx.runner, ctx.settings, true, ctx.lockPath))) === 'nftables') {
+    if ((ctx.engine ?? (await chooseEngine(ctx.runner, ctx.settings, ctx.lockPath))) === 'nftables') {
       // A failed commit from the cache (table deleted or rebuilt behind its back) falls back to reading the kernel.
       return (await hookFromCache(ctx, change, dryRun)) ?? applyNftables(ctx, dryRun, (base) => portsAfterChange(base, change, ctx.settings), false, undefined, false);
     }
@@ -449,7 +434,7 @@ export async function applyFullState(ctx: EngineContext, ports: readonly GuestPo
  */
 export async function applyBlocklists(ctx: EngineContext, lists: readonly Blocklist[], dryRun = false): Promise<ApplyReport> {
   return withLock(ctx.runner, ctx.lockPath, ctx.settings.lockTimeout, async () => {
-    if ((ctx.engine ?? (await chooseEngine(ctx.runner, ctx.settings, false, ctx.lockPath))) !== 'nftables') {
+    if ((ctx.engine ?? (await chooseEngine(ctx.runner, ctx.settings, ctx.lockPath))) !== 'nftables') {
       throw new VifGuardError('INVALID_INPUT', 'blocklists need the nftables backend: this host uses iptables (set backend = nftables in vif-guard.conf on a kernel with nf_tables, then vif-guard sync)');
     }
     // Only the ports whose lists changed: found from the records' guest names and blocklist digests.
@@ -483,10 +468,8 @@ export async function protectedPorts(ctx: EngineContext): Promise<GuestPort[]> {
 /** Remove every vif-guard chain, jump and table (uninstall). */
 export async function removeEverything(ctx: EngineContext, dryRun = false): Promise<ApplyReport> {
   return withLock(ctx.runner, ctx.lockPath, ctx.settings.lockTimeout, async () => {
-    const empty: Ruleset = { tables: [4, 6].map((family) => emptied({ table: 'filter', family: family as 4 | 6, chains: [], jumps: [] })), bridge: undefined };
     if (!hasIptables(ctx.runner)) return applyNftables(ctx, dryRun, () => [], true);
-    const report = await applyIptables(ctx, dryRun, () => empty, true);
-    return report;
+    return applyIptables(ctx, dryRun, () => ({ tables: NO_TABLES, bridge: undefined }), true);
   });
 }
 

@@ -36,13 +36,11 @@ export function buildFilterTable(family: Family, portChains: readonly PortChains
 /** Everything vif-guard should own for these ports: IP checks in iptables, or all of it in the bridge table. */
 export function buildRuleset(ports: readonly GuestPort[], settings: Settings, engine: Engine, blocks?: (port: GuestPort) => BridgeBlock | undefined): Ruleset {
   const guarded = ports.filter((port) => isGuarded(port, settings));
-  if (engine === 'nftables') return { tables: [buildFilterTable(4, []), buildFilterTable(6, [])].map(emptied), bridge: buildBridgeSpec(guarded, settings, true, blocks) };
+  if (engine === 'nftables') return { tables: NO_TABLES, bridge: buildBridgeSpec(guarded, settings, true, blocks) };
   const v4 = guarded.map((port) => ({ ifname: port.ifname, in: buildPortInChain(port, settings), out: buildPortOutChain(port, settings) }));
   const v6 = guarded.map((port) => ({ ifname: port.ifname, in: buildPortIn6Chain(port, settings), out: buildPortOut6Chain(port, settings) }));
   return { tables: [buildFilterTable(4, v4), buildFilterTable(6, v6)], bridge: buildBridgeSpec(guarded, settings, false) };
 }
 
-/** No vif-guard chains or jumps at all in this table (the nftables backend, uninstall). */
-export function emptied(table: TableSpec): TableSpec {
-  return { ...table, chains: [], jumps: [] };
-}
+/** No vif-guard chain or jump in either family's filter table (the nftables backend, uninstall). */
+export const NO_TABLES: readonly TableSpec[] = [4, 6].map((family) => ({ table: 'filter', family: family as Family, chains: [], jumps: [] }));
