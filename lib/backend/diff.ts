@@ -1,5 +1,7 @@
 import type { ChainSpec, TableSpec } from '../rules/types.js';
 import { isOwnedChain } from '../rules/types.js';
+import { dispatchChainOf, dispatchTree, type DispatchEntry } from '../rules/dispatch.js';
+import { dispatchChain, FORWARD_CHAIN, IN_ROOT, OUT_ROOT, portInChain, portOutChain } from '../rules/names.js';
 import type { LiveTable } from './save-parse.js';
 import { renderRuleBody } from './render.js';
 
@@ -82,4 +84,73 @@ export function planTable(live: LiveTable, desired: TableSpec): TablePlan {
 
 export function renderRestorePayload(plan: TablePlan): string {
   return plan.lines.length === 0 ? '' : `*${plan.table}\n${plan.lines.join('\n')}\nCOMMIT\n`;
+}
+
+export interface PortEvent {
+  readonly family: 4 | 6;
+  /** Every guarded port before the event and after it (the dispatch chains are derived from the names). */
+  readonly before: readonly string[];
+  readonly after: readonly string[];
+  /** The port the event (re)writes, with its chains: `:chain` creates or flushes them. Absent when they are already as wanted. */
+  readonly up?: { readonly ifname: string; readonly chains: readonly ChainSpec[] } | undefined;
+  /** The jumps from the built-in chains, which must already be there. */
+  readonly jumps: TableSpec['jumps'];
+}
+
+export interface PortEventPlan extends TablePlan {
+  /** `-C` lines sent before the changes: each fails the whole commit if its rule is missing. */
+  readonly checks: readonly string[];
+}
+
+/**
+ * The restore payload for one port event, computed from port names alone, without reading the table:
+ * only the dispatch chains on the changed names' paths move, so the payload does not grow with the
+ * number of guests. It proves the table is what the names say as it goes: a leaving port's chains
+ * are flushed and deleted (which fails if they are not there), and `-C` checks the jumps from the
+ * built-in chains, vif-guard-fwd and the roots. Any failure aborts the whole commit, and the caller
+ * then reads the table (a firewall restart, a hand edit).
+ */
+export function planPortEvent(event: PortEvent): PortEventPlan {
+  const check = (chain: ChainSpec) => chain.rules.map((rule) => `-C ${chain.name} ${renderRuleBody(rule)}`);
+  const checks = event.jumps.map((jump) => `-C ${jump.chain} ${renderRuleBody(jump.rule)}`);
+  checks.push(...check({ name: FORWARD_CHAIN, rules: [['-j', IN_ROOT], ['-j', OUT_ROOT]] }));
+  const lines: string[] = [];
+  const added: string[] = [];
+  const changed: string[] = [];
+  const removed: string[] = [];
+  const fills: string[] = [];
+  for (const chain of event.up?.chains ?? []) {
+    lines.push(`:${chain.name} - [0:0]`);
+    (event.before.includes(event.up?.ifname ?? '') ? changed : added).push(chain.name);
+    for (const rule of chain.rules) fills.push(`-A ${chain.name} ${renderRuleBody(rule)}`);
+  }
+  const [was, will] = [dispatchTree(event.before), dispatchTree(event.after)];
+  const keyOf = (entry: DispatchEntry) => ('port' in entry ? `p${entry.port}` : `b${entry.branch}`);
+  const same = (a: readonly DispatchEntry[], b: readonly DispatchEntry[]) => a.length === b.length && a.every((entry, i) => keyOf(entry) === keyOf(b[i] as DispatchEntry));
+  for (const direction of ['in', 'out'] as const) {
+    for (const [prefix, entries] of will) {
+      const previous = was.get(prefix);
+      if (prefix !== '' && previous !== undefined && same(previous, entries)) continue;
+      const chain = dispatchChainOf(direction, prefix, entries);
+      if (previous === undefined) {
+        lines.push(`:${chain.name} - [0:0]`);
+        added.push(chain.name);
+      } else if (same(previous, entries)) {
+        if (prefix === '') checks.push(...check(chain));
+        continue;
+      } else {
+        fills.push(`-F ${chain.name}`);
+        changed.push(chain.name);
+      }
+      fills.push(...chain.rules.map((rule) => `-A ${chain.name} ${renderRuleBody(rule)}`));
+    }
+  }
+  const after = new Set(event.after);
+  const gone = [
+    ...[...was.keys()].filter((prefix) => !will.has(prefix)).flatMap((prefix) => [dispatchChain('in', prefix), dispatchChain('out', prefix)]),
+    ...event.before.filter((ifname) => !after.has(ifname)).flatMap((ifname) => [portInChain(ifname), portOutChain(ifname)]),
+  ];
+  removed.push(...gone);
+  lines.push(...fills, ...gone.map((name) => `-F ${name}`), ...gone.map((name) => `-X ${name}`));
+  return { table: 'filter', family: event.family, checks, lines, added, changed, removed };
 }

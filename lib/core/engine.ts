@@ -7,17 +7,20 @@ import { VifGuardError } from '../errors.js';
 import { withLock } from '../lock.js';
 import { createIptablesBackend, detectBackend, type Detection, type IptablesBackend } from '../backend/iptables.js';
 import { parseSave, type LiveTable } from '../backend/save-parse.js';
-import { planTable, renderRestorePayload, type TablePlan } from '../backend/diff.js';
+import { planPortEvent, planTable, renderRestorePayload, type PortEventPlan, type TablePlan } from '../backend/diff.js';
+import { iptablesCacheHeader, iptablesCachePath, readIptablesCache } from '../backend/iptables-cache.js';
 import { dropPortCache, portCachePath, PortRecords, readPortCache, writePortCache } from '../backend/bridge-cache.js';
 import { applyBridge, bridgeFromRecords, readBridgeSets, planBridge, portMatches, readBridge, type LiveBridge, type LiveBridgePort } from '../backend/nft-bridge.js';
-import { buildFilterTable, buildRuleset, NO_TABLES, type Engine, type PortChains } from '../rules/build.js';
+import { buildFilterTable, buildRuleset, FILTER_JUMPS, NO_TABLES, type Engine, type PortChains } from '../rules/build.js';
 import { bridgeBlock, bridgePort, bridgeSkeleton, buildBridgeSpec, parsePortComment } from '../rules/bridge.js';
 import { blocksFor, listsDigest, listsFor, readBlocklists, type Blocklist } from '../blocklist/store.js';
 import { linkLocalFromMac } from '../guest/eui64.js';
 import { existingInterfaces, withIfindex } from '../kernel/ifindex.js';
 import { buildPortIn6Chain, buildPortInChain, buildPortOut6Chain, buildPortOutChain, isGuarded, portMetaOfRules } from '../rules/port.js';
-import { portInChain, portOfChain, portOutChain } from '../rules/names.js';
-import type { BridgeBlock, Rule, Ruleset, TableSpec } from '../rules/types.js';
+import { FORWARD_CHAIN, portInChain, portOfChain, portOutChain } from '../rules/names.js';
+import type { BridgeBlock, BridgePort, ChainSpec, Rule, Ruleset, TableSpec } from '../rules/types.js';
+import { shortDigest } from '../digest.js';
+import { renderRuleBody } from '../backend/render.js';
 import { ipv4Addresses } from '../guest/model.js';
 import type { LiveState as StatusLive } from './status.js';
 
@@ -297,7 +300,11 @@ async function applyNftables(ctx: EngineContext, dryRun: boolean, desiredFor: De
     released: [...liveBridge.ports.keys()].filter((ifname) => !wanted.has(ifname)).sort(),
   };
   if (bridgeScript !== '' && !ctx.runner.which('nft')) throw new VifGuardError('MISSING_TOOL', 'nft is not installed: the nftables backend needs it (apt-get install nftables, or backend = iptables)');
-  if (!dryRun) dropPortCache(cacheFile);
+  if (!dryRun) {
+    dropPortCache(cacheFile);
+    // The iptables backend's cache no longer describes anything once this commits.
+    dropPortCache(iptablesCachePath(ctx.lockPath));
+  }
   try {
     await applyBridgeScript(ctx, bridgeScript, dryRun, bulk);
   } catch (error) {
@@ -324,14 +331,108 @@ async function applyIptables(ctx: EngineContext, dryRun: boolean, desiredFor: (f
     throw new VifGuardError('MISSING_TOOL', 'nft is not installed: MAC, ARP and ethertype checks need it (apt-get install nftables; on a kernel without nf_tables, layer2 = no in vif-guard.conf)');
   }
   const bridgeScript = liveBridge ? planBridge(liveBridge, desired.bridge) : '';
+  const cacheFile = iptablesCachePath(ctx.lockPath);
+  if (!dryRun) {
+    // The nftables backend's cache does not describe these tables; this backend's is rewritten below.
+    dropPortCache(portCachePath(ctx.lockPath));
+    dropPortCache(cacheFile);
+  }
   // Order: IPv4, IPv6, then layer 2; each is one atomic transaction.
   const plans = await applyTables(ctx, live, desired.tables, dryRun, bulk);
-  // The nftables backend's cache does not describe this table.
-  if (!dryRun) dropPortCache(portCachePath(ctx.lockPath));
   await applyBridgeScript(ctx, bridgeScript, dryRun, bulk);
+  const records = dryRun ? undefined : iptablesRecords(desired);
+  if (records) PortRecords.of(iptablesCacheHeader(live.detection.backend.variant, desired.bridge?.digest), records).write(cacheFile);
   if (bulk && readBlocklists().length) live.warnings.push('blocklists are saved but not applied: they need the nftables backend (backend = nftables or auto on a kernel with nf_tables)');
   for (const warning of live.warnings) ctx.log(`warning: ${warning}`);
   return { engine: 'iptables', backend: `iptables-${live.variant}`, variant: live.variant, plans, bridgeScript, warnings: live.warnings, dryRun };
+}
+
+/** A port's layer-2 record, as the bridge table holds it with the iptables backend (IPv4 only, no fast path). */
+function layer2Port(port: GuestPort): BridgePort {
+  return bridgePort({ ...port, addresses: port.addresses.filter((address) => address.family === 4), ifindex: undefined });
+}
+
+function tableAsLive(spec: TableSpec | undefined): LiveTable {
+  return { table: 'filter', chains: new Map((spec?.chains ?? []).map((chain) => [chain.name, { policy: '-', rules: chain.rules.map(renderRuleBody), counters: [] }])) };
+}
+
+/** A port's chains in both families, and a digest of their rules (kept in the cache: an unchanged port is not rewritten). */
+function portChainsOf(port: GuestPort, settings: Settings): { 4: ChainSpec[]; 6: ChainSpec[]; digest: string } {
+  const chains = { 4: [buildPortInChain(port, settings), buildPortOutChain(port, settings)], 6: [buildPortIn6Chain(port, settings), buildPortOut6Chain(port, settings)] };
+  return { ...chains, digest: chainsDigest([...chains[4], ...chains[6]]) };
+}
+
+function chainsDigest(chains: readonly ChainSpec[]): string {
+  return shortDigest(chains.map((chain) => `${chain.name}\n${chain.rules.map(renderRuleBody).join('\n')}`).join('\n'));
+}
+
+/** Each guarded port's layer-2 record after an iptables commit, for the cache; undefined when nothing of vif-guard's is left. */
+function iptablesRecords(desired: Ruleset): [string, string][] | undefined {
+  const [spec4, spec6] = [desired.tables.find((table) => table.family === 4), desired.tables.find((table) => table.family === 6)];
+  if (!spec4?.chains.some((chain) => chain.name === FORWARD_CHAIN)) return undefined;
+  const [live4, live6] = [tableAsLive(spec4), tableAsLive(spec6)];
+  const bridged = new Map((desired.bridge?.ports ?? []).map((port) => [port.ifname, port.comment]));
+  return livePorts(live4, live6).map((port) => {
+    const comment = bridged.get(port.ifname) ?? layer2Port(guestPortOfLive(port, live6)).comment;
+    const chains = [port.v4.in, port.v4.out, ...(port.v6 ? [port.v6.in, port.v6.out] : [])];
+    return [port.ifname, `${comment}\t${chainsDigest(chains)}`];
+  });
+}
+
+/**
+ * A hook on the iptables backend with this boot's cache: the restore payloads are computed from the
+ * cached port names (only the dispatch chains on the changed names' paths move) instead of from
+ * iptables-save, which reads every chain (1.5 s with 4,000 guests). undefined when there is no usable
+ * cache or a commit fails (the table is not what the cache says); the caller then reads the tables.
+ */
+async function iptablesFromCache(ctx: EngineContext, change: PortChange, dryRun: boolean): Promise<ApplyReport | undefined> {
+  const l2 = ctx.settings.layer2 && ctx.runner.which('nft') ? bridgeSkeleton(ctx.settings, false) : undefined;
+  if (ctx.settings.layer2 && !l2) return undefined;
+  const cacheFile = iptablesCachePath(ctx.lockPath);
+  const cache = readIptablesCache(cacheFile, iptablesVariant(ctx.settings), l2?.digest);
+  if (!cache) return undefined;
+  const { records, variant } = cache;
+  const { ifname: target, key } = changed(change);
+  const affected = new Set([target, ...(key === undefined ? [] : records.withKey(key))]);
+  const before = records.entries().map(([ifname]) => ifname);
+  const port = change.kind === 'up' && isGuarded(change.port, ctx.settings) ? change.port : undefined;
+  const after = [...before.filter((ifname) => !affected.has(ifname)), ...(port ? [port.ifname] : [])];
+  const chains = port && portChainsOf(port, ctx.settings);
+  const record = port && layer2Port(port);
+  const line = record && chains && `${record.comment}\t${chains.digest}`;
+  // The same port, configured the same, with the same rules: its chains (and their counters) stay.
+  const same = line !== undefined && affected.size === 1 && records.get(target) === line;
+  const plans = ([4, 6] as const).map((family) => planPortEvent({ family, before, after, jumps: FILTER_JUMPS, up: port && chains && !same ? { ifname: port.ifname, chains: chains[family] } : undefined }));
+  let bridgeScript = '';
+  if (l2) {
+    const mine: Record<string, string> = {};
+    for (const ifname of affected) {
+      const comment = records.get(ifname)?.split('\t')[0];
+      if (comment !== undefined) mine[ifname] = comment;
+    }
+    const live = bridgeFromRecords(l2.digest, mine);
+    if (!live) return undefined;
+    bridgeScript = planBridge(live, { ip: false, digest: l2.digest, body: l2.body, ports: record ? [record] : [] });
+  }
+  const report: ApplyReport = { engine: 'iptables', backend: `iptables-${variant}`, variant, plans, bridgeScript, warnings: [], dryRun };
+  if (dryRun) {
+    for (const plan of plans) ctx.log(`${plan.family === 6 ? 'ip6tables' : 'iptables'}-restore:\n${renderRestorePayload(plan).trimEnd()}`);
+    if (bridgeScript) ctx.log(`nft -f:\n${bridgeScript.trimEnd()}`);
+    return report;
+  }
+  dropPortCache(cacheFile);
+  const restore = (family: 4 | 6) => {
+    const plan = plans[family === 4 ? 0 : 1] as PortEventPlan;
+    return createIptablesBackend(ctx.runner, variant, ctx.settings.lockTimeout, family).restore(`*filter\n${[...plan.checks, ...plan.lines].join('\n')}\nCOMMIT\n`);
+  };
+  // iptables-nft commits each family on its own; legacy takes the xtables lock for both, so one after the other.
+  const tables = variant === 'legacy' ? restore(4).then(() => restore(6)) : Promise.all([restore(4), restore(6)]);
+  const results = await Promise.allSettled([tables, applyBridgeScript(ctx, bridgeScript, false, false)]);
+  if (results.some((result) => result.status === 'rejected')) return undefined;
+  for (const ifname of affected) records.delete(ifname);
+  if (record && line) records.set(record.ifname, line);
+  records.write(cacheFile);
+  return report;
 }
 
 /**
@@ -409,6 +510,8 @@ export async function applyPortChange(ctx: EngineContext, change: PortChange, dr
       return (await hookFromCache(ctx, change, dryRun)) ?? applyNftables(ctx, dryRun, (base) => portsAfterChange(base, change, ctx.settings), false, undefined, false);
     }
     if (change.kind === 'up' && isGuarded(change.port, ctx.settings)) await ctx.prepareIptables?.();
+    const fast = await iptablesFromCache(ctx, change, dryRun);
+    if (fast) return fast;
     return applyIptables(ctx, dryRun, (filter4, filter6, carried) => {
       if (carried.length === 0) return desiredAfterChange(filter4, filter6, change, ctx.settings);
       const known = new Set(livePorts(filter4, filter6).map((port) => port.ifname));

@@ -10,55 +10,67 @@ import { dispatchChain, IN_ROOT, OUT_ROOT, portInChain, portOutChain, type Direc
  * the host runs.
  */
 
+function portChain(direction: Direction, ifname: string): string {
+  return direction === 'in' ? portInChain(ifname) : portOutChain(ifname);
+}
+
 function physdev(direction: Direction, name: string): Rule {
   return direction === 'in'
     ? ['-m', 'physdev', '--physdev-in', name]
     : ['-m', 'physdev', '--physdev-out', name, '--physdev-is-bridged'];
 }
 
-function longestCommonPrefix(names: readonly string[]): string {
-  let prefix = names[0] ?? '';
-  for (const name of names) {
-    while (!name.startsWith(prefix)) prefix = prefix.slice(0, -1);
-  }
-  return prefix;
+/** One dispatch chain's entries, in order: a port's own chain, or the chain of a longer shared prefix. */
+export type DispatchEntry = { readonly port: string } | { readonly branch: string };
+
+function commonPrefix(a: string, b: string): string {
+  let i = 0;
+  while (i < a.length && i < b.length && a.charCodeAt(i) === b.charCodeAt(i)) i += 1;
+  return a.slice(0, i);
 }
 
-function portChain(direction: Direction, ifname: string): string {
-  return direction === 'in' ? portInChain(ifname) : portOutChain(ifname);
-}
-
-function buildNode(direction: Direction, prefix: string, names: readonly string[], chainName: string, out: ChainSpec[]): void {
-  const rules: Rule[] = [];
-  if (names.includes(prefix)) rules.push([...physdev(direction, prefix), '-j', portChain(direction, prefix)]);
-  const groups = new Map<string, string[]>();
-  for (const name of names) {
-    if (name.length <= prefix.length) continue;
-    const key = name.charAt(prefix.length);
-    const group = groups.get(key) ?? [];
-    group.push(name);
-    groups.set(key, group);
-  }
-  const children: ChainSpec[] = [];
-  for (const key of [...groups.keys()].sort()) {
-    const group = groups.get(key) ?? [];
-    const only = group.length === 1 ? group[0] : undefined;
-    if (only !== undefined) {
-      rules.push([...physdev(direction, only), '-j', portChain(direction, only)]);
-      continue;
+/**
+ * The radix tree as data, keyed by prefix (`''` is the root), parents before children. Names are
+ * sorted, so every group of names sharing a prefix is a contiguous range whose common prefix is that
+ * of its first and last names: building it is linear in the names times the tree's depth.
+ */
+export function dispatchTree(ifnames: readonly string[]): Map<string, DispatchEntry[]> {
+  const names = [...new Set(ifnames)].sort();
+  const tree = new Map<string, DispatchEntry[]>();
+  const visit = (prefix: string, lo: number, hi: number): void => {
+    const entries: DispatchEntry[] = [];
+    tree.set(prefix, entries);
+    let i = lo;
+    if (names[i] === prefix) {
+      entries.push({ port: prefix });
+      i += 1;
     }
-    const childPrefix = longestCommonPrefix(group);
-    const childChain = dispatchChain(direction, childPrefix);
-    rules.push([...physdev(direction, `${childPrefix}+`), '-j', childChain]);
-    buildNode(direction, childPrefix, group, childChain, children);
-  }
-  out.push({ name: chainName, rules }, ...children);
+    while (i < hi) {
+      const key = (names[i] as string).charCodeAt(prefix.length);
+      let j = i + 1;
+      while (j < hi && (names[j] as string).charCodeAt(prefix.length) === key) j += 1;
+      if (j - i === 1) entries.push({ port: names[i] as string });
+      else {
+        const child = commonPrefix(names[i] as string, names[j - 1] as string);
+        entries.push({ branch: child });
+        visit(child, i, j);
+      }
+      i = j;
+    }
+  };
+  visit('', 0, names.length);
+  return tree;
+}
+
+/** One node's chain name and rules for one direction. */
+export function dispatchChainOf(direction: Direction, prefix: string, entries: readonly DispatchEntry[]): ChainSpec {
+  const rules = entries.map((entry): Rule =>
+    'port' in entry ? [...physdev(direction, entry.port), '-j', portChain(direction, entry.port)] : [...physdev(direction, `${entry.branch}+`), '-j', dispatchChain(direction, entry.branch)],
+  );
+  return { name: prefix === '' ? (direction === 'in' ? IN_ROOT : OUT_ROOT) : dispatchChain(direction, prefix), rules };
 }
 
 /** The root chain (vif-guard-in / vif-guard-out) and every dispatch chain below it, for these port names. */
 export function buildDispatch(direction: Direction, ifnames: readonly string[]): ChainSpec[] {
-  const names = [...new Set(ifnames)].sort();
-  const chains: ChainSpec[] = [];
-  buildNode(direction, '', names, direction === 'in' ? IN_ROOT : OUT_ROOT, chains);
-  return chains;
+  return [...dispatchTree(ifnames)].map(([prefix, entries]) => dispatchChainOf(direction, prefix, entries));
 }

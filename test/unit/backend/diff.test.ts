@@ -1,5 +1,8 @@
 import { describe, expect, it } from 'vitest';
-import { planTable, renderRestorePayload } from '../../../lib/backend/diff.js';
+import fc from 'fast-check';
+import { planPortEvent, planTable, renderRestorePayload } from '../../../lib/backend/diff.js';
+import { renderRuleBody } from '../../../lib/backend/render.js';
+import { buildFilterTable, FILTER_JUMPS } from '../../../lib/rules/build.js';
 import { parseSave } from '../../../lib/backend/save-parse.js';
 import type { TableSpec } from '../../../lib/rules/types.js';
 
@@ -97,5 +100,75 @@ COMMIT
       '-F vif-guard-fwd',
       '-X vif-guard-fwd',
     ]);
+  });
+});
+
+/** iptables-restore --noflush on a model of the table: `:` creates or flushes, -F needs the chain, -X an empty unreferenced one, -C an existing rule. */
+function restoreOnModel(table: Map<string, string[]>, lines: readonly string[]): void {
+  for (const line of lines) {
+    const [verb, chain = '', ...rest] = line.split(' ');
+    const body = rest.join(' ');
+    if (verb?.startsWith(':')) table.set(verb.slice(1), []);
+    else if (verb === '-A') {
+      if (!table.has(chain)) throw new Error(`no chain ${chain}`);
+      table.get(chain)?.push(body);
+    } else if (verb === '-F') {
+      if (!table.has(chain)) throw new Error(`no chain ${chain}`);
+      table.set(chain, []);
+    } else if (verb === '-X') {
+      if (table.get(chain)?.length !== 0) throw new Error(`cannot delete ${chain}`);
+      if ([...table.values()].some((rules) => rules.some((rule) => rule.endsWith(`-j ${chain}`)))) throw new Error(`${chain} still referenced`);
+      table.delete(chain);
+    } else if (verb === '-C') {
+      if (!table.get(chain)?.includes(body)) throw new Error(`missing rule in ${chain}: ${body}`);
+    } else throw new Error(`unexpected line ${line}`);
+  }
+}
+
+function modelOf(spec: TableSpec): Map<string, string[]> {
+  const table = new Map(spec.chains.map((chain) => [chain.name, chain.rules.map(renderRuleBody)]));
+  for (const jump of spec.jumps) table.set(jump.chain, [...(table.get(jump.chain) ?? []), renderRuleBody(jump.rule)]);
+  return table;
+}
+
+describe('planPortEvent', () => {
+  const ports = (names: readonly string[]) =>
+    names.map((ifname) => ({ ifname, in: { name: `vif-guard-i-${ifname}`, rules: [['-j', 'DROP']] }, out: { name: `vif-guard-o-${ifname}`, rules: [['-j', 'DROP']] } }));
+  const name = fc.stringMatching(/^(vif[1-9][0-9]{0,2}\.[0-3]|vm[a-c0-9]{1,3})$/);
+
+  it('turns the table for any set of ports into the table for the set after one event, from the names alone', () => {
+    fc.assert(
+      fc.property(fc.uniqueArray(name, { maxLength: 40 }), name, fc.boolean(), (names, target, up) => {
+        const before = [...names];
+        const after = [...before.filter((n) => n !== target), ...(up ? [target] : [])];
+        const live = modelOf(buildFilterTable(4, ports(before)));
+        const chains = ports([target])[0];
+        const plan = planPortEvent({ family: 4, before, after, jumps: FILTER_JUMPS.filter((jump) => jump.chain === 'FORWARD'), up: up && chains ? { ifname: target, chains: [chains.in, chains.out] } : undefined });
+        restoreOnModel(live, [...plan.checks, ...plan.lines]);
+        const want = modelOf(buildFilterTable(4, ports(after)));
+        // The model keeps every jump of the desired table; INPUT's is not asked for here.
+        want.delete('INPUT');
+        live.delete('INPUT');
+        expect(Object.fromEntries([...live].sort())).toEqual(Object.fromEntries([...want].sort()));
+      }),
+      { numRuns: 500 },
+    );
+  });
+
+  it('an unchanged port sends nothing but checks; a missing jump or root rule fails the check', () => {
+    const names = ['vif1.0', 'vif2.0', 'vif12.0'];
+    const plan = planPortEvent({ family: 4, before: names, after: names, jumps: FILTER_JUMPS });
+    expect(plan.lines).toEqual([]);
+    expect(plan.checks).toContain('-C FORWARD -m physdev --physdev-is-bridged -j vif-guard-fwd');
+    expect(plan.checks).toContain('-C vif-guard-in -m physdev --physdev-in vif+ -j vif-guard-di-vif');
+    const flushed = modelOf(buildFilterTable(4, ports(names)));
+    flushed.set('vif-guard-fwd', []);
+    expect(() => restoreOnModel(flushed, plan.checks)).toThrow(/missing rule in vif-guard-fwd/);
+  });
+
+  it('a port that is not there makes the commit fail (its chains cannot be flushed)', () => {
+    const live = modelOf(buildFilterTable(4, ports(['vif1.0'])));
+    const plan = planPortEvent({ family: 4, before: ['vif1.0', 'vif7.0'], after: ['vif1.0'], jumps: [] });
+    expect(() => restoreOnModel(live, [...plan.checks, ...plan.lines])).toThrow(/no chain vif-guard-/);
   });
 });
