@@ -5,7 +5,7 @@ import type { Runner } from '../runner.js';
 import { toVifGuardError } from '../errors.js';
 import { parseDomuConfig } from '../xen/domu-config.js';
 import type { Detection } from '../backend/iptables.js';
-import { blockResolver, chooseEngine, readEverything } from './engine.js';
+import { blockResolver, chooseEngine, nftablesUnavailable, readEverything } from './engine.js';
 import { readBlocklists } from '../blocklist/store.js';
 import { withIfindex } from '../kernel/ifindex.js';
 import { buildStatus, type LiveState } from './status.js';
@@ -249,8 +249,11 @@ export function worst(checks: readonly Check[]): number {
 
 /** Every check, in the order an admin should read them. A check that cannot run is a warning, not a crash. */
 export async function runDoctor(env: DoctorEnv): Promise<Check[]> {
-  const engine = await chooseEngine(env.runner, env.settings);
-  const checks: Check[] = [ok('backend', engine === 'nftables' ? 'backend: nftables (every check in nft\'s bridge family; br_netfilter not needed)' : 'backend: iptables (physdev rules; MAC/ARP in nft\'s bridge family)')];
+  const why = env.settings.backend === 'auto' ? await nftablesUnavailable(env.runner, env.settings) : undefined;
+  const engine = env.settings.backend === 'auto' ? (why === undefined ? 'nftables' : 'iptables') : await chooseEngine(env.runner, env.settings);
+  const checks: Check[] = [
+    ok('backend', engine === 'nftables' ? 'backend: nftables (every check in nft\'s bridge family; br_netfilter not needed)' : `backend: iptables (physdev rules; MAC/ARP in nft's bridge family)${why ? `; auto did not pick nftables: ${why}` : ''}`),
+  ];
   if (engine === 'iptables') checks.push(...checkBridgeNetfilter(env), ...checkPersistence(env));
   else checks.push(...checkBrNetfilterCost(env));
   let live: LiveState | undefined;

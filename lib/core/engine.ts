@@ -1,4 +1,6 @@
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
+import { release } from 'node:os';
+import { writeAtomic } from '../files.js';
 import { iptablesVariant, type Settings } from '../config/settings.js';
 import type { GuestPort } from '../guest/model.js';
 import { parseAddress, type GuestAddress } from '../guest/validate.js';
@@ -161,14 +163,54 @@ export async function readLive(ctx: EngineContext, counters = false): Promise<Li
   };
 }
 
-/** Which backend enforces: the admin's choice, or nftables when `auto` finds nft and a kernel with nf_tables. */
+/** Which backend enforces: the admin's choice, or nftables when `auto` finds nft and a kernel that can load its table. */
 export async function chooseEngine(runner: Runner, settings: Settings, lockPath?: string): Promise<Engine> {
   if (settings.backend === 'nftables') return 'nftables';
   if (settings.backend !== 'auto') return 'iptables';
-  if (!runner.which('nft')) return 'iptables';
-  // This boot's nftables backend left its cache: nf_tables works, no need to ask.
-  if (lockPath !== undefined && existsSync(portCachePath(lockPath))) return 'nftables';
-  return (await runner.run('nft', ['list', 'tables', 'bridge'])).exitCode === 0 ? 'nftables' : 'iptables';
+  return (await nftablesUnavailable(runner, settings, lockPath)) === undefined ? 'nftables' : 'iptables';
+}
+
+export function probePath(lockPath: string): string {
+  return `${lockPath.replace(/\.lock$/, '')}-nftables.probe`;
+}
+
+/**
+ * Why the nftables backend cannot run on this host, or undefined when it can. nf_tables alone is not
+ * enough: the table needs concatenated interval sets (Linux 5.6) and bridge-family notrack (5.3), so
+ * the kernel is asked to check the table itself (`nft -c` sends it and aborts the transaction). The
+ * answer is kept in /run for this boot, per kernel and layout; this boot's port cache also answers yes.
+ */
+export async function nftablesUnavailable(runner: Runner, settings: Settings, lockPath?: string): Promise<string | undefined> {
+  if (!runner.which('nft')) return 'nft is not installed';
+  if (lockPath !== undefined && existsSync(portCachePath(lockPath))) return undefined;
+  const skeleton = bridgeSkeleton(settings, true);
+  const stamp = `${skeleton.digest} ${release()}\t`;
+  const file = lockPath === undefined ? undefined : probePath(lockPath);
+  const kept = file === undefined ? undefined : readOptionalQuiet(file);
+  if (kept?.startsWith(stamp)) {
+    const answer = kept.slice(stamp.length).trim();
+    return answer === 'ok' ? undefined : answer;
+  }
+  const script = `table bridge vif_guard_probe {\n${skeleton.body.join('\n')}\n}\n`;
+  const result = await runner.run('nft', ['-c', '-f', '-'], { input: script, timeout: 10_000 });
+  const error = result.stderr.split('\n').find((line) => line.startsWith('Error')) ?? (result.stderr.trim().split('\n')[0] || `exit ${result.exitCode}`);
+  const reason = result.exitCode === 0 ? undefined : `this kernel cannot load the nftables backend's table (${error}); it needs Linux 5.6 or later with nf_tables`;
+  if (file !== undefined) {
+    try {
+      writeAtomic(file, `${stamp}${reason ?? 'ok'}\n`, 0o600);
+    } catch {
+      // Only costs the next hook another probe.
+    }
+  }
+  return reason;
+}
+
+function readOptionalQuiet(path: string): string | undefined {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch {
+    return undefined;
+  }
 }
 
 /** What the iptables side and the bridge table hold: the ports either backend left there. */
@@ -525,7 +567,7 @@ export async function applyPortChange(ctx: EngineContext, change: PortChange, dr
 export async function applyFullState(ctx: EngineContext, ports: readonly GuestPort[], dryRun = false): Promise<ApplyReport> {
   return withLock(ctx.runner, ctx.lockPath, ctx.settings.lockTimeout, async () => {
     const guarded = ports.filter((port) => isGuarded(port, ctx.settings));
-    if ((ctx.engine ?? (await chooseEngine(ctx.runner, ctx.settings))) === 'nftables') return applyNftables(ctx, dryRun, () => guarded, true);
+    if ((ctx.engine ?? (await chooseEngine(ctx.runner, ctx.settings, ctx.lockPath))) === 'nftables') return applyNftables(ctx, dryRun, () => guarded, true);
     const ruleset = buildRuleset(ports, ctx.settings, 'iptables');
     return applyIptables(ctx, dryRun, () => ruleset, true);
   });

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { applyPortChange, desiredAfterChange } from '../../../lib/core/engine.js';
+import { applyPortChange, chooseEngine, desiredAfterChange, nftablesUnavailable } from '../../../lib/core/engine.js';
 import { DEFAULT_SETTINGS } from '../../../lib/config/settings.js';
 import { parseSave } from '../../../lib/backend/save-parse.js';
 import { parseAddressList } from '../../../lib/guest/validate.js';
@@ -90,6 +90,59 @@ COMMIT
     const { runner, calls } = createRecordingRunner(() => undefined, TOOLS.filter((tool) => tool !== 'nft'));
     await expect(applyPortChange({ runner, settings, lockPath, log: () => undefined }, { kind: 'up', port })).rejects.toThrow(/nft is not installed/);
     expect(calls.some((call) => call.command.endsWith('-restore'))).toBe(false);
+  });
+});
+
+describe('the iptables backend with this boot\'s cache', () => {
+  it('after one commit, a hook reads nothing: it sends checks and the changed chains for both families and layer 2 at once', async () => {
+    const fresh = join(mkdtempSync(join(tmpdir(), 'vif-guard-unit-')), 'lock');
+    const { runner, calls } = createRecordingRunner(noTable, TOOLS);
+    await applyPortChange({ runner, settings, lockPath: fresh, log: () => undefined }, { kind: 'up', port });
+    calls.length = 0;
+    const second = { ...port, ifname: 'vm02', mac: '00:16:3e:00:00:02', addresses: parseAddressList('10.0.0.6', { source: 't' }) };
+    const report = await applyPortChange({ runner, settings, lockPath: fresh, log: () => undefined }, { kind: 'up', port: second });
+    expect(calls.map((call) => call.command)).toEqual(['flock', 'iptables-nft-restore', 'ip6tables-nft-restore', 'nft']);
+    const v4 = calls[1]?.input ?? '';
+    expect(v4.split('\n').slice(0, 4)).toEqual(['*filter', '-C FORWARD -m physdev --physdev-is-bridged -j vif-guard-fwd', '-C INPUT -m physdev --physdev-is-in -j vif-guard-in', '-C vif-guard-fwd -j vif-guard-in']);
+    expect(v4).toContain(':vif-guard-i-vm02 - [0:0]\n');
+    expect(v4).toContain(':vif-guard-di-vm0 - [0:0]\n');
+    // vm01's own chains are not named: only the dispatch above it moves.
+    expect(v4).not.toMatch(/vif-guard-[io]-vm01 /);
+    expect(calls[3]?.input).toContain('add element bridge vif_guard port_mac { "vm02" . 00:16:3e:00:00:02 }');
+    expect(report.plans[0]?.added).toEqual(['vif-guard-i-vm02', 'vif-guard-o-vm02', 'vif-guard-di-vm0', 'vif-guard-do-vm0']);
+
+    calls.length = 0;
+    const again = await applyPortChange({ runner, settings, lockPath: fresh, log: () => undefined }, { kind: 'up', port: second });
+    // The same port, configured the same: only checks go out, so its chains and counters stay.
+    expect(again.plans.every((plan) => plan.lines.length === 0)).toBe(true);
+    expect((calls[1]?.input ?? '').split('\n').filter((line) => line !== '' && line !== '*filter' && line !== 'COMMIT').every((line) => line.startsWith('-C '))).toBe(true);
+  });
+
+  it('when the table is not what the cache says, the commit fails and the hook reads the tables instead', async () => {
+    const fresh = join(mkdtempSync(join(tmpdir(), 'vif-guard-unit-')), 'lock');
+    let fail = false;
+    const { runner, calls } = createRecordingRunner((call) => noTable(call) ?? (fail && call.command === 'iptables-nft-restore' && call.input?.includes('-C FORWARD') ? { exitCode: 1, stderr: 'iptables-nft-restore: line 2 failed\n' } : undefined), TOOLS);
+    await applyPortChange({ runner, settings, lockPath: fresh, log: () => undefined }, { kind: 'up', port });
+    fail = true;
+    calls.length = 0;
+    await applyPortChange({ runner, settings, lockPath: fresh, log: () => undefined }, { kind: 'down', ifname: 'vm01' });
+    expect(calls.map((call) => call.command)).toEqual(['flock', 'iptables-nft-restore', 'ip6tables-nft-restore', 'nft', 'iptables-nft-save', 'ip6tables-nft-save', 'nft', 'nft', 'iptables-nft-restore', 'ip6tables-nft-restore']);
+  });
+});
+
+describe('nftablesUnavailable (backend = auto)', () => {
+  it('asks the kernel to check the table once per boot, and picks iptables with the reason when it cannot load it', async () => {
+    const fresh = join(mkdtempSync(join(tmpdir(), 'vif-guard-unit-')), 'lock');
+    const { runner, calls } = createRecordingRunner((call) => (call.command === 'nft' && call.args[0] === '-c' ? { exitCode: 1, stderr: 'Error: Could not process rule: Operation not supported\n' } : undefined), TOOLS);
+    const auto = { ...DEFAULT_SETTINGS, backend: 'auto' as const };
+    await expect(nftablesUnavailable(runner, auto, fresh)).resolves.toMatch(/^this kernel cannot load the nftables backend's table \(Error: Could not process rule: Operation not supported\)/);
+    expect(calls[0]?.input).toMatch(/^table bridge vif_guard_probe \{\n {2}set guarded_/);
+    await expect(chooseEngine(runner, auto, fresh)).resolves.toBe('iptables');
+    expect(calls).toHaveLength(1);
+    const ok = createRecordingRunner(() => undefined, TOOLS);
+    await expect(chooseEngine(ok.runner, auto, join(mkdtempSync(join(tmpdir(), 'vif-guard-unit-')), 'lock'))).resolves.toBe('nftables');
+    await expect(chooseEngine(ok.runner, auto, undefined)).resolves.toBe('nftables');
+    await expect(nftablesUnavailable(createRecordingRunner(() => undefined, ['flock']).runner, auto)).resolves.toBe('nft is not installed');
   });
 });
 
