@@ -119,11 +119,59 @@ export function bridgeBlock(ifname: string, digest: string, settings: Settings, 
   };
 }
 
-/** Set elements for prefixes to block: covered prefixes collapsed (interval sets reject overlaps). */
+const dotted = (n: number) => `${Math.floor(n / 16777216)}.${Math.floor(n / 65536) % 256}.${Math.floor(n / 256) % 256}.${n % 256}`;
+
+/**
+ * IPv4 prefixes as the fewest interval elements: overlapping and adjacent prefixes merged into one
+ * range (`a-b`), exact prefixes kept as such. A country zone lists thousands of adjacent /24s; nft's
+ * parser and the kernel's interval set cost per element, so this is most of a blocklist's load time.
+ */
+export function mergeV4(addresses: readonly GuestAddress[]): string[] {
+  // One sortable number per prefix, start * 64 + prefix length (exact below 2^53): a native numeric
+  // sort, wider prefixes first among equal starts.
+  const keys = new Float64Array(addresses.length);
+  let n = 0;
+  for (const address of addresses) {
+    if (address.family !== 4) continue;
+    const text = address.address;
+    let start = 0;
+    let octet = 0;
+    for (let i = 0; i < text.length; i += 1) {
+      const c = text.charCodeAt(i);
+      if (c === 46) {
+        start = start * 256 + octet;
+        octet = 0;
+      } else octet = octet * 10 + (c - 48);
+    }
+    keys[n] = (start * 256 + octet) * 64 + address.prefix;
+    n += 1;
+  }
+  const sorted = keys.subarray(0, n).sort();
+  const out: string[] = [];
+  let [from, to] = [-1, -2];
+  const flush = () => {
+    if (from < 0) return;
+    const size = to - from + 1;
+    const prefix = 32 - Math.log2(size);
+    out.push(Number.isInteger(prefix) && from % size === 0 ? (prefix === 32 ? dotted(from) : `${dotted(from)}/${prefix}`) : `${dotted(from)}-${dotted(to)}`);
+  };
+  for (const key of sorted) {
+    const start = Math.floor(key / 64);
+    const end = start + 2 ** (32 - (key % 64)) - 1;
+    if (from >= 0 && start <= to + 1) to = Math.max(to, end);
+    else {
+      flush();
+      [from, to] = [start, end];
+    }
+  }
+  flush();
+  return out;
+}
+
+/** Set elements for prefixes to block: IPv4 merged into ranges, IPv6 with covered prefixes collapsed (interval sets reject overlaps). */
 export function blockElements(inbound: readonly GuestAddress[], outbound: readonly GuestAddress[]): ReturnType<BridgeBlock['elements']> {
-  const [i, o] = [collapse(inbound), collapse(outbound)];
-  const of = (list: GuestAddress[], family: 4 | 6) => list.filter((address) => address.family === family).map(plain);
-  return { in4: of(i, 4), in6: of(i, 6), out4: of(o, 4), out6: of(o, 6) };
+  const of6 = (list: readonly GuestAddress[]) => collapse(list.filter((address) => address.family === 6)).map(plain);
+  return { in4: mergeV4(inbound), in6: of6(inbound), out4: mergeV4(outbound), out6: of6(outbound) };
 }
 
 /**
