@@ -1,4 +1,5 @@
-import { writeFileSync } from 'node:fs';
+import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CAN_USE_NETNS } from '../helpers/env.js';
@@ -201,6 +202,36 @@ describe.skipIf(!CAN_USE_NETNS)('nftables backend: Xen hooks, sync, blocklists',
     expect(table).toContain(`"vif3.0" . ${subnet}.13`);
     expect((await lab.inDom0('iptables-nft-save')).stdout).not.toContain('vif-guard');
   }, 60_000);
+
+  it('auto on a kernel that cannot load the table (nft -c refuses it): hooks protect with iptables, doctor says why', async () => {
+    const fake = mkdtempSync(join(tmpdir(), 'vif-guard-oldkernel-'));
+    // What an older kernel with nf_tables answers for the table's concatenated interval sets.
+    writeFileSync(join(fake, 'nft'), '#!/bin/sh\nif [ "$1" = "-c" ]; then cat >/dev/null; echo "Error: Could not process rule: Operation not supported" >&2; exit 1; fi\nexec /usr/sbin/nft "$@"\n');
+    chmodSync(join(fake, 'nft'), 0o755);
+    xen.writeConfig('[general]\nbackend = auto\n');
+    // Such a kernel never ran the nftables backend, so this boot has no cache of its commits.
+    await xen.inMountNs(['rm', '-f', '/run/vif-guard-ports.cache']);
+    try {
+      xen.defineVif(4, 0, 'old', { ip: `${subnet}.14`, mac: '00:16:3e:00:09:14', bridge: 'xenbr0' });
+      await lab.inDom0('ip', 'link', 'add', 'vif4.0', 'type', 'veth', 'peer', 'name', 'vif4p');
+      const up = await xen.hotplug('vif-bridge', ['online', 'type_if=vif'], 4, 0, { VIF_GUARD_BIN_DIR: fake });
+      expect(up.exitCode, xen.hotplugLog()).toBe(0);
+      expect(xen.hotplugLog()).toMatch(/vif4\.0 .* protected \(iptables-/);
+      const save = (await lab.inDom0('iptables-nft-save')).stdout;
+      // Every port moved to iptables, the new one and those the bridge table held.
+      for (const vif of ['vif1.0', 'vif3.0', 'vif4.0']) expect(save).toContain(`:vif-guard-i-${vif}`);
+      const doctor = JSON.parse((await xen.cliMounted(['doctor', '--json'], { VIF_GUARD_BIN_DIR: fake })).stdout) as { checks: { id: string; message: string }[] };
+      expect(doctor.checks.find((check) => check.id === 'backend')?.message).toMatch(/^backend: iptables .*auto did not pick nftables: this kernel cannot load the nftables backend's table \(Error: Could not process rule: Operation not supported\)/);
+    } finally {
+      rmSync(fake, { recursive: true, force: true });
+      await xen.inMountNs(['rm', '-f', '/run/vif-guard-nftables.probe']);
+      xen.writeConfig('[general]\nbackend = nftables\n');
+    }
+    // Back on a kernel that can: sync moves everything to the bridge table again.
+    expect((await xen.cli(['sync'])).exitCode).toBe(0);
+    expect((await lab.inDom0('iptables-nft-save')).stdout).not.toContain('vif-guard');
+    expect(await xen.bridgeTable()).toContain(`"vif4.0" . ${subnet}.14`);
+  }, 90_000);
 
   it('left every foreign rule, counter and nft table as it was', async () => {
     expect(foreignLines((await lab.inDom0('iptables-nft-save', '-c', '-t', 'filter')).stdout)).toEqual(foreignBefore.nft);
