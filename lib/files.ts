@@ -12,6 +12,15 @@ export function readOptional(path: string): string | undefined {
   }
 }
 
+/** A state file's text, or undefined if it cannot be read for any reason (caches in /run: the caller then asks the kernel). */
+export function readIfPresent(path: string): string | undefined {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch {
+    return undefined;
+  }
+}
+
 /** Write through a temp file in the same directory and rename, so no reader ever sees half a file. */
 export function writeAtomic(path: string, text: string, mode = 0o644): void {
   const temp = join(dirname(path), `.${process.pid}.vif-guard.tmp`);

@@ -1,5 +1,5 @@
-import { readFileSync, rmSync } from 'node:fs';
-import { writeAtomic } from '../files.js';
+import { rmSync } from 'node:fs';
+import { readIfPresent, writeAtomic } from '../files.js';
 import type { BridgeSpec } from '../rules/types.js';
 import { bridgeFromRecords, type LiveBridge } from './nft-bridge.js';
 
@@ -22,13 +22,13 @@ export class PortRecords {
   private constructor(private text: string) {}
 
   static read(path: string, digest: string): PortRecords | undefined {
-    let text: string;
-    try {
-      text = readFileSync(path, 'utf8');
-    } catch {
-      return undefined;
-    }
-    return text.startsWith(`${digest}\n`) ? new PortRecords(text) : undefined;
+    const text = readIfPresent(path);
+    return text?.startsWith(`${digest}\n`) ? new PortRecords(text) : undefined;
+  }
+
+  /** Records from a file's text already read (and its first line checked) by the caller. */
+  static fromText(text: string): PortRecords {
+    return new PortRecords(text);
   }
 
   static of(digest: string, records: Iterable<readonly [string, string]>): PortRecords {

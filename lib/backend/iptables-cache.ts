@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs';
+import { readIfPresent } from '../files.js';
 import type { Variant } from './iptables.js';
 import { PortRecords } from './bridge-cache.js';
 
@@ -20,14 +20,10 @@ export function iptablesCacheHeader(variant: Variant, l2Digest: string | undefin
 
 /** The cache and the variant it was written for, when its layer-2 part matches and the variant is the one asked for (or any, for `auto`). */
 export function readIptablesCache(path: string, variant: 'auto' | Variant, l2Digest: string | undefined): { records: PortRecords; variant: Variant } | undefined {
-  let first: string;
-  try {
-    first = readFileSync(path, 'utf8').split('\n', 1)[0] ?? '';
-  } catch {
-    return undefined;
-  }
+  const text = readIfPresent(path);
+  if (text === undefined) return undefined;
+  const first = text.split('\n', 1)[0] ?? '';
   const found = (['nft', 'legacy'] as const).find((v) => first === iptablesCacheHeader(v, l2Digest));
   if (found === undefined || (variant !== 'auto' && variant !== found)) return undefined;
-  const records = PortRecords.read(path, first);
-  return records ? { records, variant: found } : undefined;
+  return { records: PortRecords.fromText(text), variant: found };
 }

@@ -1,6 +1,6 @@
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { release } from 'node:os';
-import { writeAtomic } from '../files.js';
+import { readIfPresent, writeAtomic } from '../files.js';
 import { iptablesVariant, type Settings } from '../config/settings.js';
 import type { GuestPort } from '../guest/model.js';
 import { parseAddress, type GuestAddress } from '../guest/validate.js';
@@ -14,13 +14,13 @@ import { iptablesCacheHeader, iptablesCachePath, readIptablesCache } from '../ba
 import { dropPortCache, portCachePath, PortRecords, readPortCache, writePortCache } from '../backend/bridge-cache.js';
 import { applyBridge, bridgeFromRecords, readBridgeSets, planBridge, portMatches, readBridge, type LiveBridge, type LiveBridgePort } from '../backend/nft-bridge.js';
 import { buildFilterTable, buildRuleset, FILTER_JUMPS, NO_TABLES, type Engine, type PortChains } from '../rules/build.js';
-import { bridgeBlock, bridgePort, bridgeSkeleton, buildBridgeSpec, parsePortComment } from '../rules/bridge.js';
+import { bridgeBlock, bridgePort, bridgeSkeleton, buildBridgeSpec, layer2Port, parsePortComment } from '../rules/bridge.js';
 import { blocksFor, listsDigest, listsFor, readBlocklists, type Blocklist } from '../blocklist/store.js';
 import { linkLocalFromMac } from '../guest/eui64.js';
 import { existingInterfaces, withIfindex } from '../kernel/ifindex.js';
 import { buildPortIn6Chain, buildPortInChain, buildPortOut6Chain, buildPortOutChain, isGuarded, portMetaOfRules } from '../rules/port.js';
 import { FORWARD_CHAIN, portInChain, portOfChain, portOutChain } from '../rules/names.js';
-import type { BridgeBlock, BridgePort, ChainSpec, Rule, Ruleset, TableSpec } from '../rules/types.js';
+import type { BridgeBlock, ChainSpec, Rule, Ruleset, TableSpec } from '../rules/types.js';
 import { shortDigest } from '../digest.js';
 import { renderRuleBody } from '../backend/render.js';
 import { ipv4Addresses } from '../guest/model.js';
@@ -186,7 +186,7 @@ export async function nftablesUnavailable(runner: Runner, settings: Settings, lo
   const skeleton = bridgeSkeleton(settings, true);
   const stamp = `${skeleton.digest} ${release()}\t`;
   const file = lockPath === undefined ? undefined : probePath(lockPath);
-  const kept = file === undefined ? undefined : readOptionalQuiet(file);
+  const kept = file === undefined ? undefined : readIfPresent(file);
   if (kept?.startsWith(stamp)) {
     const answer = kept.slice(stamp.length).trim();
     return answer === 'ok' ? undefined : answer;
@@ -203,14 +203,6 @@ export async function nftablesUnavailable(runner: Runner, settings: Settings, lo
     }
   }
   return reason;
-}
-
-function readOptionalQuiet(path: string): string | undefined {
-  try {
-    return readFileSync(path, 'utf8');
-  } catch {
-    return undefined;
-  }
 }
 
 /** What the iptables side and the bridge table hold: the ports either backend left there. */
@@ -387,11 +379,6 @@ async function applyIptables(ctx: EngineContext, dryRun: boolean, desiredFor: (f
   if (bulk && readBlocklists().length) live.warnings.push('blocklists are saved but not applied: they need the nftables backend (backend = nftables or auto on a kernel with nf_tables)');
   for (const warning of live.warnings) ctx.log(`warning: ${warning}`);
   return { engine: 'iptables', backend: `iptables-${live.variant}`, variant: live.variant, plans, bridgeScript, warnings: live.warnings, dryRun };
-}
-
-/** A port's layer-2 record, as the bridge table holds it with the iptables backend (IPv4 only, no fast path). */
-function layer2Port(port: GuestPort): BridgePort {
-  return bridgePort({ ...port, addresses: port.addresses.filter((address) => address.family === 4), ifindex: undefined });
 }
 
 function tableAsLive(spec: TableSpec | undefined): LiveTable {

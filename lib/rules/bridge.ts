@@ -107,6 +107,11 @@ export function bridgePort(port: GuestPort, block?: BridgeBlock): BridgePort {
   };
 }
 
+/** A port's record in layer 2 alone (the iptables backend): IPv4 for ARP only, and no fast path, so no interface index either. */
+export function layer2Port(port: GuestPort): BridgePort {
+  return bridgePort({ ...port, addresses: port.addresses.filter((address) => address.family === 4), ifindex: undefined });
+}
+
 /** A port's blocklists as the bridge table needs them; the prefixes are parsed only if they must be written. */
 export function bridgeBlock(ifname: string, digest: string, settings: Settings, load: () => { inbound: readonly GuestAddress[]; outbound: readonly GuestAddress[] }): BridgeBlock {
   return {
@@ -326,8 +331,7 @@ export function buildBridgeSpec(
   // IPv4 back from iptables, write the same comment as sync.
   const bridgePorts = ports
     .map((port) => {
-      // No fast path in layer 2 alone, so no interface index either.
-      if (!ip) return bridgePort({ ...port, addresses: port.addresses.filter((address) => address.family === 4), ifindex: undefined });
+      if (!ip) return layer2Port(port);
       const block = blocks?.(port);
       return reuse?.(port, block) ?? bridgePort(port, block);
     })
