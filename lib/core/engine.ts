@@ -5,7 +5,7 @@ import { iptablesVariant, type Settings } from '../config/settings.js';
 import type { GuestPort } from '../guest/model.js';
 import { parseAddress, type GuestAddress } from '../guest/validate.js';
 import type { Runner } from '../runner.js';
-import { VifGuardError } from '../errors.js';
+import { toVifGuardError, VifGuardError } from '../errors.js';
 import { withLock } from '../lock.js';
 import { createIptablesBackend, detectBackend, type Detection, type IptablesBackend } from '../backend/iptables.js';
 import { parseSave, type LiveTable } from '../backend/save-parse.js';
@@ -373,7 +373,14 @@ async function applyIptables(ctx: EngineContext, dryRun: boolean, desiredFor: (f
   }
   // Order: IPv4, IPv6, then layer 2; each is one atomic transaction.
   const plans = await applyTables(ctx, live, desired.tables, dryRun, bulk);
-  await applyBridgeScript(ctx, bridgeScript, dryRun, bulk);
+  try {
+    await applyBridgeScript(ctx, bridgeScript, dryRun, bulk);
+  } catch (error) {
+    // Creating the table is where a kernel too old for it says no (the IP checks are in place by now).
+    if (liveBridge?.exists || !desired.bridge) throw error;
+    const failure = toVifGuardError(error);
+    throw new VifGuardError('APPLY', `${failure.shortMessage}: this kernel cannot load the layer-2 table (MAC, ARP and ethertype checks need nft's bridge family with concatenated interval sets, Linux 5.6); on an older kernel set layer2 = no in vif-guard.conf (IPv4/IPv6 checks only) or upgrade`, { details: failure.details, cause: error });
+  }
   const records = dryRun ? undefined : iptablesRecords(desired);
   if (records) PortRecords.of(iptablesCacheHeader(live.detection.backend.variant, desired.bridge?.digest), records).write(cacheFile);
   if (bulk && readBlocklists().length) live.warnings.push('blocklists are saved but not applied: they need the nftables backend (backend = nftables or auto on a kernel with nf_tables)');

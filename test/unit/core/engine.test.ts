@@ -80,6 +80,14 @@ COMMIT
     );
   });
 
+  it('a kernel that cannot create the layer-2 table: a clear error that names layer2 = no', async () => {
+    const fresh = join(mkdtempSync(join(tmpdir(), 'vif-guard-unit-')), 'lock');
+    const { runner } = createRecordingRunner((call) => noTable(call) ?? (call.command === 'nft' && call.args[0] === '-f' ? { exitCode: 1, stderr: 'Error: Could not process rule: Operation not supported\n' } : undefined), TOOLS);
+    await expect(applyPortChange({ runner, settings, lockPath: fresh, log: () => undefined }, { kind: 'up', port })).rejects.toThrow(
+      /^nft -f failed: Error: Could not process rule: Operation not supported: this kernel cannot load the layer-2 table .*set layer2 = no in vif-guard.conf/,
+    );
+  });
+
   it('layer2 = no: IP rules without nft, for kernels that have no nf_tables', async () => {
     const { runner, calls } = createRecordingRunner(() => undefined, TOOLS.filter((tool) => tool !== 'nft'));
     await applyPortChange({ runner, settings: { ...settings, layer2: false }, lockPath, log: () => undefined }, { kind: 'up', port });
