@@ -17,18 +17,26 @@ export function portCachePath(lockPath: string): string {
   return `${lockPath.replace(/\.lock$/, '')}-ports.cache`;
 }
 
+/** Any line that is not a port record: an interface name as parseIfname allows it, a tab, a record of plain characters, and optionally a tab and a digest. */
+const BAD_LINE = /^(?![A-Za-z0-9_][A-Za-z0-9_.-]{0,14}\t[^\t"\\\r\n]+(?:\t[0-9a-f]{12})?$).+$/m;
+
 /** The cache's text: `<digest>\n` then `<ifname>\t<comment>\n` per port. */
 export class PortRecords {
   private constructor(private text: string) {}
 
   static read(path: string, digest: string): PortRecords | undefined {
     const text = readIfPresent(path);
-    return text?.startsWith(`${digest}\n`) ? new PortRecords(text) : undefined;
+    return text?.startsWith(`${digest}\n`) ? PortRecords.fromText(text) : undefined;
   }
 
-  /** Records from a file's text already read (and its first line checked) by the caller. */
-  static fromText(text: string): PortRecords {
-    return new PortRecords(text);
+  /**
+   * Records from a file's text whose first line the caller has checked; undefined if any other line is
+   * not `<interface name>\t<record>[\t<digest>]` with nothing a script could be steered by (quotes,
+   * backslashes): names from here end up in nft scripts and restore payloads, so they are checked like
+   * any other input, and a file that fails is treated as missing (the kernel is read instead).
+   */
+  static fromText(text: string): PortRecords | undefined {
+    return BAD_LINE.test(text.slice(text.indexOf('\n') + 1)) ? undefined : new PortRecords(text);
   }
 
   static of(digest: string, records: Iterable<readonly [string, string]>): PortRecords {

@@ -25,5 +25,6 @@ export function readIptablesCache(path: string, variant: 'auto' | Variant, l2Dig
   const first = text.split('\n', 1)[0] ?? '';
   const found = (['nft', 'legacy'] as const).find((v) => first === iptablesCacheHeader(v, l2Digest));
   if (found === undefined || (variant !== 'auto' && variant !== found)) return undefined;
-  return { records: PortRecords.fromText(text), variant: found };
+  const records = PortRecords.fromText(text);
+  return records ? { records, variant: found } : undefined;
 }

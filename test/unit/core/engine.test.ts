@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { iptablesCachePath } from '../../../lib/backend/iptables-cache.js';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { applyPortChange, chooseEngine, desiredAfterChange, nftablesUnavailable } from '../../../lib/core/engine.js';
@@ -135,6 +136,21 @@ describe('the iptables backend with this boot\'s cache', () => {
     calls.length = 0;
     await applyPortChange({ runner, settings, lockPath: fresh, log: () => undefined }, { kind: 'down', ifname: 'vm01' });
     expect(calls.map((call) => call.command)).toEqual(['flock', 'iptables-nft-restore', 'ip6tables-nft-restore', 'nft', 'iptables-nft-save', 'ip6tables-nft-save', 'nft', 'nft', 'iptables-nft-restore', 'ip6tables-nft-restore']);
+  });
+});
+
+describe('a cache file that is not what vif-guard writes', () => {
+  it('is ignored: a name or record a script could be steered by makes the hook read the tables', async () => {
+    const fresh = join(mkdtempSync(join(tmpdir(), 'vif-guard-unit-')), 'lock');
+    const { runner, calls } = createRecordingRunner(noTable, TOOLS);
+    await applyPortChange({ runner, settings, lockPath: fresh, log: () => undefined }, { kind: 'up', port });
+    const file = iptablesCachePath(fresh);
+    for (const line of ['vm9 -j ACCEPT\tg=x b=- m=- k=- i=- bl=- a=-', 'vm9\tg="x" b=- m=- k=- i=- bl=- a=-']) {
+      writeFileSync(file, `${readFileSync(file, 'utf8')}${line}\n`);
+      calls.length = 0;
+      await applyPortChange({ runner, settings, lockPath: fresh, log: () => undefined }, { kind: 'up', port });
+      expect(calls.map((call) => call.command).slice(0, 2)).toEqual(['flock', 'iptables-nft-save']);
+    }
   });
 });
 
