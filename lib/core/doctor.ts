@@ -249,10 +249,13 @@ export function worst(checks: readonly Check[]): number {
 
 /** Every check, in the order an admin should read them. A check that cannot run is a warning, not a crash. */
 export async function runDoctor(env: DoctorEnv): Promise<Check[]> {
-  const why = env.settings.backend === 'auto' ? await nftablesUnavailable(env.runner, env.settings) : undefined;
+  const asks = env.settings.backend === 'auto' || env.settings.backend === 'nftables';
+  const why = asks ? await nftablesUnavailable(env.runner, env.settings) : undefined;
   const engine = env.settings.backend === 'auto' ? (why === undefined ? 'nftables' : 'iptables') : await chooseEngine(env.runner, env.settings);
   const checks: Check[] = [
-    ok('backend', engine === 'nftables' ? 'backend: nftables (every check in nft\'s bridge family; br_netfilter not needed)' : `backend: iptables (physdev rules; MAC/ARP in nft's bridge family)${why ? `; auto did not pick nftables: ${why}` : ''}`),
+    engine === 'nftables' && why !== undefined
+      ? { id: 'backend', level: 'error', message: `backend = nftables, but ${why}: every hook fails closed`, fix: 'set backend = auto in /etc/vif-guard/vif-guard.conf (the iptables backend on this kernel), then vif-guard sync' }
+      : ok('backend', engine === 'nftables' ? 'backend: nftables (every check in nft\'s bridge family; br_netfilter not needed)' : `backend: iptables (physdev rules; MAC/ARP in nft's bridge family)${why ? `; auto did not pick nftables: ${why}` : ''}`),
   ];
   if (engine === 'iptables') checks.push(...checkBridgeNetfilter(env), ...checkPersistence(env));
   else checks.push(...checkBrNetfilterCost(env));

@@ -222,6 +222,10 @@ describe.skipIf(!CAN_USE_NETNS)('nftables backend: Xen hooks, sync, blocklists',
       for (const vif of ['vif1.0', 'vif3.0', 'vif4.0']) expect(save).toContain(`:vif-guard-i-${vif}`);
       const doctor = JSON.parse((await xen.cliMounted(['doctor', '--json'], { VIF_GUARD_BIN_DIR: fake })).stdout) as { checks: { id: string; message: string }[] };
       expect(doctor.checks.find((check) => check.id === 'backend')?.message).toMatch(/^backend: iptables .*auto did not pick nftables: this kernel cannot load the nftables backend's table \(Error: Could not process rule: Operation not supported\)/);
+      // Forcing the nftables backend on such a kernel is an error doctor names, with its fix.
+      xen.writeConfig('[general]\nbackend = nftables\n');
+      const forced = JSON.parse((await xen.cliMounted(['doctor', '--json'], { VIF_GUARD_BIN_DIR: fake })).stdout) as { checks: { id: string; level: string; message: string; fix?: string }[] };
+      expect(forced.checks.find((check) => check.id === 'backend')).toMatchObject({ level: 'error', message: expect.stringMatching(/^backend = nftables, but this kernel cannot load/), fix: expect.stringContaining('backend = auto') });
     } finally {
       rmSync(fake, { recursive: true, force: true });
       await xen.inMountNs(['rm', '-f', '/run/vif-guard-nftables.probe']);
