@@ -95,6 +95,8 @@ export interface PortEvent {
   readonly up?: { readonly ifname: string; readonly chains: readonly ChainSpec[] } | undefined;
   /** The jumps from the built-in chains, which must already be there. */
   readonly jumps: TableSpec['jumps'];
+  /** Those of them that something was inserted above: deleted and inserted again as the first rule. */
+  readonly retop?: TableSpec['jumps'];
 }
 
 export interface PortEventPlan extends TablePlan {
@@ -112,7 +114,8 @@ export interface PortEventPlan extends TablePlan {
  */
 export function planPortEvent(event: PortEvent): PortEventPlan {
   const check = (chain: ChainSpec) => chain.rules.map((rule) => `-C ${chain.name} ${renderRuleBody(rule)}`);
-  const checks = event.jumps.map((jump) => `-C ${jump.chain} ${renderRuleBody(jump.rule)}`);
+  const retop = event.retop ?? [];
+  const checks = event.jumps.filter((jump) => !retop.includes(jump)).map((jump) => `-C ${jump.chain} ${renderRuleBody(jump.rule)}`);
   checks.push(...check({ name: FORWARD_CHAIN, rules: [['-j', IN_ROOT], ['-j', OUT_ROOT]] }));
   const lines: string[] = [];
   const added: string[] = [];
@@ -152,5 +155,7 @@ export function planPortEvent(event: PortEvent): PortEventPlan {
   ];
   removed.push(...gone);
   lines.push(...fills, ...gone.map((name) => `-F ${name}`), ...gone.map((name) => `-X ${name}`));
+  // -D also proves the jump is there: without it the commit fails like a failed check.
+  lines.push(...retop.flatMap((jump) => [`-D ${jump.chain} ${renderRuleBody(jump.rule)}`, `-I ${jump.chain} 1 ${renderRuleBody(jump.rule)}`]));
   return { table: 'filter', family: event.family, checks, lines, added, changed, removed };
 }

@@ -438,7 +438,18 @@ async function iptablesFromCache(ctx: EngineContext, change: PortChange, dryRun:
   const line = record && chains && `${record.comment}\t${chains.digest}`;
   // The same port, configured the same, with the same rules: its chains (and their counters) stay.
   const same = line !== undefined && affected.size === 1 && records.get(target) === line;
-  const plans = ([4, 6] as const).map((family) => planPortEvent({ family, before, after, jumps: FILTER_JUMPS, up: port && chains && !same ? { ifname: port.ifname, chains: chains[family] } : undefined }));
+  // Upstream Xen's vif-bridge inserts ACCEPT rules at the top of FORWARD on every online (xen-hotplug.md
+  // 3.4): a physdev-out ACCEPT above the jump would let any guest's spoofed frames through to that vif.
+  // So FORWARD itself is read (one chain: ~6 ms with iptables-nft, a table read with legacy) and the
+  // jump moved back on top when anything is above it. Stock scripts touch nothing else; INPUT and IPv6
+  // are checked for presence, and sync puts them back on top.
+  const forwardJump = FILTER_JUMPS.find((jump) => jump.chain === 'FORWARD');
+  const forward = await ctx.runner.run(`iptables-${variant}`, ['-w', String(ctx.settings.lockTimeout), '-S', 'FORWARD']);
+  if (forward.exitCode !== 0 || !forwardJump) return undefined;
+  const onTop = forward.stdout.split('\n').find((line) => line.startsWith('-A ')) === `-A FORWARD ${renderRuleBody(forwardJump.rule)}`;
+  const plans = ([4, 6] as const).map((family) =>
+    planPortEvent({ family, before, after, jumps: FILTER_JUMPS, retop: family === 4 && !onTop ? [forwardJump] : [], up: port && chains && !same ? { ifname: port.ifname, chains: chains[family] } : undefined }),
+  );
   let bridgeScript = '';
   if (l2) {
     const mine: Record<string, string> = {};

@@ -134,6 +134,24 @@ describe.skipIf(!CAN_USE_NETNS).each(VARIANTS)('Xen vif-bridge + vif-guard hook 
     expect(withoutComments(await xen.save('filter', true))).toBe(before);
   }, 60_000);
 
+  it('upstream vif-bridge\'s iptables -I FORWARD ... -j ACCEPT above the jump: the next hook puts vif-guard back on top, and spoofing still fails', async () => {
+    // What upstream's frob_iptable inserts on every online (xen-hotplug.md 3.4); Debian's scripts do not.
+    const web = lab.guest('web');
+    const stock = ['FORWARD', '-m', 'physdev', '--physdev-is-bridged', '--physdev-out', 'web01', '-j', 'ACCEPT'];
+    await lab.inDom0(`iptables-${variant}`, '-I', ...stock);
+    try {
+      const result = await xen.hotplug('vif-bridge', ['online', 'type_if=vif'], 2, 0);
+      expect(result.exitCode, xen.hotplugLog()).toBe(0);
+      // Without the jump back on top, the stock ACCEPT lets the neighbour's spoofed frame through to web.
+      const arrived = await exchange(attackMatrix().filter((frame) => frame.dst === web.address));
+      expect(tokens(arrived.web)).toEqual(new Set(['own-to-neighbour']));
+      const forward = (await lab.inDom0(`iptables-${variant}`, '-S', 'FORWARD')).stdout.split('\n').filter((line) => line.startsWith('-A '));
+      expect(forward.slice(0, 2)).toEqual(['-A FORWARD -m physdev --physdev-is-bridged -j vif-guard-fwd', '-A FORWARD -m physdev --physdev-out web01 --physdev-is-bridged -j ACCEPT']);
+    } finally {
+      await lab.inDom0(`iptables-${variant}`, '-D', ...stock);
+    }
+  }, 60_000);
+
   it('fails closed on an invalid ip in xenstore, naming the node and value, and changes nothing', async () => {
     await lab.addGuest('bad', 'vif4.0', 14);
     xen.defineVif(4, 0, 'bad', { ip: `${subnet}.300`, bridge: 'xenbr0' });

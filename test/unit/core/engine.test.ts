@@ -102,40 +102,58 @@ COMMIT
   });
 });
 
+const FORWARD_ON_TOP = '-P FORWARD ACCEPT\n-A FORWARD -m physdev --physdev-is-bridged -j vif-guard-fwd\n-A FORWARD -s 192.0.2.0/24 -j ACCEPT\n';
+const forwardAs = (text: string) => (call: { command: string; args: readonly string[] }) => noTable(call) ?? (call.command === 'iptables-nft' ? { stdout: text } : undefined);
+
 describe('the iptables backend with this boot\'s cache', () => {
-  it('after one commit, a hook reads nothing: it sends checks and the changed chains for both families and layer 2 at once', async () => {
+  it('after one commit, a hook reads only FORWARD: it sends checks and the changed chains for both families and layer 2 at once', async () => {
     const fresh = join(mkdtempSync(join(tmpdir(), 'vif-guard-unit-')), 'lock');
-    const { runner, calls } = createRecordingRunner(noTable, TOOLS);
+    const { runner, calls } = createRecordingRunner(forwardAs(FORWARD_ON_TOP), TOOLS);
     await applyPortChange({ runner, settings, lockPath: fresh, log: () => undefined }, { kind: 'up', port });
     calls.length = 0;
     const second = { ...port, ifname: 'vm02', mac: '00:16:3e:00:00:02', addresses: parseAddressList('10.0.0.6', { source: 't' }) };
     const report = await applyPortChange({ runner, settings, lockPath: fresh, log: () => undefined }, { kind: 'up', port: second });
-    expect(calls.map((call) => call.command)).toEqual(['flock', 'iptables-nft-restore', 'ip6tables-nft-restore', 'nft']);
-    const v4 = calls[1]?.input ?? '';
+    expect(calls.map((call) => `${call.command} ${call.args.join(' ')}`)).toEqual(['flock -x -w 20 3', 'iptables-nft -w 20 -S FORWARD', 'iptables-nft-restore --noflush -w 20', 'ip6tables-nft-restore --noflush -w 20', 'nft -f -']);
+    const v4 = calls[2]?.input ?? '';
     expect(v4.split('\n').slice(0, 4)).toEqual(['*filter', '-C FORWARD -m physdev --physdev-is-bridged -j vif-guard-fwd', '-C INPUT -m physdev --physdev-is-in -j vif-guard-in', '-C vif-guard-fwd -j vif-guard-in']);
     expect(v4).toContain(':vif-guard-i-vm02 - [0:0]\n');
     expect(v4).toContain(':vif-guard-di-vm0 - [0:0]\n');
     // vm01's own chains are not named: only the dispatch above it moves.
     expect(v4).not.toMatch(/vif-guard-[io]-vm01 /);
-    expect(calls[3]?.input).toContain('add element bridge vif_guard port_mac { "vm02" . 00:16:3e:00:00:02 }');
+    expect(calls[4]?.input).toContain('add element bridge vif_guard port_mac { "vm02" . 00:16:3e:00:00:02 }');
     expect(report.plans[0]?.added).toEqual(['vif-guard-i-vm02', 'vif-guard-o-vm02', 'vif-guard-di-vm0', 'vif-guard-do-vm0']);
 
     calls.length = 0;
     const again = await applyPortChange({ runner, settings, lockPath: fresh, log: () => undefined }, { kind: 'up', port: second });
     // The same port, configured the same: only checks go out, so its chains and counters stay.
     expect(again.plans.every((plan) => plan.lines.length === 0)).toBe(true);
-    expect((calls[1]?.input ?? '').split('\n').filter((line) => line !== '' && line !== '*filter' && line !== 'COMMIT').every((line) => line.startsWith('-C '))).toBe(true);
+    expect((calls[2]?.input ?? '').split('\n').filter((line) => line !== '' && line !== '*filter' && line !== 'COMMIT').every((line) => line.startsWith('-C '))).toBe(true);
+  });
+
+  it('a rule inserted above the FORWARD jump (upstream vif-bridge runs iptables -I FORWARD): the jump goes back on top in the same commit', async () => {
+    const fresh = join(mkdtempSync(join(tmpdir(), 'vif-guard-unit-')), 'lock');
+    const { runner, calls } = createRecordingRunner(forwardAs(FORWARD_ON_TOP), TOOLS);
+    await applyPortChange({ runner, settings, lockPath: fresh, log: () => undefined }, { kind: 'up', port });
+    const pre = createRecordingRunner(forwardAs(`-P FORWARD ACCEPT\n-A FORWARD -m physdev --physdev-is-bridged --physdev-out vm01 -j ACCEPT\n${FORWARD_ON_TOP.split('\n').slice(1).join('\n')}`), TOOLS);
+    const report = await applyPortChange({ runner: pre.runner, settings, lockPath: fresh, log: () => undefined }, { kind: 'up', port });
+    const v4 = (pre.calls[2]?.input ?? '').split('\n');
+    expect(v4.slice(-4)).toEqual(['-D FORWARD -m physdev --physdev-is-bridged -j vif-guard-fwd', '-I FORWARD 1 -m physdev --physdev-is-bridged -j vif-guard-fwd', 'COMMIT', '']);
+    expect(v4).not.toContain('-C FORWARD -m physdev --physdev-is-bridged -j vif-guard-fwd');
+    expect(report.plans[0]?.lines).toHaveLength(2);
+    // IPv6: stock scripts never touch ip6tables, so only the presence check.
+    expect(pre.calls[3]?.input).toContain('-C FORWARD -m physdev --physdev-is-bridged -j vif-guard-fwd\n');
+    expect(calls.length).toBeGreaterThan(0);
   });
 
   it('when the table is not what the cache says, the commit fails and the hook reads the tables instead', async () => {
     const fresh = join(mkdtempSync(join(tmpdir(), 'vif-guard-unit-')), 'lock');
     let fail = false;
-    const { runner, calls } = createRecordingRunner((call) => noTable(call) ?? (fail && call.command === 'iptables-nft-restore' && call.input?.includes('-C FORWARD') ? { exitCode: 1, stderr: 'iptables-nft-restore: line 2 failed\n' } : undefined), TOOLS);
+    const { runner, calls } = createRecordingRunner((call) => forwardAs(FORWARD_ON_TOP)(call) ?? (fail && call.command === 'iptables-nft-restore' && call.input?.includes('-C FORWARD') ? { exitCode: 1, stderr: 'iptables-nft-restore: line 2 failed\n' } : undefined), TOOLS);
     await applyPortChange({ runner, settings, lockPath: fresh, log: () => undefined }, { kind: 'up', port });
     fail = true;
     calls.length = 0;
     await applyPortChange({ runner, settings, lockPath: fresh, log: () => undefined }, { kind: 'down', ifname: 'vm01' });
-    expect(calls.map((call) => call.command)).toEqual(['flock', 'iptables-nft-restore', 'ip6tables-nft-restore', 'nft', 'iptables-nft-save', 'ip6tables-nft-save', 'nft', 'nft', 'iptables-nft-restore', 'ip6tables-nft-restore']);
+    expect(calls.map((call) => call.command)).toEqual(['flock', 'iptables-nft', 'iptables-nft-restore', 'ip6tables-nft-restore', 'nft', 'iptables-nft-save', 'ip6tables-nft-save', 'nft', 'nft', 'iptables-nft-restore', 'ip6tables-nft-restore']);
   });
 });
 
