@@ -4,6 +4,11 @@ import type { Runner } from './runner.js';
 
 export const DEFAULT_LOCK_PATH = '/run/vif-guard.lock';
 
+/** A state file kept next to the lock, in /run (gone at reboot): `/run/vif-guard<suffix>`. */
+export function besideLock(lockPath: string, suffix: string): string {
+  return `${lockPath.replace(/\.lock$/, '')}${suffix}`;
+}
+
 /**
  * Serialise read-diff-apply across concurrent hooks (libxl starts vifs in parallel). flock(1) locks
  * the open file description it inherits as fd 3, which this process shares, so the lock stays held

@@ -1,5 +1,6 @@
 import { rmSync } from 'node:fs';
 import { readIfPresent, writeAtomic } from '../files.js';
+import { besideLock } from '../lock.js';
 import type { BridgeSpec } from '../rules/types.js';
 import { bridgeFromRecords, type LiveBridge } from './nft-bridge.js';
 
@@ -14,7 +15,7 @@ import { bridgeFromRecords, type LiveBridge } from './nft-bridge.js';
  * other layout makes the commit fail (its set does not exist), and the engine then reads the kernel.
  */
 export function portCachePath(lockPath: string): string {
-  return `${lockPath.replace(/\.lock$/, '')}-ports.cache`;
+  return besideLock(lockPath, '-ports.cache');
 }
 
 /** Any line that is not a port record: an interface name as parseIfname allows it, a tab, a record of plain characters, and optionally a tab and a digest. */
@@ -70,6 +71,16 @@ export class PortRecords {
       found.push(this.text.slice(start, this.text.indexOf('\t', start)));
       from = end;
     }
+  }
+
+  /** The records of these ports (those that have one), without anything after the record's own tab-separated field. */
+  recordsOf(ifnames: Iterable<string>): Record<string, string> {
+    const found: Record<string, string> = {};
+    for (const ifname of ifnames) {
+      const record = this.get(ifname)?.split('\t')[0];
+      if (record !== undefined) found[ifname] = record;
+    }
+    return found;
   }
 
   delete(ifname: string): void {

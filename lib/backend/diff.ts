@@ -1,7 +1,8 @@
 import type { ChainSpec, TableSpec } from '../rules/types.js';
 import { isOwnedChain } from '../rules/types.js';
 import { dispatchChainOf, dispatchTree, type DispatchEntry } from '../rules/dispatch.js';
-import { dispatchChain, FORWARD_CHAIN, IN_ROOT, OUT_ROOT, portInChain, portOutChain } from '../rules/names.js';
+import { dispatchChain, portInChain, portOutChain } from '../rules/names.js';
+import { FORWARD_CHAIN_SPEC } from '../rules/build.js';
 import type { LiveTable } from './save-parse.js';
 import { renderRuleBody } from './render.js';
 
@@ -116,7 +117,7 @@ export function planPortEvent(event: PortEvent): PortEventPlan {
   const check = (chain: ChainSpec) => chain.rules.map((rule) => `-C ${chain.name} ${renderRuleBody(rule)}`);
   const retop = event.retop ?? [];
   const checks = event.jumps.filter((jump) => !retop.includes(jump)).map((jump) => `-C ${jump.chain} ${renderRuleBody(jump.rule)}`);
-  checks.push(...check({ name: FORWARD_CHAIN, rules: [['-j', IN_ROOT], ['-j', OUT_ROOT]] }));
+  checks.push(...check(FORWARD_CHAIN_SPEC));
   const lines: string[] = [];
   const added: string[] = [];
   const changed: string[] = [];

@@ -1,4 +1,5 @@
 import { readIfPresent } from '../files.js';
+import { besideLock } from '../lock.js';
 import type { Variant } from './iptables.js';
 import { PortRecords } from './bridge-cache.js';
 
@@ -11,7 +12,7 @@ import { PortRecords } from './bridge-cache.js';
  * removed before every commit and rewritten after it.
  */
 export function iptablesCachePath(lockPath: string): string {
-  return `${lockPath.replace(/\.lock$/, '')}-iptables.cache`;
+  return besideLock(lockPath, '-iptables.cache');
 }
 
 export function iptablesCacheHeader(variant: Variant, l2Digest: string | undefined): string {

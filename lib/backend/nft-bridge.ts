@@ -381,13 +381,18 @@ export async function readBridgeSets(runner: Runner, expected: Pick<BridgeSpec, 
   return { ...parseBridgeJson(texts as string[]), ip: expected.ip };
 }
 
+/** The line of nft's stderr that says what went wrong (nft prints the offending input around it). */
+export function nftErrorLine(stderr: string): string | undefined {
+  return stderr.split('\n').find((line) => line.includes('Error'));
+}
+
 export async function applyBridge(runner: Runner, script: string, timeoutSeconds = 30): Promise<void> {
   if (script === '') return;
   const result = await runner.run('nft', ['-f', '-'], { input: script, timeout: timeoutSeconds * 1000 });
   if (result.exitCode !== 0) {
     const first = result.timedOut
       ? `timed out after ${timeoutSeconds}s (${script.split('\n').length} lines)`
-      : result.stderr.split('\n').find((line) => line.includes('Error')) ?? (result.stderr.trim() || (result.exitCode >= 128 ? 'killed before it committed' : `exit ${result.exitCode}`));
+      : nftErrorLine(result.stderr) ?? (result.stderr.trim() || (result.exitCode >= 128 ? 'killed before it committed' : `exit ${result.exitCode}`));
     throw new VifGuardError('APPLY', `nft -f failed: ${first}`, { details: `${result.stderr}\n${script}` });
   }
 }

@@ -6,13 +6,13 @@ import type { GuestPort } from '../guest/model.js';
 import { parseAddress, type GuestAddress } from '../guest/validate.js';
 import type { Runner } from '../runner.js';
 import { toVifGuardError, VifGuardError } from '../errors.js';
-import { withLock } from '../lock.js';
+import { besideLock, withLock } from '../lock.js';
 import { createIptablesBackend, detectBackend, type Detection, type IptablesBackend } from '../backend/iptables.js';
 import { parseSave, type LiveTable } from '../backend/save-parse.js';
 import { planPortEvent, planTable, renderRestorePayload, type PortEventPlan, type TablePlan } from '../backend/diff.js';
 import { iptablesCacheHeader, iptablesCachePath, readIptablesCache } from '../backend/iptables-cache.js';
 import { dropPortCache, portCachePath, PortRecords, readPortCache, writePortCache } from '../backend/bridge-cache.js';
-import { applyBridge, bridgeFromRecords, readBridgeSets, planBridge, portMatches, readBridge, type LiveBridge, type LiveBridgePort } from '../backend/nft-bridge.js';
+import { applyBridge, bridgeFromRecords, nftErrorLine, readBridgeSets, planBridge, portMatches, readBridge, type LiveBridge, type LiveBridgePort } from '../backend/nft-bridge.js';
 import { buildFilterTable, buildRuleset, FILTER_JUMPS, NO_TABLES, type Engine, type PortChains } from '../rules/build.js';
 import { bridgeBlock, bridgePort, bridgeSkeleton, buildBridgeSpec, layer2Port, parsePortComment } from '../rules/bridge.js';
 import { blocksFor, listsDigest, listsFor, readBlocklists, type Blocklist } from '../blocklist/store.js';
@@ -107,6 +107,12 @@ function changed(change: PortChange): { readonly ifname: string; readonly key: s
   return { ifname, key, touches: (port) => port.ifname === ifname || (key !== undefined && port.key === key) };
 }
 
+/** The same, among a cache's records: the port's name and any recorded under its key. */
+function touchedIn(change: PortChange, records: PortRecords): Set<string> {
+  const { ifname, key } = changed(change);
+  return new Set([ifname, ...(key === undefined ? [] : records.withKey(key))]);
+}
+
 /** The desired state after one event: the live ports, with this one added, replaced or removed. */
 export function desiredAfterChange(filter4: LiveTable, filter6: LiveTable, change: PortChange, settings: Settings): Ruleset {
   const { ifname: target, touches } = changed(change);
@@ -171,7 +177,7 @@ export async function chooseEngine(runner: Runner, settings: Settings, lockPath?
 }
 
 export function probePath(lockPath: string): string {
-  return `${lockPath.replace(/\.lock$/, '')}-nftables.probe`;
+  return besideLock(lockPath, '-nftables.probe');
 }
 
 /**
@@ -193,7 +199,7 @@ export async function nftablesUnavailable(runner: Runner, settings: Settings, lo
   }
   const script = `table bridge vif_guard_probe {\n${skeleton.body.join('\n')}\n}\n`;
   const result = await runner.run('nft', ['-c', '-f', '-'], { input: script, timeout: 10_000 });
-  const error = result.stderr.split('\n').find((line) => line.startsWith('Error')) ?? (result.stderr.trim().split('\n')[0] || `exit ${result.exitCode}`);
+  const error = nftErrorLine(result.stderr) ?? (result.stderr.trim().split('\n')[0] || `exit ${result.exitCode}`);
   const reason = result.exitCode === 0 ? undefined : `this kernel cannot load the nftables backend's table (${error}); it needs Linux 5.6 or later with nf_tables`;
   if (file !== undefined) {
     try {
@@ -428,8 +434,8 @@ async function iptablesFromCache(ctx: EngineContext, change: PortChange, dryRun:
   const cache = readIptablesCache(cacheFile, iptablesVariant(ctx.settings), l2?.digest);
   if (!cache) return undefined;
   const { records, variant } = cache;
-  const { ifname: target, key } = changed(change);
-  const affected = new Set([target, ...(key === undefined ? [] : records.withKey(key))]);
+  const target = changed(change).ifname;
+  const affected = touchedIn(change, records);
   const before = records.entries().map(([ifname]) => ifname);
   const port = change.kind === 'up' && isGuarded(change.port, ctx.settings) ? change.port : undefined;
   const after = [...before.filter((ifname) => !affected.has(ifname)), ...(port ? [port.ifname] : [])];
@@ -452,12 +458,7 @@ async function iptablesFromCache(ctx: EngineContext, change: PortChange, dryRun:
   );
   let bridgeScript = '';
   if (l2) {
-    const mine: Record<string, string> = {};
-    for (const ifname of affected) {
-      const comment = records.get(ifname)?.split('\t')[0];
-      if (comment !== undefined) mine[ifname] = comment;
-    }
-    const live = bridgeFromRecords(l2.digest, mine);
+    const live = bridgeFromRecords(l2.digest, records.recordsOf(affected));
     if (!live) return undefined;
     bridgeScript = planBridge(live, { ip: false, digest: l2.digest, body: l2.body, ports: record ? [record] : [] });
   }
@@ -488,9 +489,8 @@ async function iptablesFromCache(ctx: EngineContext, change: PortChange, dryRun:
  * not grow with the number of guests. undefined when there is no usable cache.
  */
 async function hookFromCache(ctx: EngineContext, change: PortChange, dryRun: boolean): Promise<ApplyReport | undefined> {
-  const { ifname: target, key } = changed(change);
   return fromCache(ctx, dryRun, undefined, (records) => ({
-    affected: new Set([target, ...(key === undefined ? [] : records.withKey(key))]),
+    affected: touchedIn(change, records),
     desired: () => (change.kind === 'up' && isGuarded(change.port, ctx.settings) ? [withIfindex(change.port)] : []),
   }));
 }
@@ -511,12 +511,7 @@ async function fromCache(
   const records = PortRecords.read(cacheFile, skeleton.digest);
   if (!records) return undefined;
   const { affected, desired: desiredOf } = pick(records);
-  const mine: Record<string, string> = {};
-  for (const ifname of affected) {
-    const comment = records.get(ifname);
-    if (comment !== undefined) mine[ifname] = comment;
-  }
-  const live = bridgeFromRecords(skeleton.digest, mine);
+  const live = bridgeFromRecords(skeleton.digest, records.recordsOf(affected));
   if (!live) return undefined;
   const lists = savedLists ?? readBlocklists();
   const blocks = blockResolver(ctx.settings, lists);

@@ -40,12 +40,22 @@ export interface GuestAddress {
   readonly cidr: string;
 }
 
-function ipv4ToInt(text: string): number {
-  return text.split('.').reduce((acc, octet) => acc * 256 + Number(octet), 0);
+/** A dotted quad (already validated) as a number; a character loop, as blocklists convert thousands. */
+export function ipv4ToInt(text: string): number {
+  let value = 0;
+  let octet = 0;
+  for (let i = 0; i < text.length; i += 1) {
+    const c = text.charCodeAt(i);
+    if (c === 46) {
+      value = value * 256 + octet;
+      octet = 0;
+    } else octet = octet * 10 + (c - 48);
+  }
+  return value * 256 + octet;
 }
 
-function intToIpv4(value: number): string {
-  return [24, 16, 8, 0].map((shift) => Math.floor(value / 2 ** shift) % 256).join('.');
+export function intToIpv4(value: number): string {
+  return `${Math.floor(value / 16777216)}.${Math.floor(value / 65536) % 256}.${Math.floor(value / 256) % 256}.${value % 256}`;
 }
 
 /** The eight 16-bit groups of an IPv6 address. */

@@ -2,13 +2,15 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { GuestPort } from '../guest/model.js';
 
+const netDir = () => join(process.env.VIF_GUARD_SYS ?? '/sys', 'class/net');
+
 /**
  * An interface's index from sysfs (a file read, no process), or undefined when it does not exist (a
  * sync for a guest whose vif is gone, a dry run elsewhere). The name is validated: no path tricks.
  */
 export function ifindexOf(ifname: string): number | undefined {
   try {
-    const text = readFileSync(join(process.env.VIF_GUARD_SYS ?? '/sys', 'class/net', ifname, 'ifindex'), 'utf8').trim();
+    const text = readFileSync(join(netDir(), ifname, 'ifindex'), 'utf8').trim();
     return /^\d+$/.test(text) ? Number(text) : undefined;
   } catch {
     return undefined;
@@ -23,7 +25,7 @@ export function withIfindex(port: GuestPort, existing?: ReadonlySet<string>): Gu
 /** The interfaces that exist (one directory read), so that sync reads indexes only for those. */
 export function existingInterfaces(): ReadonlySet<string> | undefined {
   try {
-    return new Set(readdirSync(join(process.env.VIF_GUARD_SYS ?? '/sys', 'class/net')));
+    return new Set(readdirSync(netDir()));
   } catch {
     return undefined;
   }

@@ -1,7 +1,7 @@
 import { shortDigest } from '../digest.js';
 import type { Settings } from '../config/settings.js';
 import type { GuestPort } from '../guest/model.js';
-import { addressRange, type GuestAddress } from '../guest/validate.js';
+import { addressRange, intToIpv4, ipv4ToInt, type GuestAddress } from '../guest/validate.js';
 import { linkLocalFromMac } from '../guest/eui64.js';
 import type { BridgeBlock, BridgePort, BridgeSpec } from './types.js';
 
@@ -43,7 +43,7 @@ export function collapse(addresses: readonly GuestAddress[]): GuestAddress[] {
     .map((address, index) => ({ index, address }))
     .filter(({ address }) => address.family === 4)
     .map(({ index, address }) => {
-      const start = address.address.split('.').reduce((acc, octet) => acc * 256 + Number(octet), 0);
+      const start = ipv4ToInt(address.address);
       return { index, start, end: start + 2 ** (32 - address.prefix) - 1 };
     })
     .sort((a, b) => a.start - b.start || b.end - a.end || a.index - b.index);
@@ -124,8 +124,6 @@ export function bridgeBlock(ifname: string, digest: string, settings: Settings, 
   };
 }
 
-const dotted = (n: number) => `${Math.floor(n / 16777216)}.${Math.floor(n / 65536) % 256}.${Math.floor(n / 256) % 256}.${n % 256}`;
-
 /**
  * IPv4 prefixes as the fewest interval elements: overlapping and adjacent prefixes merged into one
  * range (`a-b`), exact prefixes kept as such. A country zone lists thousands of adjacent /24s; nft's
@@ -138,17 +136,7 @@ export function mergeV4(addresses: readonly GuestAddress[]): string[] {
   let n = 0;
   for (const address of addresses) {
     if (address.family !== 4) continue;
-    const text = address.address;
-    let start = 0;
-    let octet = 0;
-    for (let i = 0; i < text.length; i += 1) {
-      const c = text.charCodeAt(i);
-      if (c === 46) {
-        start = start * 256 + octet;
-        octet = 0;
-      } else octet = octet * 10 + (c - 48);
-    }
-    keys[n] = (start * 256 + octet) * 64 + address.prefix;
+    keys[n] = ipv4ToInt(address.address) * 64 + address.prefix;
     n += 1;
   }
   const sorted = keys.subarray(0, n).sort();
@@ -158,7 +146,7 @@ export function mergeV4(addresses: readonly GuestAddress[]): string[] {
     if (from < 0) return;
     const size = to - from + 1;
     const prefix = 32 - Math.log2(size);
-    out.push(Number.isInteger(prefix) && from % size === 0 ? (prefix === 32 ? dotted(from) : `${dotted(from)}/${prefix}`) : `${dotted(from)}-${dotted(to)}`);
+    out.push(Number.isInteger(prefix) && from % size === 0 ? (prefix === 32 ? intToIpv4(from) : `${intToIpv4(from)}/${prefix}`) : `${intToIpv4(from)}-${intToIpv4(to)}`);
   };
   for (const key of sorted) {
     const start = Math.floor(key / 64);

@@ -15,6 +15,9 @@ export const FILTER_JUMPS: readonly JumpSpec[] = [
   { chain: 'INPUT', rule: ['-m', 'physdev', '--physdev-is-in', '-j', IN_ROOT] },
 ];
 
+/** vif-guard-fwd: bridged traffic meets the from-guest checks, then the to-guest checks. */
+export const FORWARD_CHAIN_SPEC: ChainSpec = { name: FORWARD_CHAIN, rules: [['-j', IN_ROOT], ['-j', OUT_ROOT]] };
+
 export interface PortChains {
   readonly ifname: string;
   readonly in: ChainSpec;
@@ -25,7 +28,7 @@ export interface PortChains {
 export function buildFilterTable(family: Family, portChains: readonly PortChains[]): TableSpec {
   const ifnames = portChains.map((port) => port.ifname);
   const chains: ChainSpec[] = [
-    { name: FORWARD_CHAIN, rules: [['-j', IN_ROOT], ['-j', OUT_ROOT]] },
+    FORWARD_CHAIN_SPEC,
     ...buildDispatch('in', ifnames),
     ...buildDispatch('out', ifnames),
     ...portChains.flatMap((port) => [port.in, port.out]),
