@@ -38,6 +38,7 @@ const KEYS: Record<string, { field: keyof Settings; parse: Parser; expected: str
   log_per_minute: { field: 'logPerMinute', parse: integer(1, 59), expected: 'a whole number from 1 to 59' },
   log_burst: { field: 'logBurst', parse: integer(1, 1000), expected: 'a whole number from 1 to 1000' },
   layer2: { field: 'layer2', parse: yesNo, expected: 'yes or no' },
+  layer2_tool: { field: 'layer2Tool', parse: oneOf('auto', 'nftables', 'ebtables'), expected: 'auto, nftables or ebtables' },
   extra_ethertypes: { field: 'extraEthertypes', parse: ethertypes, expected: 'ethertype names (vlan, 8021ad, lldp, rarp, ...) or 0xNNNN, separated by spaces' },
   lock_timeout: { field: 'lockTimeout', parse: integer(1, 35), expected: 'seconds from 1 to 35 (libxl kills hooks at 40)' },
   xen_config_dir: { field: 'xenConfigDir', parse: absolutePath, expected: 'an absolute path' },

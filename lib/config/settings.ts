@@ -19,6 +19,11 @@ export interface Settings {
    * nf_tables (OpenVZ 6's 2.6.32): IP checks only, chosen by the admin, reported by doctor.
    */
   readonly layer2: boolean;
+  /**
+   * What enforces layer 2 on the iptables backend: nft's bridge family, or ebtables (nat PREROUTING)
+   * on kernels that cannot load the bridge table. `auto` asks the kernel (see engine.ts layer2Tool).
+   */
+  readonly layer2Tool: 'auto' | 'nftables' | 'ebtables';
   /** Ethertypes a guarded guest may send besides IPv4, ARP and IPv6 (nft names or 0x numbers), e.g. `vlan`. */
   readonly extraEthertypes: readonly string[];
   /** Seconds to wait for vif-guard's lock and the xtables lock; libxl kills hooks at 40 s. */
@@ -47,6 +52,7 @@ export const DEFAULT_SETTINGS: Settings = {
   logPerMinute: 6,
   logBurst: 10,
   layer2: true,
+  layer2Tool: 'auto',
   extraEthertypes: [],
   lockTimeout: 20,
   xenConfigDir: '/etc/xen',

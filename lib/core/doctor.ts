@@ -5,7 +5,7 @@ import type { Runner } from '../runner.js';
 import { toVifGuardError } from '../errors.js';
 import { parseDomuConfig } from '../xen/domu-config.js';
 import type { Detection } from '../backend/iptables.js';
-import { blockResolver, chooseEngine, nftablesUnavailable, readEverything } from './engine.js';
+import { blockResolver, chooseEngine, layer2Tool, nftablesUnavailable, readEverything } from './engine.js';
 import { readBlocklists } from '../blocklist/store.js';
 import { withIfindex } from '../kernel/ifindex.js';
 import { buildStatus, type LiveState } from './status.js';
@@ -252,10 +252,11 @@ export async function runDoctor(env: DoctorEnv): Promise<Check[]> {
   const asks = env.settings.backend === 'auto' || env.settings.backend === 'nftables';
   const why = asks ? await nftablesUnavailable(env.runner, env.settings) : undefined;
   const engine = env.settings.backend === 'auto' ? (why === undefined ? 'nftables' : 'iptables') : await chooseEngine(env.runner, env.settings);
+  const l2 = engine === 'iptables' ? await layer2Tool({ runner: env.runner, settings: env.settings, lockPath: '' }) : undefined;
   const checks: Check[] = [
     engine === 'nftables' && why !== undefined
       ? { id: 'backend', level: 'error', message: `backend = nftables, but ${why}: every hook fails closed`, fix: 'set backend = auto in /etc/vif-guard/vif-guard.conf (the iptables backend on this kernel), then vif-guard sync' }
-      : ok('backend', engine === 'nftables' ? 'backend: nftables (every check in nft\'s bridge family; br_netfilter not needed)' : `backend: iptables (physdev rules; MAC/ARP in nft's bridge family)${why ? `; auto did not pick nftables: ${why}` : ''}`),
+      : ok('backend', engine === 'nftables' ? 'backend: nftables (every check in nft\'s bridge family; br_netfilter not needed)' : `backend: iptables (physdev rules; ${l2 === 'ebtables' ? 'MAC/ARP in ebtables nat PREROUTING' : l2 ? "MAC/ARP in nft's bridge family" : 'no MAC/ARP checks'})${why ? `; auto did not pick nftables: ${why}` : ''}`),
   ];
   if (engine === 'iptables') checks.push(...checkBridgeNetfilter(env), ...checkPersistence(env));
   else checks.push(...checkBrNetfilterCost(env));
@@ -295,10 +296,19 @@ export async function runDoctor(env: DoctorEnv): Promise<Check[]> {
     checks.push({ id: 'inventory', level: 'error', message: `cannot read the guests: ${toVifGuardError(error).shortMessage}` });
   }
   let notrackTable: boolean | undefined;
-  if (live?.bridge) notrackTable = live.bridge.exists && live.bridge.ports.size > 0;
+  if (live?.bridge && l2 !== 'ebtables') notrackTable = live.bridge.exists && live.bridge.ports.size > 0;
   if (!env.settings.layer2 && guarded > 0) {
-    checks.push({ id: 'layer2', level: 'warning', message: 'layer2 = no: guests can forge their MAC, poison ARP and send VLAN-tagged frames past the IP checks', fix: 'on a kernel with nf_tables: apt-get install nftables, set layer2 = yes, then vif-guard sync' });
+    checks.push({ id: 'layer2', level: 'warning', message: 'layer2 = no: guests can forge their MAC, poison ARP and send VLAN-tagged frames past the IP checks', fix: 'apt-get install nftables (Linux 5.6 or later) or ebtables, set layer2 = yes, then vif-guard sync' });
+  } else if (l2 === 'ebtables' && guarded > 0) {
+    checks.push(
+      live?.ebtables
+        ? ok('layer2', 'layer 2: MAC, ARP and ethertype checks in ebtables (nat PREROUTING, before the bridge learns a MAC)')
+        : { id: 'layer2', level: 'error', message: 'layer 2 is set to ebtables, but ebtables cannot read its nat table: hooks fail closed', fix: 'apt-get install ebtables; modprobe ebtable_nat (or layer2 = no in vif-guard.conf)' },
+    );
+    if (env.settings.notrack) checks.push({ id: 'notrack', level: 'warning', message: 'layer 2 is in ebtables, which cannot NOTRACK: switched guest traffic is tracked (that needs the bridge table, Linux 5.6 or later)', fix: 'keep nf_conntrack_max well above the guests\' flows, or upgrade the kernel' });
   }
-  checks.push(...checkConntrack(env, guarded, notrackTable), ...checkHooks(env), ...checkXlConf(env), ...checkOpenvzHooks(env));
+  // With layer 2 in ebtables the notrack check above says what there is to say.
+  const conntrack = checkConntrack(env, guarded, notrackTable).filter((check) => !(l2 === 'ebtables' && check.id === 'notrack'));
+  checks.push(...conntrack, ...checkHooks(env), ...checkXlConf(env), ...checkOpenvzHooks(env));
   return checks;
 }

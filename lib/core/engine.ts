@@ -12,6 +12,8 @@ import { parseSave, type LiveTable } from '../backend/save-parse.js';
 import { planPortEvent, planTable, renderRestorePayload, type PortEventPlan, type TablePlan } from '../backend/diff.js';
 import { iptablesCacheHeader, iptablesCachePath, readIptablesCache } from '../backend/iptables-cache.js';
 import { dropPortCache, portCachePath, PortRecords, readPortCache, writePortCache } from '../backend/bridge-cache.js';
+import { applyEbtables, readEbtables } from '../backend/ebtables.js';
+import { buildEbtables } from '../rules/ebtables.js';
 import { applyBridge, bridgeFromRecords, nftErrorLine, readBridgeSets, planBridge, portMatches, readBridge, type LiveBridge, type LiveBridgePort } from '../backend/nft-bridge.js';
 import { buildFilterTable, buildRuleset, FILTER_JUMPS, NO_TABLES, type Engine, type PortChains } from '../rules/build.js';
 import { bridgeBlock, bridgePort, bridgeSkeleton, buildBridgeSpec, layer2Port, parsePortComment } from '../rules/bridge.js';
@@ -188,10 +190,11 @@ export function probePath(lockPath: string): string {
  */
 export async function nftablesUnavailable(runner: Runner, settings: Settings, lockPath?: string): Promise<string | undefined> {
   if (!runner.which('nft')) return 'nft is not installed';
-  if (lockPath !== undefined && existsSync(portCachePath(lockPath))) return undefined;
+  if (lockPath && existsSync(portCachePath(lockPath))) return undefined;
   const skeleton = bridgeSkeleton(settings, true);
   const stamp = `${skeleton.digest} ${release()}\t`;
-  const file = lockPath === undefined ? undefined : probePath(lockPath);
+  // No lock path (doctor, status): ask, and keep nothing.
+  const file = lockPath === undefined || lockPath === '' ? undefined : probePath(lockPath);
   const kept = file === undefined ? undefined : readIfPresent(file);
   if (kept?.startsWith(stamp)) {
     const answer = kept.slice(stamp.length).trim();
@@ -355,20 +358,26 @@ async function applyNftables(ctx: EngineContext, dryRun: boolean, desiredFor: De
   if (!dryRun) writePortCache(cacheFile, desired);
   // Only now, with every port protected by the bridge table, drop what the iptables backend left.
   const plans = iptablesLive ? await applyTables(ctx, iptablesLive, NO_TABLES, dryRun, bulk) : [];
+  // And what it left in ebtables (read only when this boot's marker says there is something).
+  await applyEbtables(ebtablesTarget(ctx, bulk), [], dryRun);
   for (const warning of warnings) ctx.log(`warning: ${warning}`);
   return { engine: 'nftables', backend: 'nftables', variant: 'nftables', plans, bridgeScript, warnings, dryRun, ports };
 }
 
 async function applyIptables(ctx: EngineContext, dryRun: boolean, desiredFor: (filter4: LiveTable, filter6: LiveTable, bridgePorts: readonly GuestPort[]) => Ruleset, bulk: boolean): Promise<ApplyReport> {
   const live = await readLive(ctx);
-  const skeleton = ctx.settings.layer2 ? bridgeSkeleton(ctx.settings, false) : undefined;
+  const viaEbtables = (await layer2Tool(ctx)) === 'ebtables';
+  const skeleton = ctx.settings.layer2 && !viaEbtables ? bridgeSkeleton(ctx.settings, false) : undefined;
   const canNft = ctx.runner.which('nft') !== undefined;
   const liveBridge = canNft ? await readBridge(ctx.runner, skeleton ? { digest: skeleton.digest, ip: false } : undefined, bulk) : undefined;
   // Ports the nftables backend protected (a switch back to iptables) are carried over.
   const carried = liveBridge?.ip ? [...liveBridge.ports.values()].map(guestPortOf) : [];
-  const desired = desiredFor(live.tables[4], live.tables[6], carried);
+  const built = desiredFor(live.tables[4], live.tables[6], carried);
+  // Layer 2 in ebtables: the same port records, as ebtables chains; the bridge table (if any) goes.
+  const ebChains = viaEbtables ? buildEbtables(built.bridge?.ports ?? [], ctx.settings) : [];
+  const desired = viaEbtables ? { ...built, bridge: undefined } : built;
   if (desired.bridge && !canNft) {
-    throw new VifGuardError('MISSING_TOOL', 'nft is not installed: MAC, ARP and ethertype checks need it (apt-get install nftables; on a kernel without nf_tables, layer2 = no in vif-guard.conf)');
+    throw new VifGuardError('MISSING_TOOL', 'nft is not installed: MAC, ARP and ethertype checks need it (apt-get install nftables; on a kernel without nf_tables, apt-get install ebtables, or layer2 = no in vif-guard.conf)');
   }
   const bridgeScript = liveBridge ? planBridge(liveBridge, desired.bridge) : '';
   const cacheFile = iptablesCachePath(ctx.lockPath);
@@ -377,21 +386,43 @@ async function applyIptables(ctx: EngineContext, dryRun: boolean, desiredFor: (f
     dropPortCache(portCachePath(ctx.lockPath));
     dropPortCache(cacheFile);
   }
-  // Order: IPv4, IPv6, then layer 2; each is one atomic transaction.
+  // Order: IPv4, IPv6, then layer 2; each is one atomic transaction. Between two layer-2 tools, the
+  // new one is in place before the old one goes.
   const plans = await applyTables(ctx, live, desired.tables, dryRun, bulk);
+  const ebtables = () => applyEbtables(ebtablesTarget(ctx, bulk), ebChains, dryRun);
+  if (viaEbtables) await ebtables();
   try {
     await applyBridgeScript(ctx, bridgeScript, dryRun, bulk);
   } catch (error) {
     // Creating the table is where a kernel too old for it says no (the IP checks are in place by now).
     if (liveBridge?.exists || !desired.bridge) throw error;
     const failure = toVifGuardError(error);
-    throw new VifGuardError('APPLY', `${failure.shortMessage}: this kernel cannot load the layer-2 table (MAC, ARP and ethertype checks need nft's bridge family with concatenated interval sets, Linux 5.6); on an older kernel set layer2 = no in vif-guard.conf (IPv4/IPv6 checks only) or upgrade`, { details: failure.details, cause: error });
+    throw new VifGuardError('APPLY', `${failure.shortMessage}: this kernel cannot load the layer-2 table (MAC, ARP and ethertype checks in nft's bridge family need concatenated interval sets, Linux 5.6); on an older kernel set layer2_tool = ebtables (or layer2 = no, IPv4/IPv6 checks only) in vif-guard.conf, or upgrade`, { details: failure.details, cause: error });
   }
-  const records = dryRun ? undefined : iptablesRecords(desired);
+  if (!viaEbtables) await ebtables();
+  // Hooks read the cache only with layer 2 in nft (or none): ebtables hooks take the full path.
+  const records = dryRun || viaEbtables ? undefined : iptablesRecords(desired);
   if (records) PortRecords.of(iptablesCacheHeader(live.detection.backend.variant, desired.bridge?.digest), records).write(cacheFile);
   if (bulk && readBlocklists().length) live.warnings.push('blocklists are saved but not applied: they need the nftables backend (backend = nftables or auto on a kernel with nf_tables)');
   for (const warning of live.warnings) ctx.log(`warning: ${warning}`);
   return { engine: 'iptables', backend: `iptables-${live.variant}`, variant: live.variant, plans, bridgeScript, warnings: live.warnings, dryRun };
+}
+
+function ebtablesTarget(ctx: EngineContext, bulk: boolean) {
+  return { runner: ctx.runner, marker: besideLock(ctx.lockPath, '-ebtables.used'), timeoutMs: (bulk ? BULK_SECONDS : ctx.settings.lockTimeout + 10) * 1000, log: ctx.log };
+}
+
+/**
+ * What enforces MAC, ARP and ethertype checks on the iptables backend: nft's bridge family where the
+ * kernel can load vif-guard's table (asked once per boot, see nftablesUnavailable), else ebtables
+ * when it is installed; `layer2_tool` forces one. undefined with `layer2 = no`.
+ */
+export async function layer2Tool(ctx: Pick<EngineContext, 'runner' | 'settings' | 'lockPath'>): Promise<'nftables' | 'ebtables' | undefined> {
+  const { settings, runner } = ctx;
+  if (!settings.layer2) return undefined;
+  if (settings.layer2Tool !== 'auto') return settings.layer2Tool;
+  if ((await nftablesUnavailable(runner, settings, ctx.lockPath)) === undefined) return 'nftables';
+  return runner.which('ebtables') ? 'ebtables' : 'nftables';
 }
 
 function tableAsLive(spec: TableSpec | undefined): LiveTable {
@@ -428,6 +459,7 @@ function iptablesRecords(desired: Ruleset): [string, string][] | undefined {
  * cache or a commit fails (the table is not what the cache says); the caller then reads the tables.
  */
 async function iptablesFromCache(ctx: EngineContext, change: PortChange, dryRun: boolean): Promise<ApplyReport | undefined> {
+  if (ctx.settings.layer2 && (await layer2Tool(ctx)) === 'ebtables') return undefined;
   const l2 = ctx.settings.layer2 && ctx.runner.which('nft') ? bridgeSkeleton(ctx.settings, false) : undefined;
   if (ctx.settings.layer2 && !l2) return undefined;
   const cacheFile = iptablesCachePath(ctx.lockPath);
@@ -627,8 +659,10 @@ export async function readEverything(ctx: EngineContext): Promise<{ state: Statu
   else if (hasIptables(ctx.runner)) iptables = await readLive(ctx, true).catch(() => undefined);
   const empty = parseSave('*filter\nCOMMIT\n', 'filter');
   const bridge = ctx.runner.which('nft') ? await readBridge(ctx.runner, undefined, true) : undefined;
+  const eb = engine === 'iptables' && (await layer2Tool(ctx)) === 'ebtables' ? await readEbtables(ctx.runner, true) : undefined;
+  if (eb && 'error' in eb) iptables?.warnings.push(`ebtables cannot be read: ${eb.error}`);
   return {
-    state: { filter4: iptables?.tables[4] ?? empty, filter6: iptables?.tables[6] ?? empty, bridge, engine },
+    state: { filter4: iptables?.tables[4] ?? empty, filter6: iptables?.tables[6] ?? empty, bridge, engine, ebtables: eb && 'live' in eb ? eb.live : undefined },
     backend: engine === 'nftables' ? 'nftables' : `iptables-${iptables?.variant ?? '?'}`,
     detection: iptables?.detection,
     warnings: iptables?.warnings ?? [],

@@ -8,6 +8,8 @@ import { buildRuleset, type Engine } from '../rules/build.js';
 import { portInChain, portOfChain, portOutChain } from '../rules/names.js';
 import { buildPortIn6Chain, buildPortInChain, buildPortOut6Chain, buildPortOutChain, isGuarded, portMetaOfRules } from '../rules/port.js';
 import type { BridgeBlock, TableSpec } from '../rules/types.js';
+import { ebtablesCounters, ebtablesCurrent, type LiveEbtables } from '../backend/ebtables.js';
+import { buildEbtables, ebPortChain, type EbClass } from '../rules/ebtables.js';
 
 export type PortState = 'protected' | 'unprotected' | 'drift' | 'no-addresses' | 'stale';
 
@@ -33,7 +35,11 @@ export interface LiveState {
   readonly filter6: LiveTable;
   readonly bridge: LiveBridge | undefined;
   readonly engine: Engine;
+  /** vif-guard's ebtables chains, when ebtables enforces layer 2 (the iptables backend on older kernels). */
+  readonly ebtables?: LiveEbtables | undefined;
 }
+
+type EbCounts = ReadonlyMap<string, ReadonlyMap<EbClass, Counter>>;
 
 const ZERO: Counter = { packets: 0, bytes: 0 };
 const add = (a: Counter, b: Counter): Counter => ({ packets: a.packets + b.packets, bytes: a.bytes + b.bytes });
@@ -45,10 +51,11 @@ function counterOf(live: LiveTable, chain: string, pick: (body: string) => boole
 }
 
 /** Drops per reason: from the iptables chains (iptables backend) and the bridge table's per-port counter sets. */
-function countersFor(live: LiveState, vif: string): Pick<PortStatus, 'spoofed' | 'dropped'> {
+function countersFor(live: LiveState, vif: string, eb: EbCounts | undefined): Pick<PortStatus, 'spoofed' | 'dropped'> {
   const inChain = portInChain(vif);
   const perClass = live.bridge?.counters.get(vif);
-  const nft = (cls: DropClass) => perClass?.get(cls) ?? ZERO;
+  const ebClass = eb?.get(vif);
+  const nft = (cls: DropClass) => add(perClass?.get(cls) ?? ZERO, (cls === 'mac' || cls === 'ethertype' || cls === 'arp_mac' || cls === 'arp_ip' ? ebClass?.get(cls) : undefined) ?? ZERO);
   const dropped: Record<Reason, Counter> = {
     source4: add(nft('src'), counterOf(live.filter4, inChain, (body) => body.includes('--comment') && body.endsWith('-j DROP'))),
     dhcpServer: add(nft('dhcps'), counterOf(live.filter4, inChain, (body) => body.includes('--sport 67 --dport 68 -j DROP'))),
@@ -87,19 +94,22 @@ function iptablesState(live: LiveState, port: GuestPort, settings: Settings): 'u
 export function buildStatus(live: LiveState, expected: readonly GuestPort[] | undefined, settings: Settings, blocks?: (port: GuestPort) => BridgeBlock | undefined): PortStatus[] {
   const rows: PortStatus[] = [];
   const ruleset = expected ? buildRuleset(expected, settings, live.engine, blocks) : undefined;
-  const bridgeCurrent = ruleset?.bridge === undefined || live.bridge?.digest === ruleset.bridge.digest;
+  // Layer 2 in ebtables: the same port records as ebtables chains, and no bridge table.
+  const eb = live.ebtables && live.engine === 'iptables' ? live.ebtables : undefined;
+  const ebCounts = eb ? ebtablesCounters(eb) : undefined;
+  const bridgeCurrent = eb ? ebtablesCurrent(eb, buildEbtables(ruleset?.bridge?.ports ?? [], settings)) : ruleset?.bridge === undefined || live.bridge?.digest === ruleset.bridge.digest;
   const sharedDrift = ruleset !== undefined && !(sharedOk(live.filter4, ruleset.tables[0]) && sharedOk(live.filter6, ruleset.tables[1]) && bridgeCurrent);
   const known = new Set<string>();
   for (const port of expected ?? []) {
     known.add(port.ifname);
-    const base = { guest: port.guest, vif: port.ifname, bridge: port.bridge, addresses: port.addresses.map((a) => a.cidr), mac: port.mac, ...countersFor(live, port.ifname) };
+    const base = { guest: port.guest, vif: port.ifname, bridge: port.bridge, addresses: port.addresses.map((a) => a.cidr), mac: port.mac, ...countersFor(live, port.ifname, ebCounts) };
     if (!isGuarded(port, settings)) {
       rows.push({ ...base, state: 'no-addresses' });
       continue;
     }
     const wanted = ruleset?.bridge?.ports.find((candidate) => candidate.ifname === port.ifname);
     const inBridge = live.bridge?.ports.get(port.ifname);
-    const bridgeOk = wanted === undefined || portMatches(inBridge, wanted, live.engine === 'nftables');
+    const bridgeOk = wanted === undefined || (eb ? eb.has(ebPortChain(wanted, settings).name) : portMatches(inBridge, wanted, live.engine === 'nftables'));
     const ipState = live.engine === 'nftables' ? (inBridge ? 'exact' : 'unprotected') : iptablesState(live, port, settings);
     rows.push({ ...base, state: ipState === 'unprotected' ? 'unprotected' : ipState === 'exact' && bridgeOk && !sharedDrift ? 'protected' : 'drift' });
   }
@@ -116,7 +126,7 @@ export function buildStatus(live: LiveState, expected: readonly GuestPort[] | un
   }
   for (const [vif, port] of leftovers) {
     // Without an inventory (no hypervisor tools) the live rules are all there is to report.
-    rows.push({ ...port, vif, state: expected === undefined ? 'protected' : 'stale', ...countersFor(live, vif) });
+    rows.push({ ...port, vif, state: expected === undefined ? 'protected' : 'stale', ...countersFor(live, vif, ebCounts) });
   }
   return rows.sort((a, b) => a.vif.localeCompare(b.vif));
 }

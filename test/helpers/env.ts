@@ -12,7 +12,7 @@ function has(command: string): boolean {
 /** Namespace tests need root, iproute2 and both iptables variants; without them they are skipped, loudly. */
 export const NETNS_MISSING: string[] = [
   ...(process.getuid?.() === 0 ? [] : ['root']),
-  ...['ip', 'iptables-nft-restore', 'iptables-legacy-restore', 'unshare', 'python3', 'flock', 'conntrack', 'nft', 'ipset'].filter((c) => !has(c)),
+  ...['ip', 'iptables-nft-restore', 'iptables-legacy-restore', 'unshare', 'python3', 'flock', 'conntrack', 'nft', 'ipset', 'ebtables-nft'].filter((c) => !has(c)),
 ];
 
 export const CAN_USE_NETNS = NETNS_MISSING.length === 0;

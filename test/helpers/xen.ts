@@ -88,6 +88,20 @@ export class FakeXenHost {
     this.writeConfig(`[general]\nbackend = ${this.variant}\n${config}`);
   }
 
+  /** Extra environment for every hook and CLI run (VIF_GUARD_BIN_DIR, ...). */
+  private readonly env: Record<string, string> = {};
+
+  /**
+   * `ebtables` and `ebtables-restore` are ebtables-nft for vif-guard here, whatever the host's
+   * alternative: this kernel has no legacy ebtables tables.
+   */
+  useEbtablesNft(): void {
+    const dir = join(this.root, 'ebtables-nft-bin');
+    mkdirSync(dir, { recursive: true });
+    for (const tool of ['ebtables', 'ebtables-restore']) symlinkSync('/usr/sbin/xtables-nft-multi', join(dir, tool));
+    this.env.VIF_GUARD_BIN_DIR = dir;
+  }
+
   writeConfig(text: string): void {
     writeFileSync(this.configPath, text);
   }
@@ -131,6 +145,7 @@ export class FakeXenHost {
       XENBUS_BASE_PATH: 'backend',
       netdev: '',
       vif: `vif${domid}.${devid}`,
+      ...this.env,
       ...extraEnv,
     };
     const envArgs = Object.entries(env).map(([key, value]) => `${key}=${value}`);
@@ -148,6 +163,7 @@ export class FakeXenHost {
       VIF_GUARD_CONFIG: this.configPath,
       VIF_GUARD_LOCK: join(this.root, 'run', 'vif-guard.lock'),
       VIF_GUARD_STATE_DIR: this.stateDir,
+      ...this.env,
       ...extraEnv,
     };
     const envArgs = Object.entries(env).map(([key, value]) => `${key}=${value}`);
@@ -157,7 +173,7 @@ export class FakeXenHost {
 
   /** The CLI as an admin on this dom0 runs it: inside the mount namespace that shows the staged /etc. */
   async cliMounted(args: string[], extraEnv: Record<string, string> = {}): Promise<HotplugResult> {
-    const env = { PATH: `${DOUBLES}:/usr/sbin:/usr/bin:/sbin:/bin`, XS_ROOT: this.xsRoot, VIF_GUARD_CONFIG: this.configPath, VIF_GUARD_STATE_DIR: this.stateDir, ...extraEnv };
+    const env = { PATH: `${DOUBLES}:/usr/sbin:/usr/bin:/sbin:/bin`, XS_ROOT: this.xsRoot, VIF_GUARD_CONFIG: this.configPath, VIF_GUARD_STATE_DIR: this.stateDir, ...this.env, ...extraEnv };
     const envArgs = Object.entries(env).map(([key, value]) => `${key}=${value}`);
     const result = await $`ip netns exec ${this.lab.dom0} unshare -m --propagation private ${IN_DOM0} ${this.root} env -i ${envArgs} /opt/vif-guard/sbin/vif-guard ${args}`
       .timeout('60s')
@@ -167,7 +183,7 @@ export class FakeXenHost {
 
   /** Any command inside the dom0 namespace and its mount namespace (private /run, so private locks). */
   async inMountNs(argv: string[], extraEnv: Record<string, string> = {}): Promise<HotplugResult> {
-    const env = { PATH: '/usr/sbin:/usr/bin:/sbin:/bin', VIF_GUARD_CONFIG: this.configPath, ...extraEnv };
+    const env = { PATH: '/usr/sbin:/usr/bin:/sbin:/bin', VIF_GUARD_CONFIG: this.configPath, ...this.env, ...extraEnv };
     const envArgs = Object.entries(env).map(([key, value]) => `${key}=${value}`);
     const result = await $`ip netns exec ${this.lab.dom0} unshare -m --propagation private ${IN_DOM0} ${this.root} env -i ${envArgs} ${argv} </dev/null`.timeout('120s').nothrow();
     return { exitCode: result.exitCode ?? 1, stdout: result.stdout, stderr: result.stderr };

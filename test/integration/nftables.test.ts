@@ -1,4 +1,4 @@
-import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -203,11 +203,14 @@ describe.skipIf(!CAN_USE_NETNS)('nftables backend: Xen hooks, sync, blocklists',
     expect((await lab.inDom0('iptables-nft-save')).stdout).not.toContain('vif-guard');
   }, 60_000);
 
-  it('auto on a kernel that cannot load the table (nft -c refuses it): hooks protect with iptables, doctor says why', async () => {
+  it('auto on a kernel that cannot load the table (nft -c refuses it): hooks protect with iptables and layer 2 with ebtables, doctor says why', async () => {
     const fake = mkdtempSync(join(tmpdir(), 'vif-guard-oldkernel-'));
     // What an older kernel with nf_tables answers for the table's concatenated interval sets.
     writeFileSync(join(fake, 'nft'), '#!/bin/sh\nif [ "$1" = "-c" ]; then cat >/dev/null; echo "Error: Could not process rule: Operation not supported" >&2; exit 1; fi\nexec /usr/sbin/nft "$@"\n');
     chmodSync(join(fake, 'nft'), 0o755);
+    // ebtables-nft whatever the host's alternative (this kernel has no legacy ebtables tables).
+    xen.useEbtablesNft();
+    for (const tool of ['ebtables', 'ebtables-restore']) symlinkSync('/usr/sbin/xtables-nft-multi', join(fake, tool));
     xen.writeConfig('[general]\nbackend = auto\n');
     // Such a kernel never ran the nftables backend, so this boot has no cache of its commits.
     await xen.inMountNs(['rm', '-f', '/run/vif-guard-ports.cache']);
@@ -220,6 +223,10 @@ describe.skipIf(!CAN_USE_NETNS)('nftables backend: Xen hooks, sync, blocklists',
       const save = (await lab.inDom0('iptables-nft-save')).stdout;
       // Every port moved to iptables, the new one and those the bridge table held.
       for (const vif of ['vif1.0', 'vif3.0', 'vif4.0']) expect(save).toContain(`:vif-guard-i-${vif}`);
+      // And MAC, ARP and ethertypes to ebtables, since the bridge table cannot load either.
+      const eb = (await lab.inDom0('ebtables-nft', '-t', 'nat', '-L')).stdout;
+      for (const vif of ['vif1.0', 'vif3.0', 'vif4.0']) expect(eb).toMatch(new RegExp(`Bridge chain: vgl2-p-${vif.replace('.', '\\.')}-[0-9a-f]{6},`));
+      expect(await xen.bridgeTable()).toBe('');
       const doctor = JSON.parse((await xen.cliMounted(['doctor', '--json'], { VIF_GUARD_BIN_DIR: fake })).stdout) as { checks: { id: string; message: string }[] };
       expect(doctor.checks.find((check) => check.id === 'backend')?.message).toMatch(/^backend: iptables .*auto did not pick nftables: this kernel cannot load the nftables backend's table \(Error: Could not process rule: Operation not supported\)/);
       // Forcing the nftables backend on such a kernel is an error doctor names, with its fix.
@@ -235,6 +242,7 @@ describe.skipIf(!CAN_USE_NETNS)('nftables backend: Xen hooks, sync, blocklists',
     expect((await xen.cli(['sync'])).exitCode).toBe(0);
     expect((await lab.inDom0('iptables-nft-save')).stdout).not.toContain('vif-guard');
     expect(await xen.bridgeTable()).toContain(`"vif4.0" . ${subnet}.14`);
+    expect((await lab.inDom0('ebtables-nft', '-t', 'nat', '-L')).stdout).not.toMatch(/vgl2-|vif-guard-l2/);
   }, 90_000);
 
   it('left every foreign rule, counter and nft table as it was', async () => {

@@ -23,6 +23,8 @@ describe('applyPortChange', () => {
     await applyPortChange({ runner, settings, lockPath, log: () => undefined }, { kind: 'up', port });
     expect(calls.map((call) => `${call.command} ${call.args.join(' ')}`)).toEqual([
       'flock -x -w 20 3',
+      // Which tool enforces layer 2 (layer2_tool = auto): the kernel is asked once per boot.
+      'nft -c -f -',
       'iptables-nft-save ',
       'ip6tables-nft-save -t filter',
       expect.stringMatching(/^nft -j list set bridge vif_guard guarded_[0-9a-f]{12}$/),
@@ -31,7 +33,7 @@ describe('applyPortChange', () => {
       'ip6tables-nft-restore --noflush -w 20',
       'nft -f -',
     ]);
-    expect(calls[5]?.input).toBe(`*filter
+    expect(calls[6]?.input).toBe(`*filter
 :vif-guard-fwd - [0:0]
 :vif-guard-in - [0:0]
 :vif-guard-out - [0:0]
@@ -54,11 +56,11 @@ describe('applyPortChange', () => {
 -I INPUT 1 -m physdev --physdev-is-in -j vif-guard-in
 COMMIT
 `);
-    const v6 = calls[6]?.input ?? '';
+    const v6 = calls[7]?.input ?? '';
     expect(v6).toContain('-A vif-guard-i-vm01 -p ipv6-icmp -m icmp6 --icmpv6-type 134 -j DROP\n');
     expect(v6).toContain('-A vif-guard-i-vm01 -s fe80::216:3eff:fe00:1/128 -j RETURN\n-A vif-guard-i-vm01 -s 2001:db8::5/128 -j RETURN\n');
     expect(v6).toContain('-A vif-guard-o-vm01 -d ff00::/8 -j RETURN\n');
-    const nft = calls[7]?.input ?? '';
+    const nft = calls[8]?.input ?? '';
     expect(nft).toContain('add element bridge vif_guard port_mac { "vm01" . 00:16:3e:00:00:01 }');
     expect(nft).toContain('add element bridge vif_guard v4 { "vm01" . 10.0.0.5 }');
     // Layer 2 only: the IPv4 checks stay in iptables, so no IPv6 elements and no to_guest chain.
@@ -81,12 +83,38 @@ COMMIT
     );
   });
 
-  it('a kernel that cannot create the layer-2 table: a clear error that names layer2 = no', async () => {
+  it('a kernel that cannot create the layer-2 table: a clear error that names layer2_tool = ebtables and layer2 = no', async () => {
     const fresh = join(mkdtempSync(join(tmpdir(), 'vif-guard-unit-')), 'lock');
     const { runner } = createRecordingRunner((call) => noTable(call) ?? (call.command === 'nft' && call.args[0] === '-f' ? { exitCode: 1, stderr: 'Error: Could not process rule: Operation not supported\n' } : undefined), TOOLS);
     await expect(applyPortChange({ runner, settings, lockPath: fresh, log: () => undefined }, { kind: 'up', port })).rejects.toThrow(
-      /^nft -f failed: Error: Could not process rule: Operation not supported: this kernel cannot load the layer-2 table .*set layer2 = no in vif-guard.conf/,
+      /^nft -f failed: Error: Could not process rule: Operation not supported: this kernel cannot load the layer-2 table .*set layer2_tool = ebtables \(or layer2 = no, IPv4\/IPv6 checks only\) in vif-guard.conf/,
     );
+  });
+
+  it('a kernel that cannot load the bridge table, with ebtables installed: layer 2 goes to ebtables nat, in one restore after the IP rules', async () => {
+    const fresh = join(mkdtempSync(join(tmpdir(), 'vif-guard-unit-')), 'lock');
+    const nat = 'Bridge table: nat\n\nBridge chain: PREROUTING, entries: 0, policy: ACCEPT\n\nBridge chain: OUTPUT, entries: 0, policy: ACCEPT\n\nBridge chain: POSTROUTING, entries: 0, policy: ACCEPT\n';
+    const { runner, calls } = createRecordingRunner(
+      (call) =>
+        noTable(call) ??
+        (call.command === 'nft' && call.args[0] === '-c' ? { exitCode: 1, stderr: 'Error: Could not process rule: Operation not supported\n' } : undefined) ??
+        (call.command === 'ebtables' ? { stdout: nat } : undefined),
+      [...TOOLS, 'ebtables', 'ebtables-restore'],
+    );
+    await applyPortChange({ runner, settings, lockPath: fresh, log: () => undefined }, { kind: 'up', port });
+    const commands = calls.map((call) => `${call.command} ${call.args.join(' ')}`);
+    expect(commands.filter((command) => /restore|^nft -f|^ebtables/.test(command))).toEqual([
+      'iptables-nft-restore --noflush -w 20',
+      'ip6tables-nft-restore --noflush -w 20',
+      'ebtables -t nat -L',
+      'ebtables-restore --noflush',
+    ]);
+    const payload = calls.find((call) => call.command === 'ebtables-restore')?.input ?? '';
+    expect(payload.split('\n').slice(0, 3)).toEqual(['*nat', '-N vif-guard-l2 -P RETURN', expect.stringMatching(/^-N vgl2-p-vm01-[0-9a-f]{6} -P RETURN$/)]);
+    expect(payload).toContain('-A vif-guard-l2 -i vm01 -j vgl2-p-vm01-');
+    expect(payload).toMatch(/-p 0x0806 --arp-mac-src ! 00:16:3e:00:00:01 -j DROP\n/);
+    expect(payload.trimEnd().split('\n').at(-1)).toBe('-I PREROUTING 1 -j vif-guard-l2');
+    expect(commands.some((command) => command === 'nft -f -')).toBe(false);
   });
 
   it('layer2 = no: IP rules without nft, for kernels that have no nf_tables', async () => {
