@@ -3,7 +3,8 @@ import { writeAtomic } from '../files.js';
 import type { Runner } from '../runner.js';
 import { VifGuardError } from '../errors.js';
 import type { Counter } from './save-parse.js';
-import { EB_JUMP, EB_TABLE, isEbChain, isEbPortChain, portOfEbChain, renderEbRules, type EbChain, type EbClass } from '../rules/ebtables.js';
+import { dispatchTree, type DispatchEntry } from '../rules/dispatch.js';
+import { EB_JUMP, EB_TABLE, ebDispatchChain, ebDispatchRule, isEbChain, isEbPortChain, portOfEbChain, renderEbRules, type EbChain, type EbClass } from '../rules/ebtables.js';
 
 /*
  * vif-guard's chains in ebtables' nat table (rules/ebtables.ts), read with `ebtables -L --Lc` and
@@ -75,6 +76,79 @@ export function planEbtables(live: LiveEbtables, desired: readonly EbChain[]): s
   return [...create, ...fill, ...hook, ...gone.map((name) => `-F ${name}`), ...gone.map((name) => `-X ${name}`)];
 }
 
+export interface EbtablesEvent {
+  /** Guarded port names before and after the event (a hook's cache). */
+  readonly before: readonly string[];
+  readonly after: readonly string[];
+  /** The port the event is about: its chain before (undefined: it had none) and after (undefined: it goes). */
+  readonly target: string;
+  readonly oldChain: string | undefined;
+  readonly newChain: EbChain | undefined;
+  /** Every other port's chain name (from its cached record); undefined when the record cannot say. */
+  readonly chainOf: (ifname: string) => string | undefined;
+  /** PREROUTING's rules as they are (one chain's read). */
+  readonly prerouting: readonly string[];
+}
+
+/**
+ * A hook's ebtables lines from the cached port names alone: the target's chain, the dispatch chains
+ * on its path, the jump. The table is not read, so the payload itself proves the cache right: -N
+ * fails on a chain that exists, -F and -X on one that does not, and any failure aborts the restore
+ * (the caller then reads the table). undefined when a needed record is missing.
+ */
+export function planEbtablesEvent(event: EbtablesEvent): string[] | undefined {
+  const { before, after, target, oldChain, newChain } = event;
+  const nameBefore = (ifname: string) => (ifname === target ? oldChain : event.chainOf(ifname));
+  const nameAfter = (ifname: string) => (ifname === target ? newChain?.name : event.chainOf(ifname));
+  const render = (entries: readonly DispatchEntry[], nameOf: (ifname: string) => string | undefined): string[] | undefined => {
+    const rules: string[] = [];
+    for (const entry of entries) {
+      const chain = 'port' in entry ? nameOf(entry.port) : undefined;
+      if ('port' in entry && chain === undefined) return undefined;
+      rules.push(renderEbRules([ebDispatchRule(entry, chain ?? '')])[0] ?? '');
+    }
+    return rules;
+  };
+  const [treeBefore, treeAfter] = [before.length ? dispatchTree(before) : new Map<string, DispatchEntry[]>(), after.length ? dispatchTree(after) : new Map<string, DispatchEntry[]>()];
+  const create: string[] = [];
+  const fill: string[] = [];
+  if (newChain && newChain.name !== oldChain) {
+    create.push(`-N ${newChain.name} -P RETURN`);
+    fill.push(...renderEbRules(newChain.rules).map((rule) => `-A ${newChain.name} ${rule}`));
+  }
+  for (const [prefix, entries] of treeAfter) {
+    const name = ebDispatchChain(prefix);
+    const was = treeBefore.get(prefix);
+    // Only chains whose rules change are rendered and sent: those on the target's path. Rendering
+    // names a port's chain from its record, which costs: never for the thousands of other chains.
+    const touches = (list: readonly DispatchEntry[]) => list.some((entry) => 'port' in entry && entry.port === target);
+    if (was !== undefined && !touches(was) && !touches(entries) && sameEntries(was, entries)) continue;
+    const rules = render(entries, nameAfter);
+    if (!rules) return undefined;
+    if (was === undefined) create.push(`-N ${name} -P RETURN`);
+    else {
+      const previous = render(was, nameBefore);
+      if (!previous) return undefined;
+      if (previous.join('\n') === rules.join('\n')) continue;
+      fill.push(`-F ${name}`);
+    }
+    fill.push(...rules.map((rule) => `-A ${name} ${rule}`));
+  }
+  const gone = [...treeBefore.keys()].filter((prefix) => !treeAfter.has(prefix)).map(ebDispatchChain);
+  if (oldChain && oldChain !== newChain?.name) gone.push(oldChain);
+  const jumps = event.prerouting.filter((rule) => rule === JUMP).length;
+  const onTop = jumps === 1 && event.prerouting[0] === JUMP;
+  const hook = after.length > 0 && onTop ? [] : [...Array.from({ length: jumps }, () => `-D PREROUTING ${JUMP}`), ...(after.length > 0 ? [`-I PREROUTING 1 ${JUMP}`] : [])];
+  return [...create, ...fill, ...hook, ...gone.map((name) => `-F ${name}`), ...gone.map((name) => `-X ${name}`)];
+}
+
+function sameEntries(a: readonly DispatchEntry[], b: readonly DispatchEntry[]): boolean {
+  return a.length === b.length && a.every((entry, i) => {
+    const other = b[i];
+    return other !== undefined && ('port' in entry ? 'port' in other && other.port === entry.port : 'branch' in other && other.branch === entry.branch);
+  });
+}
+
 /** Drops per port and class, from the port chains' DROP rules (each class has one). */
 export function ebtablesCounters(live: LiveEbtables): Map<string, Map<EbClass, Counter>> {
   const counts = new Map<string, Map<EbClass, Counter>>();
@@ -113,6 +187,23 @@ export interface EbtablesTarget {
   readonly log: (line: string) => void;
 }
 
+/** One ebtables-restore --noflush: all of it or nothing. */
+export async function restoreEbtables(runner: Runner, payload: string, timeoutMs: number): Promise<void> {
+  if (!runner.which('ebtables-restore')) throw new VifGuardError('MISSING_TOOL', 'ebtables-restore is not installed (apt-get install ebtables)');
+  const result = await runner.run('ebtables-restore', ['--noflush'], { input: payload, timeout: timeoutMs });
+  if (result.exitCode !== 0 || result.timedOut) {
+    const why = result.timedOut ? 'timed out' : result.stderr.trim().split('\n')[0] ?? `exit ${result.exitCode}`;
+    throw new VifGuardError('APPLY', `ebtables-restore failed: ${why}`, { details: `${result.stderr.trim()}\npayload:\n${payload}` });
+  }
+}
+
+/** The rules of one nat chain (PREROUTING for a hook), or undefined when ebtables cannot list it. */
+export async function readEbtablesChain(runner: Runner, chain: string): Promise<readonly string[] | undefined> {
+  if (!runner.which('ebtables')) return undefined;
+  const listed = await runner.run('ebtables', ['-t', EB_TABLE, '-L', chain], { timeout: 30_000 });
+  return listed.exitCode === 0 ? parseEbtablesList(listed.stdout).get(chain)?.rules ?? [] : undefined;
+}
+
 /** The nat table as it is, or why it cannot be read. */
 export async function readEbtables(runner: Runner, counters = false): Promise<{ live: Map<string, LiveEbChain> } | { error: string }> {
   if (!runner.which('ebtables')) return { error: 'ebtables is not installed' };
@@ -139,14 +230,7 @@ export async function applyEbtables(target: EbtablesTarget, desired: readonly Eb
     if (payload) target.log(`ebtables-restore --noflush:\n${payload.trimEnd()}`);
     return payload;
   }
-  if (payload) {
-    if (!target.runner.which('ebtables-restore')) throw new VifGuardError('MISSING_TOOL', 'ebtables-restore is not installed (apt-get install ebtables)');
-    const result = await target.runner.run('ebtables-restore', ['--noflush'], { input: payload, timeout: target.timeoutMs });
-    if (result.exitCode !== 0 || result.timedOut) {
-      const why = result.timedOut ? 'timed out' : result.stderr.trim().split('\n')[0] ?? `exit ${result.exitCode}`;
-      throw new VifGuardError('APPLY', `ebtables-restore failed: ${why}`, { details: `${result.stderr.trim()}\npayload:\n${payload}` });
-    }
-  }
+  if (payload) await restoreEbtables(target.runner, payload, target.timeoutMs);
   if (wanted) writeAtomic(target.marker, 'vif-guard has chains in ebtables nat\n');
   else rmSync(target.marker, { force: true });
   return payload;

@@ -12,8 +12,8 @@ import { parseSave, type LiveTable } from '../backend/save-parse.js';
 import { planPortEvent, planTable, renderRestorePayload, type PortEventPlan, type TablePlan } from '../backend/diff.js';
 import { iptablesCacheHeader, iptablesCachePath, readIptablesCache } from '../backend/iptables-cache.js';
 import { dropPortCache, portCachePath, PortRecords, readPortCache, writePortCache } from '../backend/bridge-cache.js';
-import { applyEbtables, readEbtables } from '../backend/ebtables.js';
-import { buildEbtables } from '../rules/ebtables.js';
+import { applyEbtables, planEbtablesEvent, readEbtables, readEbtablesChain, restoreEbtables } from '../backend/ebtables.js';
+import { buildEbtables, ebLayoutDigest, ebPortChain } from '../rules/ebtables.js';
 import { applyBridge, bridgeFromRecords, nftErrorLine, readBridgeSets, planBridge, portMatches, readBridge, type LiveBridge, type LiveBridgePort } from '../backend/nft-bridge.js';
 import { buildFilterTable, buildRuleset, FILTER_JUMPS, NO_TABLES, type Engine, type PortChains } from '../rules/build.js';
 import { bridgeBlock, bridgePort, bridgeSkeleton, buildBridgeSpec, layer2Port, parsePortComment } from '../rules/bridge.js';
@@ -400,9 +400,9 @@ async function applyIptables(ctx: EngineContext, dryRun: boolean, desiredFor: (f
     throw new VifGuardError('APPLY', `${failure.shortMessage}: this kernel cannot load the layer-2 table (MAC, ARP and ethertype checks in nft's bridge family need concatenated interval sets, Linux 5.6); on an older kernel set layer2_tool = ebtables (or layer2 = no, IPv4/IPv6 checks only) in vif-guard.conf, or upgrade`, { details: failure.details, cause: error });
   }
   if (!viaEbtables) await ebtables();
-  // Hooks read the cache only with layer 2 in nft (or none): ebtables hooks take the full path.
-  const records = dryRun || viaEbtables ? undefined : iptablesRecords(desired);
-  if (records) PortRecords.of(iptablesCacheHeader(live.detection.backend.variant, desired.bridge?.digest), records).write(cacheFile);
+  const records = dryRun ? undefined : iptablesRecords(built);
+  const l2Key = viaEbtables ? ebLayoutDigest(ctx.settings) : desired.bridge?.digest;
+  if (records) PortRecords.of(iptablesCacheHeader(live.detection.backend.variant, l2Key), records).write(cacheFile);
   if (bulk && readBlocklists().length) live.warnings.push('blocklists are saved but not applied: they need the nftables backend (backend = nftables or auto on a kernel with nf_tables)');
   for (const warning of live.warnings) ctx.log(`warning: ${warning}`);
   return { engine: 'iptables', backend: `iptables-${live.variant}`, variant: live.variant, plans, bridgeScript, warnings: live.warnings, dryRun };
@@ -459,11 +459,11 @@ function iptablesRecords(desired: Ruleset): [string, string][] | undefined {
  * cache or a commit fails (the table is not what the cache says); the caller then reads the tables.
  */
 async function iptablesFromCache(ctx: EngineContext, change: PortChange, dryRun: boolean): Promise<ApplyReport | undefined> {
-  if (ctx.settings.layer2 && (await layer2Tool(ctx)) === 'ebtables') return undefined;
-  const l2 = ctx.settings.layer2 && ctx.runner.which('nft') ? bridgeSkeleton(ctx.settings, false) : undefined;
-  if (ctx.settings.layer2 && !l2) return undefined;
+  const viaEbtables = ctx.settings.layer2 && (await layer2Tool(ctx)) === 'ebtables';
+  const l2 = ctx.settings.layer2 && !viaEbtables && ctx.runner.which('nft') ? bridgeSkeleton(ctx.settings, false) : undefined;
+  if (ctx.settings.layer2 && !viaEbtables && !l2) return undefined;
   const cacheFile = iptablesCachePath(ctx.lockPath);
-  const cache = readIptablesCache(cacheFile, iptablesVariant(ctx.settings), l2?.digest);
+  const cache = readIptablesCache(cacheFile, iptablesVariant(ctx.settings), viaEbtables ? ebLayoutDigest(ctx.settings) : l2?.digest);
   if (!cache) return undefined;
   const { records, variant } = cache;
   const target = changed(change).ifname;
@@ -494,10 +494,24 @@ async function iptablesFromCache(ctx: EngineContext, change: PortChange, dryRun:
     if (!live) return undefined;
     bridgeScript = planBridge(live, { ip: false, digest: l2.digest, body: l2.body, ports: record ? [record] : [] });
   }
+  let ebtablesPayload = '';
+  if (viaEbtables) {
+    // One port at a time (a rename under the same key takes the full path); PREROUTING alone is read.
+    const prerouting = [...affected].every((ifname) => ifname === target) ? await readEbtablesChain(ctx.runner, 'PREROUTING') : undefined;
+    if (!prerouting) return undefined;
+    const chainOf = (ifname: string) => {
+      const recorded = bridgeFromRecords('-', records.recordsOf([ifname]))?.ports.get(ifname);
+      return recorded && ebPortChain(recorded, ctx.settings).name;
+    };
+    const lines = planEbtablesEvent({ before, after, target, oldChain: records.get(target) === undefined ? undefined : chainOf(target), newChain: record && ebPortChain(record, ctx.settings), chainOf, prerouting });
+    if (!lines) return undefined;
+    ebtablesPayload = lines.length ? `*nat\n${lines.join('\n')}\n` : '';
+  }
   const report: ApplyReport = { engine: 'iptables', backend: `iptables-${variant}`, variant, plans, bridgeScript, warnings: [], dryRun };
   if (dryRun) {
     for (const plan of plans) ctx.log(`${plan.family === 6 ? 'ip6tables' : 'iptables'}-restore:\n${renderRestorePayload(plan).trimEnd()}`);
     if (bridgeScript) ctx.log(`nft -f:\n${bridgeScript.trimEnd()}`);
+    if (ebtablesPayload) ctx.log(`ebtables-restore --noflush:\n${ebtablesPayload.trimEnd()}`);
     return report;
   }
   dropPortCache(cacheFile);
@@ -507,7 +521,8 @@ async function iptablesFromCache(ctx: EngineContext, change: PortChange, dryRun:
   };
   // iptables-nft commits each family on its own; legacy takes the xtables lock for both, so one after the other.
   const tables = variant === 'legacy' ? restore(4).then(() => restore(6)) : Promise.all([restore(4), restore(6)]);
-  const results = await Promise.allSettled([tables, applyBridgeScript(ctx, bridgeScript, false, false)]);
+  const layer2 = ebtablesPayload ? restoreEbtables(ctx.runner, ebtablesPayload, (ctx.settings.lockTimeout + 10) * 1000) : applyBridgeScript(ctx, bridgeScript, false, false);
+  const results = await Promise.allSettled([tables, layer2]);
   if (results.some((result) => result.status === 'rejected')) return undefined;
   for (const ifname of affected) records.delete(ifname);
   if (record && line) records.set(record.ifname, line);

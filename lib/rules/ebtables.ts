@@ -1,7 +1,7 @@
 import type { Settings } from '../config/settings.js';
 import { shortDigest } from '../digest.js';
 import { VifGuardError } from '../errors.js';
-import { dispatchTree } from './dispatch.js';
+import { dispatchTree, type DispatchEntry } from './dispatch.js';
 import type { BridgePort, Rule } from './types.js';
 
 /*
@@ -98,10 +98,20 @@ export function buildEbtables(ports: readonly BridgePort[], settings: Settings):
   if (ports.length === 0) return [];
   const chains = new Map(ports.map((port) => [port.ifname, ebPortChain(port, settings)]));
   const dispatch = [...dispatchTree([...chains.keys()])].map(([prefix, entries]): EbChain => ({
-    name: prefix === '' ? EB_ROOT : `${DISPATCH_PREFIX}${prefix}`,
-    rules: entries.map((entry): Rule => ('port' in entry ? ['-i', entry.port, '-j', chains.get(entry.port)?.name ?? ''] : ['-i', `${entry.branch}+`, '-j', `${DISPATCH_PREFIX}${entry.branch}`])),
+    name: ebDispatchChain(prefix),
+    rules: entries.map((entry) => ebDispatchRule(entry, 'port' in entry ? chains.get(entry.port)?.name ?? '' : '')),
   }));
   return [...dispatch, ...chains.values()];
+}
+
+/** The chain of a dispatch node (`''` is the root). */
+export function ebDispatchChain(prefix: string): string {
+  return prefix === '' ? EB_ROOT : `${DISPATCH_PREFIX}${prefix}`;
+}
+
+/** One dispatch rule: to a port's chain (named `portChain`), or to a longer prefix's node. */
+export function ebDispatchRule(entry: DispatchEntry, portChain: string): Rule {
+  return 'port' in entry ? ['-i', entry.port, '-j', portChain] : ['-i', `${entry.branch}+`, '-j', ebDispatchChain(entry.branch)];
 }
 
 /** ebtables-restore lines take no quoting: every word here is validated and has no space or quote. */
@@ -110,4 +120,9 @@ export function renderEbRules(rules: readonly Rule[]): string[] {
     if (rule.some((word) => word === '' || /[\s"'\\]/.test(word))) throw new VifGuardError('INTERNAL', `an ebtables word with a space or quote: ${rule.join(' ')}`);
     return rule.join(' ');
   });
+}
+
+/** What the port chains depend on besides each port: keys the iptables cache when layer 2 is in ebtables. */
+export function ebLayoutDigest(settings: Settings): string {
+  return `eb-${shortDigest(JSON.stringify([settings.log, settings.logPerMinute, settings.logBurst, settings.extraEthertypes]))}`;
 }

@@ -1,8 +1,8 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { DEFAULT_SETTINGS } from '../../../lib/config/settings.js';
-import { ebtablesCounters, ebtablesCurrent, parseEbtablesList, planEbtables, type LiveEbChain } from '../../../lib/backend/ebtables.js';
-import { buildEbtables, EB_ROOT, renderEbRules } from '../../../lib/rules/ebtables.js';
+import { ebtablesCounters, ebtablesCurrent, parseEbtablesList, planEbtables, planEbtablesEvent, type LiveEbChain } from '../../../lib/backend/ebtables.js';
+import { buildEbtables, EB_ROOT, ebPortChain, renderEbRules } from '../../../lib/rules/ebtables.js';
 import type { BridgePort } from '../../../lib/rules/types.js';
 
 // `ebtables-nft -t nat -L --Lc` as printed by ebtables 1.8.9 for one port (captured in a namespace).
@@ -127,6 +127,44 @@ describe('ebtables backend', () => {
         expect(planEbtables(asLive(table), desired)).toEqual([]);
       }),
       { numRuns: 300 },
+    );
+  });
+
+  it('a hook from the cached names alone: any up or down ends exactly where a full plan would, and sends only what changes', () => {
+    const name = fc.constantFrom('vif1.0', 'vif1.1', 'vif2.0', 'vif12.0', 'vif123.0', 'veth101.0', 'vif1', 'tap0');
+    const config = fc.uniqueArray(fc.record({ ifname: name, n: fc.integer({ min: 1, max: 3 }) }), { selector: (p) => p.ifname, maxLength: 8 });
+    fc.assert(
+      fc.property(config, name, fc.option(fc.integer({ min: 1, max: 3 }), { nil: undefined }), fc.boolean(), (before, target, n, jumpPushedDown) => {
+        const table = new Map([['PREROUTING', { policy: 'ACCEPT', rules: ['-i eth9 -j ACCEPT'] }]]);
+        const ports = new Map(before.map((p) => [p.ifname, port(p.ifname, p.n)]));
+        restore(table, planEbtables(asLive(table), buildEbtables([...ports.values()], DEFAULT_SETTINGS)));
+        if (jumpPushedDown && ports.size) table.get('PREROUTING')?.rules.reverse();
+        const chainOf = (ifname: string) => {
+          const known = ports.get(ifname);
+          return known && ebPortChain(known, DEFAULT_SETTINGS).name;
+        };
+        const after = new Map(ports);
+        if (n === undefined) after.delete(target);
+        else after.set(target, port(target, n));
+        const newChain = n === undefined ? undefined : ebPortChain(port(target, n), DEFAULT_SETTINGS);
+        const lines = planEbtablesEvent({
+          before: [...ports.keys()],
+          after: [...after.keys()],
+          target,
+          oldChain: chainOf(target),
+          newChain,
+          chainOf,
+          prerouting: table.get('PREROUTING')?.rules ?? [],
+        });
+        expect(lines).toBeDefined();
+        restore(table, lines ?? []);
+        const desired = buildEbtables([...after.values()], DEFAULT_SETTINGS);
+        expect(planEbtables(asLive(table), desired)).toEqual([]);
+        for (const chain of desired) expect(table.get(chain.name)?.rules).toEqual(renderEbRules(chain.rules));
+        // Nothing about other ports' chains is sent.
+        for (const [ifname, other] of ports) if (ifname !== target) expect(lines?.some((line) => line.includes(` ${ebPortChain(other, DEFAULT_SETTINGS).name} `) && !line.startsWith('-A vgl2-d-') && !line.startsWith('-A vif-guard-l2'))).toBe(false);
+      }),
+      { numRuns: 500 },
     );
   });
 });
