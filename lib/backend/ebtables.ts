@@ -67,13 +67,20 @@ export function planEbtables(live: LiveEbtables, desired: readonly EbChain[]): s
     }
     fill.push(...rules.map((rule) => `-A ${chain.name} ${rule}`));
   }
-  // The jump comes first in PREROUTING, once: a foreign ACCEPT above it would let forged frames through.
-  const prerouting = live.get('PREROUTING')?.rules ?? [];
-  const jumps = prerouting.filter((rule) => rule === JUMP).length;
-  const onTop = jumps === 1 && prerouting[0] === JUMP;
-  const hook = desired.length > 0 && onTop ? [] : [...Array.from({ length: jumps }, () => `-D PREROUTING ${JUMP}`), ...(desired.length > 0 ? [`-I PREROUTING 1 ${JUMP}`] : [])];
   const gone = [...live.keys()].filter((name) => isEbChain(name) && !wanted.has(name));
-  return [...create, ...fill, ...hook, ...gone.map((name) => `-F ${name}`), ...gone.map((name) => `-X ${name}`)];
+  return [...create, ...fill, ...jumpLines(live.get('PREROUTING')?.rules ?? [], desired.length > 0), ...removal(gone)];
+}
+
+/** PREROUTING's jump first, once, while vif-guard has chains (a foreign ACCEPT above it would let forged frames through); none without. */
+function jumpLines(prerouting: readonly string[], wanted: boolean): string[] {
+  const jumps = prerouting.filter((rule) => rule === JUMP).length;
+  if (wanted && jumps === 1 && prerouting[0] === JUMP) return [];
+  return [...Array.from({ length: jumps }, () => `-D PREROUTING ${JUMP}`), ...(wanted ? [`-I PREROUTING 1 ${JUMP}`] : [])];
+}
+
+/** Chains to delete, last: every one flushed before any is deleted, as they may jump to each other. */
+function removal(gone: readonly string[]): string[] {
+  return [...gone.map((name) => `-F ${name}`), ...gone.map((name) => `-X ${name}`)];
 }
 
 export interface EbtablesEvent {
@@ -136,10 +143,7 @@ export function planEbtablesEvent(event: EbtablesEvent): string[] | undefined {
   }
   const gone = [...treeBefore.keys()].filter((prefix) => !treeAfter.has(prefix)).map(ebDispatchChain);
   if (oldChain && oldChain !== newChain?.name) gone.push(oldChain);
-  const jumps = event.prerouting.filter((rule) => rule === JUMP).length;
-  const onTop = jumps === 1 && event.prerouting[0] === JUMP;
-  const hook = after.length > 0 && onTop ? [] : [...Array.from({ length: jumps }, () => `-D PREROUTING ${JUMP}`), ...(after.length > 0 ? [`-I PREROUTING 1 ${JUMP}`] : [])];
-  return [...create, ...fill, ...hook, ...gone.map((name) => `-F ${name}`), ...gone.map((name) => `-X ${name}`)];
+  return [...create, ...fill, ...jumpLines(event.prerouting, after.length > 0), ...removal(gone)];
 }
 
 function sameEntries(a: readonly DispatchEntry[], b: readonly DispatchEntry[]): boolean {
