@@ -226,7 +226,7 @@ export async function applyEbtables(target: EbtablesTarget, desired: readonly Eb
   const read = await readEbtables(target.runner);
   if ('error' in read) {
     if (!wanted) return '';
-    throw new VifGuardError('APPLY', `ebtables cannot read its nat table (${read.error}): MAC, ARP and ethertype checks need ebtables with the ebtable_nat module (apt-get install ebtables; modprobe ebtable_nat), or layer2 = no in vif-guard.conf`);
+    throw new VifGuardError('APPLY', `ebtables cannot read its nat table (${read.error}): MAC, ARP and ethertype checks need ebtables with the ebtable_nat module (apt-get install ebtables; modprobe ebtable_nat; on a kernel without nf_tables, update-alternatives --set ebtables /usr/sbin/ebtables-legacy), or layer2 = no in vif-guard.conf`);
   }
   const lines = planEbtables(read.live, desired);
   const payload = lines.length ? `*${EB_TABLE}\n${lines.join('\n')}\n` : '';

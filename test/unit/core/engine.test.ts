@@ -117,6 +117,18 @@ COMMIT
     expect(commands.some((command) => command === 'nft -f -')).toBe(false);
   });
 
+  it('layer2_tool = ebtables on a kernel without ebtables nat: fails closed, naming the module and the alternative', async () => {
+    const fresh = join(mkdtempSync(join(tmpdir(), 'vif-guard-unit-')), 'lock');
+    const { runner, calls } = createRecordingRunner(
+      (call) => noTable(call) ?? (call.command === 'ebtables' ? { exitCode: 255, stderr: "The kernel doesn't support the ebtables 'nat' table.\n" } : undefined),
+      [...TOOLS, 'ebtables', 'ebtables-restore'],
+    );
+    await expect(applyPortChange({ runner, settings: { ...settings, layer2Tool: 'ebtables' }, lockPath: fresh, log: () => undefined }, { kind: 'up', port })).rejects.toThrow(
+      /^ebtables cannot read its nat table \(The kernel doesn't support the ebtables 'nat' table\.\): .*modprobe ebtable_nat.*update-alternatives --set ebtables \/usr\/sbin\/ebtables-legacy/,
+    );
+    expect(calls.some((call) => call.command === 'ebtables-restore')).toBe(false);
+  });
+
   it('layer2 = no: IP rules without nft, for kernels that have no nf_tables', async () => {
     const { runner, calls } = createRecordingRunner(() => undefined, TOOLS.filter((tool) => tool !== 'nft'));
     await applyPortChange({ runner, settings: { ...settings, layer2: false }, lockPath, log: () => undefined }, { kind: 'up', port });
