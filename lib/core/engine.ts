@@ -1,6 +1,4 @@
 import { existsSync } from 'node:fs';
-import { release } from 'node:os';
-import { readIfPresent, writeAtomic } from '../files.js';
 import { iptablesVariant, type Settings } from '../config/settings.js';
 import type { GuestPort } from '../guest/model.js';
 import { parseAddress, type GuestAddress } from '../guest/validate.js';
@@ -14,7 +12,7 @@ import { iptablesCacheHeader, iptablesCachePath, readIptablesCache } from '../ba
 import { dropPortCache, portCachePath, PortRecords, readPortCache, writePortCache } from '../backend/bridge-cache.js';
 import { applyEbtables, planEbtablesEvent, readEbtables, readEbtablesChain, restoreEbtables } from '../backend/ebtables.js';
 import { buildEbtables, ebLayoutDigest, ebPortChain } from '../rules/ebtables.js';
-import { applyBridge, bridgeFromRecords, nftErrorLine, readBridgeSets, planBridge, portMatches, readBridge, type LiveBridge, type LiveBridgePort } from '../backend/nft-bridge.js';
+import { applyBridge, bridgeFromRecords, readBridgeSets, planBridge, portMatches, readBridge, type LiveBridge, type LiveBridgePort } from '../backend/nft-bridge.js';
 import { buildFilterTable, buildRuleset, FILTER_JUMPS, NO_TABLES, type Engine, type PortChains } from '../rules/build.js';
 import { bridgeBlock, bridgePort, bridgeSkeleton, buildBridgeSpec, layer2Port, parsePortComment } from '../rules/bridge.js';
 import { blocksFor, listsDigest, listsFor, readBlocklists, type Blocklist } from '../blocklist/store.js';
@@ -27,6 +25,7 @@ import { shortDigest } from '../digest.js';
 import { renderRuleBody } from '../backend/render.js';
 import { ipv4Addresses } from '../guest/model.js';
 import type { LiveState as StatusLive } from './status.js';
+import { chooseEngine, layer2Tool } from './choose.js';
 
 export interface EngineContext {
   readonly runner: Runner;
@@ -169,49 +168,6 @@ export async function readLive(ctx: EngineContext, counters = false): Promise<Li
     variant: detection.backend.variant,
     warnings: [...detection.warnings],
   };
-}
-
-/** Which backend enforces: the admin's choice, or nftables when `auto` finds nft and a kernel that can load its table. */
-export async function chooseEngine(runner: Runner, settings: Settings, lockPath?: string): Promise<Engine> {
-  if (settings.backend === 'nftables') return 'nftables';
-  if (settings.backend !== 'auto') return 'iptables';
-  return (await nftablesUnavailable(runner, settings, lockPath)) === undefined ? 'nftables' : 'iptables';
-}
-
-export function probePath(lockPath: string): string {
-  return besideLock(lockPath, '-nftables.probe');
-}
-
-/**
- * Why the nftables backend cannot run on this host, or undefined when it can. nf_tables alone is not
- * enough: the table needs concatenated interval sets (Linux 5.6) and bridge-family notrack (5.3), so
- * the kernel is asked to check the table itself (`nft -c` sends it and aborts the transaction). The
- * answer is kept in /run for this boot, per kernel and layout; this boot's port cache also answers yes.
- */
-export async function nftablesUnavailable(runner: Runner, settings: Settings, lockPath?: string): Promise<string | undefined> {
-  if (!runner.which('nft')) return 'nft is not installed';
-  if (lockPath && existsSync(portCachePath(lockPath))) return undefined;
-  const skeleton = bridgeSkeleton(settings, true);
-  const stamp = `${skeleton.digest} ${release()}\t`;
-  // No lock path (doctor, status): ask, and keep nothing.
-  const file = lockPath === undefined || lockPath === '' ? undefined : probePath(lockPath);
-  const kept = file === undefined ? undefined : readIfPresent(file);
-  if (kept?.startsWith(stamp)) {
-    const answer = kept.slice(stamp.length).trim();
-    return answer === 'ok' ? undefined : answer;
-  }
-  const script = `table bridge vif_guard_probe {\n${skeleton.body.join('\n')}\n}\n`;
-  const result = await runner.run('nft', ['-c', '-f', '-'], { input: script, timeout: 10_000 });
-  const error = nftErrorLine(result.stderr) ?? (result.stderr.trim().split('\n')[0] || `exit ${result.exitCode}`);
-  const reason = result.exitCode === 0 ? undefined : `this kernel cannot load the nftables backend's table (${error}); it needs Linux 5.6 or later with nf_tables`;
-  if (file !== undefined) {
-    try {
-      writeAtomic(file, `${stamp}${reason ?? 'ok'}\n`, 0o600);
-    } catch {
-      // Only costs the next hook another probe.
-    }
-  }
-  return reason;
 }
 
 /** What the iptables side and the bridge table hold: the ports either backend left there. */
@@ -410,19 +366,6 @@ async function applyIptables(ctx: EngineContext, dryRun: boolean, desiredFor: (f
 
 function ebtablesTarget(ctx: EngineContext, bulk: boolean) {
   return { runner: ctx.runner, marker: besideLock(ctx.lockPath, '-ebtables.used'), timeoutMs: (bulk ? BULK_SECONDS : ctx.settings.lockTimeout + 10) * 1000, log: ctx.log };
-}
-
-/**
- * What enforces MAC, ARP and ethertype checks on the iptables backend: nft's bridge family where the
- * kernel can load vif-guard's table (asked once per boot, see nftablesUnavailable), else ebtables
- * when it is installed; `layer2_tool` forces one. undefined with `layer2 = no`.
- */
-export async function layer2Tool(ctx: Pick<EngineContext, 'runner' | 'settings' | 'lockPath'>): Promise<'nftables' | 'ebtables' | undefined> {
-  const { settings, runner } = ctx;
-  if (!settings.layer2) return undefined;
-  if (settings.layer2Tool !== 'auto') return settings.layer2Tool;
-  if ((await nftablesUnavailable(runner, settings, ctx.lockPath)) === undefined) return 'nftables';
-  return runner.which('ebtables') ? 'ebtables' : 'nftables';
 }
 
 function tableAsLive(spec: TableSpec | undefined): LiveTable {

@@ -1,7 +1,8 @@
 import { readFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { VifGuardError } from '../../errors.js';
-import { applyBlocklists, chooseEngine, protectedPorts, runningPortsOf } from '../../core/engine.js';
+import { applyBlocklists, protectedPorts, runningPortsOf } from '../../core/engine.js';
+import { chooseEngine } from '../../core/choose.js';
 import { parseZone } from '../../blocklist/zone.js';
 import { checkListName, checkTarget, readBlocklists, writeTargetLists, listsFor, blocklistDir, withParsed, type Blocklist } from '../../blocklist/store.js';
 import { parseBlockPrefix, type GuestAddress } from '../../guest/validate.js';
