@@ -1,4 +1,5 @@
 import { existsSync } from 'node:fs';
+import { readIfPresent } from '../files.js';
 import { iptablesVariant, type Settings } from '../config/settings.js';
 import type { GuestPort } from '../guest/model.js';
 import { parseAddress, type GuestAddress } from '../guest/validate.js';
@@ -10,6 +11,7 @@ import { parseSave, type LiveTable } from '../backend/save-parse.js';
 import { planPortEvent, planTable, renderRestorePayload, type PortEventPlan, type TablePlan } from '../backend/diff.js';
 import { iptablesCacheHeader, iptablesCachePath, readIptablesCache } from '../backend/iptables-cache.js';
 import { dropPortCache, portCachePath, PortRecords, readPortCache, writePortCache } from '../backend/bridge-cache.js';
+import { createIpsets, destroyIpsets, listIpsets, referencedIpsets } from '../backend/ipset.js';
 import { applyEbtables, planEbtablesEvent, readEbtables, readEbtablesChain, restoreEbtables } from '../backend/ebtables.js';
 import { buildEbtables, ebLayoutDigest, ebPortChain } from '../rules/ebtables.js';
 import { applyBridge, bridgeFromRecords, readBridgeSets, planBridge, portMatches, readBridge, type LiveBridge, type LiveBridgePort } from '../backend/nft-bridge.js';
@@ -20,7 +22,7 @@ import { linkLocalFromMac } from '../guest/eui64.js';
 import { existingInterfaces, withIfindex } from '../kernel/ifindex.js';
 import { buildPortIn6Chain, buildPortInChain, buildPortOut6Chain, buildPortOutChain, isGuarded, portMetaOfRules } from '../rules/port.js';
 import { FORWARD_CHAIN, portInChain, portOfChain, portOutChain } from '../rules/names.js';
-import type { BridgeBlock, ChainSpec, Rule, Ruleset, TableSpec } from '../rules/types.js';
+import type { BridgeBlock, ChainSpec, IpsetSpec, Rule, Ruleset, TableSpec } from '../rules/types.js';
 import { shortDigest } from '../digest.js';
 import { renderRuleBody } from '../backend/render.js';
 import { ipv4Addresses } from '../guest/model.js';
@@ -115,16 +117,21 @@ function touchedIn(change: PortChange, records: PortRecords): Set<string> {
 }
 
 /** The desired state after one event: the live ports, with this one added, replaced or removed. */
-export function desiredAfterChange(filter4: LiveTable, filter6: LiveTable, change: PortChange, settings: Settings): Ruleset {
+export function desiredAfterChange(filter4: LiveTable, filter6: LiveTable, change: PortChange, settings: Settings, blocks?: (port: GuestPort) => BridgeBlock | undefined): Ruleset {
   const { ifname: target, touches } = changed(change);
   const ports = livePorts(filter4, filter6).filter((port) => !touches(port));
   const guests: GuestPort[] = ports.map((port) => ({ ifname: port.ifname, guest: port.guest, bridge: port.bridge, mac: port.mac, addresses: port.ipv4, key: port.key }));
+  let ipsets: IpsetSpec[] = [];
   if (change.kind === 'up' && isGuarded(change.port, settings)) {
     const port = change.port;
+    // Its blocklists (iptables: ipsets): other ports' chains are kept verbatim, their sets with them.
+    const own = buildRuleset([port], settings, 'iptables', blocks);
+    ipsets = [...(own.ipsets ?? [])];
+    const chain = (family: 4 | 6, direction: 'in' | 'out') => own.tables.find((table) => table.family === family)?.chains.find((spec) => spec.name === (direction === 'in' ? portInChain(target) : portOutChain(target)));
     ports.push({
       ifname: target,
-      v4: { ifname: target, in: buildPortInChain(port, settings), out: buildPortOutChain(port, settings) },
-      v6: { ifname: target, in: buildPortIn6Chain(port, settings), out: buildPortOut6Chain(port, settings) },
+      v4: { ifname: target, in: chain(4, 'in') ?? buildPortInChain(port, settings), out: chain(4, 'out') ?? buildPortOutChain(port, settings) },
+      v6: { ifname: target, in: chain(6, 'in') ?? buildPortIn6Chain(port, settings), out: chain(6, 'out') ?? buildPortOut6Chain(port, settings) },
       mac: port.mac,
       ipv4: ipv4Addresses(port),
       key: port.key,
@@ -136,6 +143,7 @@ export function desiredAfterChange(filter4: LiveTable, filter6: LiveTable, chang
   return {
     tables: [buildFilterTable(4, ports.map((port) => port.v4)), buildFilterTable(6, ports.flatMap((port) => (port.v6 ? [port.v6] : [])))],
     bridge: buildBridgeSpec(guests, settings, false),
+    ipsets,
   };
 }
 
@@ -342,6 +350,11 @@ async function applyIptables(ctx: EngineContext, dryRun: boolean, desiredFor: (f
     dropPortCache(portCachePath(ctx.lockPath));
     dropPortCache(cacheFile);
   }
+  // Blocklist sets first: the chains that match on them commit only once they are filled.
+  const ipsetTarget = { runner: ctx.runner, timeoutMs: (bulk ? BULK_SECONDS : ctx.settings.lockTimeout + 10) * 1000, log: ctx.log };
+  const referenced = referencedIpsets(desired.tables);
+  const existingSets = await listIpsets(ctx.runner);
+  await createIpsets(ipsetTarget, desired.ipsets ?? [], existingSets, referenced, dryRun);
   // Order: IPv4, IPv6, then layer 2; each is one atomic transaction. Between two layer-2 tools, the
   // new one is in place before the old one goes.
   const plans = await applyTables(ctx, live, desired.tables, dryRun, bulk);
@@ -356,10 +369,11 @@ async function applyIptables(ctx: EngineContext, dryRun: boolean, desiredFor: (f
     throw new VifGuardError('APPLY', `${failure.shortMessage}: this kernel cannot load the layer-2 table (MAC, ARP and ethertype checks in nft's bridge family need concatenated interval sets, Linux 5.6); on an older kernel set layer2_tool = ebtables (or layer2 = no, IPv4/IPv6 checks only) in vif-guard.conf, or upgrade`, { details: failure.details, cause: error });
   }
   if (!viaEbtables) await ebtables();
+  // Sets no chain matches on any more (a list rewritten, unblocked, or its port gone).
+  await destroyIpsets(ipsetTarget, existingSets.filter((name) => !referenced.has(name)), dryRun);
   const records = dryRun ? undefined : iptablesRecords(built);
   const l2Key = viaEbtables ? ebLayoutDigest(ctx.settings) : desired.bridge?.digest;
   if (records) PortRecords.of(iptablesCacheHeader(live.detection.backend.variant, l2Key), records).write(cacheFile);
-  if (bulk && readBlocklists().length) live.warnings.push('blocklists are saved but not applied: they need the nftables backend (backend = nftables or auto on a kernel with nf_tables)');
   for (const warning of live.warnings) ctx.log(`warning: ${warning}`);
   return { engine: 'iptables', backend: `iptables-${live.variant}`, variant: live.variant, plans, bridgeScript, warnings: live.warnings, dryRun };
 }
@@ -542,13 +556,16 @@ export async function applyPortChange(ctx: EngineContext, change: PortChange, dr
       return (await hookFromCache(ctx, change, dryRun)) ?? applyNftables(ctx, dryRun, (base) => portsAfterChange(base, change, ctx.settings), false, undefined, false);
     }
     if (change.kind === 'up' && isGuarded(change.port, ctx.settings)) await ctx.prepareIptables?.();
-    const fast = await iptablesFromCache(ctx, change, dryRun);
+    // With blocklists saved, the full path (it creates and destroys their sets); else the cache's.
+    const lists = readBlocklists();
+    const fast = lists.length ? undefined : await iptablesFromCache(ctx, change, dryRun);
     if (fast) return fast;
+    const blocks = blockResolver(ctx.settings, lists);
     return applyIptables(ctx, dryRun, (filter4, filter6, carried) => {
-      if (carried.length === 0) return desiredAfterChange(filter4, filter6, change, ctx.settings);
+      if (carried.length === 0) return desiredAfterChange(filter4, filter6, change, ctx.settings, blocks);
       const known = new Set(livePorts(filter4, filter6).map((port) => port.ifname));
       const all = [...livePorts(filter4, filter6).map((port) => guestPortOfLive(port, filter6)), ...carried.filter((port) => !known.has(port.ifname))];
-      return buildRuleset(portsAfterChange(all, change, ctx.settings), ctx.settings, 'iptables');
+      return buildRuleset(portsAfterChange(all, change, ctx.settings), ctx.settings, 'iptables', blocks);
     }, false);
   });
 }
@@ -558,7 +575,7 @@ export async function applyFullState(ctx: EngineContext, ports: readonly GuestPo
   return withLock(ctx.runner, ctx.lockPath, ctx.settings.lockTimeout, async () => {
     const guarded = ports.filter((port) => isGuarded(port, ctx.settings));
     if ((ctx.engine ?? (await chooseEngine(ctx.runner, ctx.settings, ctx.lockPath))) === 'nftables') return applyNftables(ctx, dryRun, () => guarded, true);
-    const ruleset = buildRuleset(ports, ctx.settings, 'iptables');
+    const ruleset = buildRuleset(ports, ctx.settings, 'iptables', blockResolver(ctx.settings, readBlocklists()));
     return applyIptables(ctx, dryRun, () => ruleset, true);
   });
 }
@@ -570,7 +587,11 @@ export async function applyFullState(ctx: EngineContext, ports: readonly GuestPo
 export async function applyBlocklists(ctx: EngineContext, lists: readonly Blocklist[], dryRun = false): Promise<ApplyReport> {
   return withLock(ctx.runner, ctx.lockPath, ctx.settings.lockTimeout, async () => {
     if ((ctx.engine ?? (await chooseEngine(ctx.runner, ctx.settings, ctx.lockPath))) !== 'nftables') {
-      throw new VifGuardError('INVALID_INPUT', 'blocklists need the nftables backend: this host uses iptables (set backend = nftables in vif-guard.conf on a kernel with nf_tables, then vif-guard sync)');
+      // iptables: every running port's chains from the live tables, with these lists' sets; only the
+      // chains of ports whose lists changed differ, so only those are rewritten.
+      if (!ctx.runner.which('ipset')) throw new VifGuardError('MISSING_TOOL', 'blocklists on the iptables backend need ipset (apt-get install ipset)');
+      const blocks = blockResolver(ctx.settings, lists);
+      return applyIptables(ctx, dryRun, (filter4, filter6) => buildRuleset(livePorts(filter4, filter6).map((port) => guestPortOfLive(port, filter6)), ctx.settings, 'iptables', blocks), false);
     }
     // Only the ports whose lists changed: found from the records' guest names and blocklist digests.
     const incremental = await fromCache(ctx, dryRun, lists, (records) => {
@@ -595,6 +616,11 @@ export async function runningPortsOf(ctx: EngineContext, target: string): Promis
 
 /** The ports the bridge table protects now (nftables backend), from their recorded configuration. */
 export async function protectedPorts(ctx: EngineContext): Promise<GuestPort[]> {
+  // The iptables backend's cache while it is the one in use (the nftables backend drops it when it commits).
+  const text = readIfPresent(iptablesCachePath(ctx.lockPath));
+  const records = text === undefined ? undefined : PortRecords.fromText(text);
+  const iptables = records && bridgeFromRecords('-', records.recordsOf(records.entries().map(([ifname]) => ifname)));
+  if (iptables) return [...iptables.ports.values()].map(guestPortOf);
   // This boot's cache when there is one (what the last commit left), else the kernel.
   const live = readPortCache(portCachePath(ctx.lockPath), bridgeSkeleton(ctx.settings, true).digest) ?? (await readBridge(ctx.runner, undefined, false));
   return [...live.ports.values()].map(guestPortOf);

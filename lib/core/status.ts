@@ -4,7 +4,7 @@ import type { LiveTable, Counter } from '../backend/save-parse.js';
 import { portMatches, type LiveBridge } from '../backend/nft-bridge.js';
 import type { DropClass } from '../rules/bridge.js';
 import { chainMatches, jumpsInPlace } from '../backend/diff.js';
-import { buildRuleset, type Engine } from '../rules/build.js';
+import { blockIpsets, buildRuleset, type Engine } from '../rules/build.js';
 import { portInChain, portOfChain, portOutChain } from '../rules/names.js';
 import { buildPortIn6Chain, buildPortInChain, buildPortOut6Chain, buildPortOutChain, isGuarded, portMetaOfRules } from '../rules/port.js';
 import type { BridgeBlock, TableSpec } from '../rules/types.js';
@@ -80,10 +80,11 @@ function sharedOk(live: LiveTable, desired: TableSpec | undefined): boolean {
   return shared.every((chain) => chainMatches(live, chain)) && builtins.every((builtin) => jumpsInPlace(live, desired.jumps, builtin));
 }
 
-function iptablesState(live: LiveState, port: GuestPort, settings: Settings): 'unprotected' | 'exact' | 'drift' {
+function iptablesState(live: LiveState, port: GuestPort, settings: Settings, block: BridgeBlock | undefined): 'unprotected' | 'exact' | 'drift' {
   if (!live.filter4.chains.has(portInChain(port.ifname))) return 'unprotected';
-  const chains = [buildPortInChain(port, settings), buildPortOutChain(port, settings)];
-  const chains6 = [buildPortIn6Chain(port, settings), buildPortOut6Chain(port, settings)];
+  const sets = block && blockIpsets(port.ifname, block);
+  const chains = [buildPortInChain(port, settings, sets), buildPortOutChain(port, settings, sets)];
+  const chains6 = [buildPortIn6Chain(port, settings, sets), buildPortOut6Chain(port, settings, sets)];
   return chains.every((chain) => chainMatches(live.filter4, chain)) && chains6.every((chain) => chainMatches(live.filter6, chain)) ? 'exact' : 'drift';
 }
 
@@ -110,7 +111,7 @@ export function buildStatus(live: LiveState, expected: readonly GuestPort[] | un
     const wanted = ruleset?.bridge?.ports.find((candidate) => candidate.ifname === port.ifname);
     const inBridge = live.bridge?.ports.get(port.ifname);
     const bridgeOk = wanted === undefined || (eb ? eb.has(ebPortChain(wanted, settings).name) : portMatches(inBridge, wanted, live.engine === 'nftables'));
-    const ipState = live.engine === 'nftables' ? (inBridge ? 'exact' : 'unprotected') : iptablesState(live, port, settings);
+    const ipState = live.engine === 'nftables' ? (inBridge ? 'exact' : 'unprotected') : iptablesState(live, port, settings, blocks?.(port));
     rows.push({ ...base, state: ipState === 'unprotected' ? 'unprotected' : ipState === 'exact' && bridgeOk && !sharedDrift ? 'protected' : 'drift' });
   }
   const leftovers = new Map<string, { guest: string; bridge: string | undefined; mac: string | undefined; addresses: string[] }>();

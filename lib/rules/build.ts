@@ -1,9 +1,9 @@
 import type { GuestPort } from '../guest/model.js';
 import type { Settings } from '../config/settings.js';
-import type { BridgeBlock, ChainSpec, Family, JumpSpec, Ruleset, TableSpec } from './types.js';
+import type { BridgeBlock, ChainSpec, Family, IpsetSpec, JumpSpec, Ruleset, TableSpec } from './types.js';
 import { buildDispatch } from './dispatch.js';
 import { FORWARD_CHAIN, IN_ROOT, OUT_ROOT } from './names.js';
-import { buildPortIn6Chain, buildPortInChain, buildPortOut6Chain, buildPortOutChain, isGuarded } from './port.js';
+import { buildPortIn6Chain, buildPortInChain, buildPortOut6Chain, buildPortOutChain, isGuarded, type PortIpsets } from './port.js';
 import { buildBridgeSpec } from './bridge.js';
 
 /** Where the IP checks live: iptables physdev chains (with layer 2 in nft), or nft's bridge family alone. */
@@ -40,9 +40,36 @@ export function buildFilterTable(family: Family, portChains: readonly PortChains
 export function buildRuleset(ports: readonly GuestPort[], settings: Settings, engine: Engine, blocks?: (port: GuestPort) => BridgeBlock | undefined): Ruleset {
   const guarded = ports.filter((port) => isGuarded(port, settings));
   if (engine === 'nftables') return { tables: NO_TABLES, bridge: buildBridgeSpec(guarded, settings, true, blocks) };
-  const v4 = guarded.map((port) => ({ ifname: port.ifname, in: buildPortInChain(port, settings), out: buildPortOutChain(port, settings) }));
-  const v6 = guarded.map((port) => ({ ifname: port.ifname, in: buildPortIn6Chain(port, settings), out: buildPortOut6Chain(port, settings) }));
-  return { tables: [buildFilterTable(4, v4), buildFilterTable(6, v6)], bridge: buildBridgeSpec(guarded, settings, false) };
+  const ipsets: IpsetSpec[] = [];
+  const chains = guarded.map((port) => {
+    const block = blocks?.(port);
+    const sets = block && blockIpsets(port.ifname, block);
+    if (block && sets) ipsets.push(...ipsetSpecs(sets, block));
+    return { port, sets };
+  });
+  const v4 = chains.map(({ port, sets }) => ({ ifname: port.ifname, in: buildPortInChain(port, settings, sets), out: buildPortOutChain(port, settings, sets) }));
+  const v6 = chains.map(({ port, sets }) => ({ ifname: port.ifname, in: buildPortIn6Chain(port, settings, sets), out: buildPortOut6Chain(port, settings, sets) }));
+  return { tables: [buildFilterTable(4, v4), buildFilterTable(6, v6)], bridge: buildBridgeSpec(guarded, settings, false), ipsets };
+}
+
+/** Every ipset vif-guard creates starts with this (and nothing else does): `vgb-<vif>-<i|o><4|6>-<digest>`, at most 29 characters. */
+export const IPSET_PREFIX = 'vgb-';
+
+/** A blocked port's four set names; a new digest (the lists were rewritten) is a new set, switched to by the chains' commit. */
+export function blockIpsets(ifname: string, block: BridgeBlock): PortIpsets {
+  const name = (which: string) => `${IPSET_PREFIX}${ifname}-${which}-${block.digest.slice(0, 6)}`;
+  return { in4: name('i4'), in6: name('i6'), out4: name('o4'), out6: name('o6') };
+}
+
+function ipsetSpecs(sets: PortIpsets, block: BridgeBlock): IpsetSpec[] {
+  let elements: ReturnType<BridgeBlock['elements']> | undefined;
+  const of = (pick: (all: ReturnType<BridgeBlock['elements']>) => readonly string[]) => () => pick((elements ??= block.elements()));
+  return [
+    { name: sets.in4, family: 4, elements: of((all) => all.in4) },
+    { name: sets.in6, family: 6, elements: of((all) => all.in6) },
+    { name: sets.out4, family: 4, elements: of((all) => all.out4) },
+    { name: sets.out6, family: 6, elements: of((all) => all.out6) },
+  ];
 }
 
 /** No vif-guard chain or jump in either family's filter table (the nftables backend, uninstall). */

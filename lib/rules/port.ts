@@ -8,7 +8,22 @@ import { portInChain, portOutChain } from './names.js';
 const DHCP_CLIENT: Rule = ['-p', 'udp', '-m', 'udp', '--sport', '68', '--dport', '67'];
 const DHCP_SERVER: Rule = ['-p', 'udp', '-m', 'udp', '--sport', '67', '--dport', '68'];
 
-export type DropClass = 'src' | 'dhcps' | 'dst' | 'src6' | 'dhcp6s' | 'ra' | 'dst6';
+export type DropClass = 'src' | 'dhcps' | 'dst' | 'src6' | 'dhcp6s' | 'ra' | 'dst6' | 'blocked';
+
+/** A port's blocklist sets (iptables backend): sources it must not receive from, destinations it must not send to. */
+export interface PortIpsets {
+  readonly in4: string;
+  readonly in6: string;
+  readonly out4: string;
+  readonly out6: string;
+}
+
+/** Blocklist drops, first in a port chain: before any RETURN lets the packet through. */
+function blocklistDrops(settings: Settings, ifname: string, set: string | undefined, direction: 'src' | 'dst'): Rule[] {
+  if (set === undefined) return [];
+  const match: Rule = ['-m', 'set', '--match-set', set, direction];
+  return [...logRule(settings, 'blocked', ifname, match), [...match, '-j', 'DROP']];
+}
 
 /** LOG prefix, at most 29 characters: `vifg-dhcp6s:` (12) + a 15-character name + space. */
 export function logPrefix(dropClass: DropClass, ifname: string): string {
@@ -68,8 +83,9 @@ function ipv6Sources(port: GuestPort): string[] {
  * IPv6 from the guest: router advertisements, redirects and DHCPv6 server replies dropped first;
  * `::` only for DAD, MLD and RS; then its MAC-derived link-local and its own addresses.
  */
-export function buildPortIn6Chain(port: GuestPort, settings: Settings): ChainSpec {
+export function buildPortIn6Chain(port: GuestPort, settings: Settings, sets?: PortIpsets): ChainSpec {
   const rules: Rule[] = [
+    ...blocklistDrops(settings, port.ifname, sets?.out6, 'dst'),
     ...logRule(settings, 'ra', port.ifname, ICMP6(134)),
     [...ICMP6(134), '-j', 'DROP'],
     [...ICMP6(137), '-j', 'DROP'],
@@ -84,8 +100,9 @@ export function buildPortIn6Chain(port: GuestPort, settings: Settings): ChainSpe
 }
 
 /** IPv6 to the guest: its addresses, its link-local, and multicast (neighbour discovery, RAs, DHCPv6). */
-export function buildPortOut6Chain(port: GuestPort, settings: Settings): ChainSpec {
+export function buildPortOut6Chain(port: GuestPort, settings: Settings, sets?: PortIpsets): ChainSpec {
   const rules: Rule[] = [
+    ...blocklistDrops(settings, port.ifname, sets?.in6, 'src'),
     ...ipv6Sources(port).map((cidr): Rule => ['-d', cidr, '-j', 'RETURN']),
     ['-d', 'ff00::/8', '-j', 'RETURN'],
     ...logRule(settings, 'dst6', port.ifname),
@@ -95,8 +112,9 @@ export function buildPortOut6Chain(port: GuestPort, settings: Settings): ChainSp
 }
 
 /** Traffic from the guest, bridged or to dom0: only its own sources and DHCP requests; never DHCP offers. */
-export function buildPortInChain(port: GuestPort, settings: Settings): ChainSpec {
+export function buildPortInChain(port: GuestPort, settings: Settings, sets?: PortIpsets): ChainSpec {
   const rules: Rule[] = [
+    ...blocklistDrops(settings, port.ifname, sets?.out4, 'dst'),
     ...logRule(settings, 'dhcps', port.ifname, DHCP_SERVER),
     [...DHCP_SERVER, '-j', 'DROP'],
     ...ipv4Addresses(port).map((address): Rule => ['-s', address.cidr, '-j', 'RETURN']),
@@ -108,8 +126,9 @@ export function buildPortInChain(port: GuestPort, settings: Settings): ChainSpec
 }
 
 /** Traffic bridged to the guest: its own addresses, broadcast, multicast and DHCP replies. */
-export function buildPortOutChain(port: GuestPort, settings: Settings): ChainSpec {
+export function buildPortOutChain(port: GuestPort, settings: Settings, sets?: PortIpsets): ChainSpec {
   const rules: Rule[] = [
+    ...blocklistDrops(settings, port.ifname, sets?.in4, 'src'),
     ...ipv4Addresses(port).map((address): Rule => ['-d', address.cidr, '-j', 'RETURN']),
     ['-m', 'pkttype', '--pkt-type', 'broadcast', '-j', 'RETURN'],
     ['-d', '224.0.0.0/4', '-j', 'RETURN'],

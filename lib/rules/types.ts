@@ -62,6 +62,16 @@ export interface BridgeSpec {
 export interface Ruleset {
   readonly tables: readonly TableSpec[];
   readonly bridge: BridgeSpec | undefined;
+  /** The iptables backend's blocklists: one hash:net set per port, direction and family. */
+  readonly ipsets?: readonly IpsetSpec[];
+}
+
+/** An ipset the rules reference: named after its port and its lists' digest, so new content is a new set. */
+export interface IpsetSpec {
+  readonly name: string;
+  readonly family: Family;
+  /** Elements (prefixes, IPv4 ranges), built only when the set must be created. */
+  readonly elements: () => readonly string[];
 }
 
 /** Every chain vif-guard creates starts with this; nothing else is ever written. */

@@ -155,6 +155,14 @@ export class FakeXenHost {
     return { exitCode: result.exitCode ?? 1, stdout: result.stdout, stderr: result.stderr };
   }
 
+  /** `online` for each of these domains' vif 0 through the stock vif-bridge, one after another; throws with the hotplug log on the first failure. */
+  async onlineAll(domids: readonly number[]): Promise<void> {
+    for (const domid of domids) {
+      const result = await this.hotplug('vif-bridge', ['online', 'type_if=vif'], domid, 0);
+      if (result.exitCode !== 0) throw new Error(`online of domain ${domid} failed (exit ${result.exitCode}):\n${this.hotplugLog()}`);
+    }
+  }
+
   /** The vif-guard CLI inside the dom0 namespace, with this host's xenstore double, config and lock. */
   async cli(args: string[], extraEnv: Record<string, string> = {}): Promise<HotplugResult> {
     const env = {

@@ -53,8 +53,8 @@ export async function runBlock(target: string, options: BlockOptions): Promise<n
   if (options.zones.length === 0 && options.cidrs.length === 0) throw new VifGuardError('INVALID_INPUT', 'say what to block: --zone FILE (one prefix per line) or --cidr PREFIX');
   const name = checkListName(options.name ?? (options.zones[0] ? basename(options.zones[0]).replace(/\.[^.]*$/, '') || 'zone' : 'cidr'));
   const ctx = createContext({ light: true });
-  if ((await chooseEngine(ctx.runner, ctx.settings, ctx.lockPath)) !== 'nftables') {
-    throw new VifGuardError('INVALID_INPUT', 'blocklists need the nftables backend: this host uses iptables (set backend = nftables in vif-guard.conf on a kernel with nf_tables, then vif-guard sync)');
+  if ((await chooseEngine(ctx.runner, ctx.settings, ctx.lockPath)) !== 'nftables' && !ctx.runner.which('ipset')) {
+    throw new VifGuardError('MISSING_TOOL', 'blocklists on the iptables backend need ipset (apt-get install ipset)');
   }
   // Everything is parsed before anything is saved or applied: one bad line anywhere changes nothing.
   const prefixes = [...options.zones.flatMap(readZone), ...options.cidrs.map((cidr) => parseBlockPrefix(cidr, { source: '--cidr' }))];

@@ -81,3 +81,29 @@ describe('buildRuleset', () => {
     expect(bridgeSkeleton({ ...DEFAULT_SETTINGS, notrack: false }, true).body.join('\n')).not.toContain('notrack');
   });
 });
+
+describe('blocklists on the iptables backend', () => {
+  it('a blocked port matches its sets first in each chain (sources to it, destinations from it), logged as blocked', async () => {
+    const { blockIpsets } = await import('../../../lib/rules/build.js');
+    const { referencedIpsets } = await import('../../../lib/backend/ipset.js');
+    const block = { digest: 'abcdef123456', rules: { to: [], from: [] }, elements: () => ({ in4: ['198.18.0.0/15'], in6: [], out4: [], out6: [] }) };
+    const sets = blockIpsets('vm01', block);
+    expect(sets).toEqual({ in4: 'vgb-vm01-i4-abcdef', in6: 'vgb-vm01-i6-abcdef', out4: 'vgb-vm01-o4-abcdef', out6: 'vgb-vm01-o6-abcdef' });
+    const out = buildPortOutChain(port, DEFAULT_SETTINGS, sets).rules;
+    expect(out.slice(0, 2)).toEqual([
+      ['-m', 'set', '--match-set', 'vgb-vm01-i4-abcdef', 'src', '-m', 'limit', '--limit', '6/min', '--limit-burst', '10', '-j', 'LOG', '--log-prefix', 'vifg-blocked:vm01 '],
+      ['-m', 'set', '--match-set', 'vgb-vm01-i4-abcdef', 'src', '-j', 'DROP'],
+    ]);
+    expect(buildPortInChain(port, { ...DEFAULT_SETTINGS, log: false }, sets).rules[0]).toEqual(['-m', 'set', '--match-set', 'vgb-vm01-o4-abcdef', 'dst', '-j', 'DROP']);
+    const ruleset = buildRuleset([port], DEFAULT_SETTINGS, 'iptables', () => block);
+    expect(ruleset.ipsets?.map((set) => [set.name, set.family, set.elements()])).toEqual([
+      ['vgb-vm01-i4-abcdef', 4, ['198.18.0.0/15']],
+      ['vgb-vm01-i6-abcdef', 6, []],
+      ['vgb-vm01-o4-abcdef', 4, []],
+      ['vgb-vm01-o6-abcdef', 6, []],
+    ]);
+    expect([...referencedIpsets(ruleset.tables)].sort()).toEqual(Object.values(sets).sort());
+    // The longest name fits ipset's 31 characters.
+    expect(blockIpsets('vif12345.123456', block).in4.length).toBeLessThanOrEqual(31);
+  });
+});
