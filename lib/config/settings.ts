@@ -21,7 +21,7 @@ export interface Settings {
   readonly layer2: boolean;
   /**
    * What enforces layer 2 on the iptables backend: nft's bridge family, or ebtables (nat PREROUTING)
-   * on kernels that cannot load the bridge table. `auto` asks the kernel (see engine.ts layer2Tool).
+   * on kernels that cannot load the bridge table. `auto` asks the kernel (see core/choose.ts layer2Tool).
    */
   readonly layer2Tool: 'auto' | 'nftables' | 'ebtables';
   /** Ethertypes a guarded guest may send besides IPv4, ARP and IPv6 (nft names or 0x numbers), e.g. `vlan`. */
