@@ -582,7 +582,8 @@ export async function applyFullState(ctx: EngineContext, ports: readonly GuestPo
 
 /**
  * Bring the running ports' blocklists in line with these lists (what `block` / `unblock` are about
- * to save): only block sets, chains and map entries change. The nftables backend only.
+ * to save). nftables: only block sets, chains and map entries change. iptables: the blocked ports'
+ * chains and their ipsets.
  */
 export async function applyBlocklists(ctx: EngineContext, lists: readonly Blocklist[], dryRun = false): Promise<ApplyReport> {
   return withLock(ctx.runner, ctx.lockPath, ctx.settings.lockTimeout, async () => {
