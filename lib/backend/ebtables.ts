@@ -201,19 +201,23 @@ export async function restoreEbtables(runner: Runner, payload: string, timeoutMs
   }
 }
 
+/** `ebtables -t nat -L [args]`: the chains listed, or why they cannot be. */
+async function listNat(runner: Runner, args: readonly string[]): Promise<{ live: Map<string, LiveEbChain> } | { error: string }> {
+  if (!runner.which('ebtables')) return { error: 'ebtables is not installed' };
+  const listed = await runner.run('ebtables', ['-t', EB_TABLE, '-L', ...args], { timeout: 30_000 });
+  if (listed.exitCode !== 0) return { error: (listed.stderr.trim().split('\n')[0] ?? '') || `ebtables exited ${listed.exitCode}` };
+  return { live: parseEbtablesList(listed.stdout) };
+}
+
 /** The rules of one nat chain (PREROUTING for a hook), or undefined when ebtables cannot list it. */
 export async function readEbtablesChain(runner: Runner, chain: string): Promise<readonly string[] | undefined> {
-  if (!runner.which('ebtables')) return undefined;
-  const listed = await runner.run('ebtables', ['-t', EB_TABLE, '-L', chain], { timeout: 30_000 });
-  return listed.exitCode === 0 ? parseEbtablesList(listed.stdout).get(chain)?.rules ?? [] : undefined;
+  const read = await listNat(runner, [chain]);
+  return 'live' in read ? read.live.get(chain)?.rules ?? [] : undefined;
 }
 
 /** The nat table as it is, or why it cannot be read. */
-export async function readEbtables(runner: Runner, counters = false): Promise<{ live: Map<string, LiveEbChain> } | { error: string }> {
-  if (!runner.which('ebtables')) return { error: 'ebtables is not installed' };
-  const listed = await runner.run('ebtables', ['-t', EB_TABLE, '-L', ...(counters ? ['--Lc'] : [])], { timeout: 30_000 });
-  if (listed.exitCode !== 0) return { error: (listed.stderr.trim().split('\n')[0] ?? '') || `ebtables exited ${listed.exitCode}` };
-  return { live: parseEbtablesList(listed.stdout) };
+export function readEbtables(runner: Runner, counters = false): Promise<{ live: Map<string, LiveEbChain> } | { error: string }> {
+  return listNat(runner, counters ? ['--Lc'] : []);
 }
 
 /**

@@ -1,8 +1,7 @@
 import type { Runner } from '../runner.js';
 import { VifGuardError } from '../errors.js';
 import { IPSET_PREFIX } from '../rules/build.js';
-import type { IpsetSpec, TableSpec } from '../rules/types.js';
-import { renderRuleBody } from './render.js';
+import type { IpsetSpec } from '../rules/types.js';
 
 /*
  * The iptables backend's blocklists: hash:net sets the port chains match (`-m set --match-set`).
@@ -25,16 +24,12 @@ export async function listIpsets(runner: Runner): Promise<string[]> {
   return listed.stdout.split('\n').filter((name) => name.startsWith(IPSET_PREFIX));
 }
 
-/** The sets these tables' rules match on. */
-export function referencedIpsets(tables: readonly TableSpec[]): Set<string> {
+/** vif-guard's sets these rules (as iptables-save prints them) match on. */
+export function referencedIpsets(rules: Iterable<string>): Set<string> {
   const names = new Set<string>();
-  for (const table of tables) {
-    for (const chain of table.chains) {
-      for (const rule of chain.rules) {
-        const match = /--match-set (\S+) /.exec(`${renderRuleBody(rule)} `);
-        if (match?.[1]?.startsWith(IPSET_PREFIX)) names.add(match[1]);
-      }
-    }
+  for (const rule of rules) {
+    const match = /--match-set (\S+) /.exec(`${rule} `);
+    if (match?.[1]?.startsWith(IPSET_PREFIX)) names.add(match[1]);
   }
   return names;
 }

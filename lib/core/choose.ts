@@ -22,6 +22,16 @@ export async function chooseEngine(runner: Runner, settings: Settings, lockPath?
   return (await nftablesUnavailable(runner, settings, lockPath)) === undefined ? 'nftables' : 'iptables';
 }
 
+/** What this process's runner already heard from the kernel (doctor and status ask more than once, and keep nothing in /run). */
+const answers = new WeakMap<Runner, Map<string, string | undefined>>();
+
+async function probe(runner: Runner, body: readonly string[]): Promise<string | undefined> {
+  const script = `table bridge vif_guard_probe {\n${body.join('\n')}\n}\n`;
+  const result = await runner.run('nft', ['-c', '-f', '-'], { input: script, timeout: 10_000 });
+  const error = nftErrorLine(result.stderr) ?? (result.stderr.trim().split('\n')[0] || `exit ${result.exitCode}`);
+  return result.exitCode === 0 ? undefined : `this kernel cannot load the nftables backend's table (${error}); it needs Linux 5.6 or later with nf_tables`;
+}
+
 function probePath(lockPath: string): string {
   return besideLock(lockPath, '-nftables.probe');
 }
@@ -44,10 +54,10 @@ export async function nftablesUnavailable(runner: Runner, settings: Settings, lo
     const answer = kept.slice(stamp.length).trim();
     return answer === 'ok' ? undefined : answer;
   }
-  const script = `table bridge vif_guard_probe {\n${skeleton.body.join('\n')}\n}\n`;
-  const result = await runner.run('nft', ['-c', '-f', '-'], { input: script, timeout: 10_000 });
-  const error = nftErrorLine(result.stderr) ?? (result.stderr.trim().split('\n')[0] || `exit ${result.exitCode}`);
-  const reason = result.exitCode === 0 ? undefined : `this kernel cannot load the nftables backend's table (${error}); it needs Linux 5.6 or later with nf_tables`;
+  const asked = answers.get(runner) ?? new Map<string, string | undefined>();
+  answers.set(runner, asked);
+  if (!asked.has(stamp)) asked.set(stamp, await probe(runner, skeleton.body));
+  const reason = asked.get(stamp);
   if (file !== undefined) {
     try {
       writeAtomic(file, `${stamp}${reason ?? 'ok'}\n`, 0o600);

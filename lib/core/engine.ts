@@ -15,7 +15,7 @@ import { createIpsets, destroyIpsets, listIpsets, referencedIpsets } from '../ba
 import { applyEbtables, planEbtablesEvent, readEbtables, readEbtablesChain, restoreEbtables } from '../backend/ebtables.js';
 import { buildEbtables, ebLayoutDigest, ebPortChain } from '../rules/ebtables.js';
 import { applyBridge, bridgeFromRecords, readBridgeSets, planBridge, portMatches, readBridge, type LiveBridge, type LiveBridgePort } from '../backend/nft-bridge.js';
-import { buildFilterTable, buildRuleset, FILTER_JUMPS, NO_TABLES, type Engine, type PortChains } from '../rules/build.js';
+import { blockedPort, buildFilterTable, buildRuleset, FILTER_JUMPS, NO_TABLES, type Engine, type PortChains } from '../rules/build.js';
 import { bridgeBlock, bridgePort, bridgeSkeleton, buildBridgeSpec, layer2Port, parsePortComment } from '../rules/bridge.js';
 import { blocksFor, listsDigest, listsFor, readBlocklists, type Blocklist } from '../blocklist/store.js';
 import { linkLocalFromMac } from '../guest/eui64.js';
@@ -124,14 +124,14 @@ export function desiredAfterChange(filter4: LiveTable, filter6: LiveTable, chang
   let ipsets: IpsetSpec[] = [];
   if (change.kind === 'up' && isGuarded(change.port, settings)) {
     const port = change.port;
-    // Its blocklists (iptables: ipsets): other ports' chains are kept verbatim, their sets with them.
-    const own = buildRuleset([port], settings, 'iptables', blocks);
-    ipsets = [...(own.ipsets ?? [])];
-    const chain = (family: 4 | 6, direction: 'in' | 'out') => own.tables.find((table) => table.family === family)?.chains.find((spec) => spec.name === (direction === 'in' ? portInChain(target) : portOutChain(target)));
+    // Its blocklists (ipsets); other ports' chains are kept verbatim, and the sets they match on with them.
+    const blocked = blockedPort(port, blocks);
+    const sets = blocked?.sets;
+    ipsets = blocked?.specs ?? [];
     ports.push({
       ifname: target,
-      v4: { ifname: target, in: chain(4, 'in') ?? buildPortInChain(port, settings), out: chain(4, 'out') ?? buildPortOutChain(port, settings) },
-      v6: { ifname: target, in: chain(6, 'in') ?? buildPortIn6Chain(port, settings), out: chain(6, 'out') ?? buildPortOut6Chain(port, settings) },
+      v4: { ifname: target, in: buildPortInChain(port, settings, sets), out: buildPortOutChain(port, settings, sets) },
+      v6: { ifname: target, in: buildPortIn6Chain(port, settings, sets), out: buildPortOut6Chain(port, settings, sets) },
       mac: port.mac,
       ipv4: ipv4Addresses(port),
       key: port.key,
@@ -246,7 +246,7 @@ async function applyTables(ctx: EngineContext, live: LiveState, tables: readonly
 async function applyBridgeScript(ctx: EngineContext, script: string, dryRun: boolean, bulk: boolean): Promise<void> {
   if (script === '') return;
   if (dryRun) ctx.log(`nft -f:\n${script.trimEnd()}`);
-  else await applyBridge(ctx.runner, script, bulk ? BULK_SECONDS : ctx.settings.lockTimeout + 10);
+  else await applyBridge(ctx.runner, script, commitMs(ctx, bulk) / 1000);
 }
 
 /**
@@ -351,9 +351,11 @@ async function applyIptables(ctx: EngineContext, dryRun: boolean, desiredFor: (f
     dropPortCache(cacheFile);
   }
   // Blocklist sets first: the chains that match on them commit only once they are filled.
-  const ipsetTarget = { runner: ctx.runner, timeoutMs: (bulk ? BULK_SECONDS : ctx.settings.lockTimeout + 10) * 1000, log: ctx.log };
-  const referenced = referencedIpsets(desired.tables);
-  const existingSets = await listIpsets(ctx.runner);
+  const ipsetTarget = { runner: ctx.runner, timeoutMs: commitMs(ctx, bulk), log: ctx.log };
+  const referenced = referencedIpsets(desired.tables.flatMap((table) => table.chains.flatMap((chain) => chain.rules.map(renderRuleBody))));
+  // ipset is asked only where blocklists are or were: the live chains or the desired ones match on a set.
+  const liveRules = [live.tables[4], live.tables[6]].flatMap((table) => [...table.chains.values()].flatMap((chain) => chain.rules));
+  const existingSets = referenced.size > 0 || referencedIpsets(liveRules).size > 0 ? await listIpsets(ctx.runner) : [];
   await createIpsets(ipsetTarget, desired.ipsets ?? [], existingSets, referenced, dryRun);
   // Order: IPv4, IPv6, then layer 2; each is one atomic transaction. Between two layer-2 tools, the
   // new one is in place before the old one goes.
@@ -379,7 +381,12 @@ async function applyIptables(ctx: EngineContext, dryRun: boolean, desiredFor: (f
 }
 
 function ebtablesTarget(ctx: EngineContext, bulk: boolean) {
-  return { runner: ctx.runner, marker: besideLock(ctx.lockPath, '-ebtables.used'), timeoutMs: (bulk ? BULK_SECONDS : ctx.settings.lockTimeout + 10) * 1000, log: ctx.log };
+  return { runner: ctx.runner, marker: besideLock(ctx.lockPath, '-ebtables.used'), timeoutMs: commitMs(ctx, bulk), log: ctx.log };
+}
+
+/** How long one commit may take: a hook's fits inside libxl's 40 s, sync's and uninstall's may rewrite thousands of chains. */
+function commitMs(ctx: EngineContext, bulk: boolean): number {
+  return (bulk ? BULK_SECONDS : ctx.settings.lockTimeout + 10) * 1000;
 }
 
 function tableAsLive(spec: TableSpec | undefined): LiveTable {
@@ -478,7 +485,7 @@ async function iptablesFromCache(ctx: EngineContext, change: PortChange, dryRun:
   };
   // iptables-nft commits each family on its own; legacy takes the xtables lock for both, so one after the other.
   const tables = variant === 'legacy' ? restore(4).then(() => restore(6)) : Promise.all([restore(4), restore(6)]);
-  const layer2 = ebtablesPayload ? restoreEbtables(ctx.runner, ebtablesPayload, (ctx.settings.lockTimeout + 10) * 1000) : applyBridgeScript(ctx, bridgeScript, false, false);
+  const layer2 = ebtablesPayload ? restoreEbtables(ctx.runner, ebtablesPayload, commitMs(ctx, false)) : applyBridgeScript(ctx, bridgeScript, false, false);
   const results = await Promise.allSettled([tables, layer2]);
   if (results.some((result) => result.status === 'rejected')) return undefined;
   for (const ifname of affected) records.delete(ifname);

@@ -4,12 +4,12 @@ import type { LiveTable, Counter } from '../backend/save-parse.js';
 import { portMatches, type LiveBridge } from '../backend/nft-bridge.js';
 import type { DropClass } from '../rules/bridge.js';
 import { chainMatches, jumpsInPlace } from '../backend/diff.js';
-import { blockIpsets, buildRuleset, type Engine } from '../rules/build.js';
+import { buildRuleset, type Engine } from '../rules/build.js';
 import { portInChain, portOfChain, portOutChain } from '../rules/names.js';
-import { buildPortIn6Chain, buildPortInChain, buildPortOut6Chain, buildPortOutChain, isGuarded, portMetaOfRules } from '../rules/port.js';
+import { isGuarded, portMetaOfRules } from '../rules/port.js';
 import type { BridgeBlock, TableSpec } from '../rules/types.js';
 import { ebtablesCounters, ebtablesCurrent, type LiveEbtables } from '../backend/ebtables.js';
-import { buildEbtables, ebPortChain, type EbClass } from '../rules/ebtables.js';
+import { buildEbtables, portOfEbChain } from '../rules/ebtables.js';
 
 export type PortState = 'protected' | 'unprotected' | 'drift' | 'no-addresses' | 'stale';
 
@@ -39,7 +39,7 @@ export interface LiveState {
   readonly ebtables?: LiveEbtables | undefined;
 }
 
-type EbCounts = ReadonlyMap<string, ReadonlyMap<EbClass, Counter>>;
+type EbCounts = ReadonlyMap<string, ReadonlyMap<string, Counter>>;
 
 const ZERO: Counter = { packets: 0, bytes: 0 };
 const add = (a: Counter, b: Counter): Counter => ({ packets: a.packets + b.packets, bytes: a.bytes + b.bytes });
@@ -55,7 +55,8 @@ function countersFor(live: LiveState, vif: string, eb: EbCounts | undefined): Pi
   const inChain = portInChain(vif);
   const perClass = live.bridge?.counters.get(vif);
   const ebClass = eb?.get(vif);
-  const nft = (cls: DropClass) => add(perClass?.get(cls) ?? ZERO, (cls === 'mac' || cls === 'ethertype' || cls === 'arp_mac' || cls === 'arp_ip' ? ebClass?.get(cls) : undefined) ?? ZERO);
+  // The bridge table's counter sets, and ebtables' DROP rules for the layer-2 classes it enforces.
+  const nft = (cls: DropClass) => add(perClass?.get(cls) ?? ZERO, ebClass?.get(cls) ?? ZERO);
   const dropped: Record<Reason, Counter> = {
     source4: add(nft('src'), counterOf(live.filter4, inChain, (body) => body.includes('--comment') && body.endsWith('-j DROP'))),
     dhcpServer: add(nft('dhcps'), counterOf(live.filter4, inChain, (body) => body.includes('--sport 67 --dport 68 -j DROP'))),
@@ -80,12 +81,15 @@ function sharedOk(live: LiveTable, desired: TableSpec | undefined): boolean {
   return shared.every((chain) => chainMatches(live, chain)) && builtins.every((builtin) => jumpsInPlace(live, desired.jumps, builtin));
 }
 
-function iptablesState(live: LiveState, port: GuestPort, settings: Settings, block: BridgeBlock | undefined): 'unprotected' | 'exact' | 'drift' {
+/** A port's chains against the ones sync would build (found in the desired tables by name). */
+function iptablesState(live: LiveState, port: GuestPort, desired: readonly TableSpec[]): 'unprotected' | 'exact' | 'drift' {
   if (!live.filter4.chains.has(portInChain(port.ifname))) return 'unprotected';
-  const sets = block && blockIpsets(port.ifname, block);
-  const chains = [buildPortInChain(port, settings, sets), buildPortOutChain(port, settings, sets)];
-  const chains6 = [buildPortIn6Chain(port, settings, sets), buildPortOut6Chain(port, settings, sets)];
-  return chains.every((chain) => chainMatches(live.filter4, chain)) && chains6.every((chain) => chainMatches(live.filter6, chain)) ? 'exact' : 'drift';
+  const names = new Set([portInChain(port.ifname), portOutChain(port.ifname)]);
+  const matches = (liveTable: LiveTable, table: TableSpec | undefined) => {
+    const chains = table?.chains.filter((chain) => names.has(chain.name)) ?? [];
+    return chains.length === names.size && chains.every((chain) => chainMatches(liveTable, chain));
+  };
+  return matches(live.filter4, desired.find((table) => table.family === 4)) && matches(live.filter6, desired.find((table) => table.family === 6)) ? 'exact' : 'drift';
 }
 
 /**
@@ -98,7 +102,8 @@ export function buildStatus(live: LiveState, expected: readonly GuestPort[] | un
   // Layer 2 in ebtables: the same port records as ebtables chains, and no bridge table.
   const eb = live.ebtables && live.engine === 'iptables' ? live.ebtables : undefined;
   const ebCounts = eb ? ebtablesCounters(eb) : undefined;
-  const bridgeCurrent = eb ? ebtablesCurrent(eb, buildEbtables(ruleset?.bridge?.ports ?? [], settings)) : ruleset?.bridge === undefined || live.bridge?.digest === ruleset.bridge.digest;
+  const ebDesired = eb ? buildEbtables(ruleset?.bridge?.ports ?? [], settings) : [];
+  const bridgeCurrent = eb ? ebtablesCurrent(eb, ebDesired) : ruleset?.bridge === undefined || live.bridge?.digest === ruleset.bridge.digest;
   const sharedDrift = ruleset !== undefined && !(sharedOk(live.filter4, ruleset.tables[0]) && sharedOk(live.filter6, ruleset.tables[1]) && bridgeCurrent);
   const known = new Set<string>();
   for (const port of expected ?? []) {
@@ -110,8 +115,8 @@ export function buildStatus(live: LiveState, expected: readonly GuestPort[] | un
     }
     const wanted = ruleset?.bridge?.ports.find((candidate) => candidate.ifname === port.ifname);
     const inBridge = live.bridge?.ports.get(port.ifname);
-    const bridgeOk = wanted === undefined || (eb ? eb.has(ebPortChain(wanted, settings).name) : portMatches(inBridge, wanted, live.engine === 'nftables'));
-    const ipState = live.engine === 'nftables' ? (inBridge ? 'exact' : 'unprotected') : iptablesState(live, port, settings, blocks?.(port));
+    const bridgeOk = wanted === undefined || (eb ? ebDesired.some((chain) => portOfEbChain(chain.name) === wanted.ifname && eb.has(chain.name)) : portMatches(inBridge, wanted, live.engine === 'nftables'));
+    const ipState = live.engine === 'nftables' ? (inBridge ? 'exact' : 'unprotected') : iptablesState(live, port, ruleset?.tables ?? []);
     rows.push({ ...base, state: ipState === 'unprotected' ? 'unprotected' : ipState === 'exact' && bridgeOk && !sharedDrift ? 'protected' : 'drift' });
   }
   const leftovers = new Map<string, { guest: string; bridge: string | undefined; mac: string | undefined; addresses: string[] }>();

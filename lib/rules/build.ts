@@ -42,10 +42,9 @@ export function buildRuleset(ports: readonly GuestPort[], settings: Settings, en
   if (engine === 'nftables') return { tables: NO_TABLES, bridge: buildBridgeSpec(guarded, settings, true, blocks) };
   const ipsets: IpsetSpec[] = [];
   const chains = guarded.map((port) => {
-    const block = blocks?.(port);
-    const sets = block && blockIpsets(port.ifname, block);
-    if (block && sets) ipsets.push(...ipsetSpecs(sets, block));
-    return { port, sets };
+    const blocked = blockedPort(port, blocks);
+    ipsets.push(...(blocked?.specs ?? []));
+    return { port, sets: blocked?.sets };
   });
   const v4 = chains.map(({ port, sets }) => ({ ifname: port.ifname, in: buildPortInChain(port, settings, sets), out: buildPortOutChain(port, settings, sets) }));
   const v6 = chains.map(({ port, sets }) => ({ ifname: port.ifname, in: buildPortIn6Chain(port, settings, sets), out: buildPortOut6Chain(port, settings, sets) }));
@@ -59,6 +58,14 @@ export const IPSET_PREFIX = 'vgb-';
 export function blockIpsets(ifname: string, block: BridgeBlock): PortIpsets {
   const name = (which: string) => `${IPSET_PREFIX}${ifname}-${which}-${block.digest.slice(0, 6)}`;
   return { in4: name('i4'), in6: name('i6'), out4: name('o4'), out6: name('o6') };
+}
+
+/** A port's blocklist sets (names for its chains, specs to create them), or undefined when it has no lists. */
+export function blockedPort(port: GuestPort, blocks: ((port: GuestPort) => BridgeBlock | undefined) | undefined): { sets: PortIpsets; specs: IpsetSpec[] } | undefined {
+  const block = blocks?.(port);
+  if (!block) return undefined;
+  const sets = blockIpsets(port.ifname, block);
+  return { sets, specs: ipsetSpecs(sets, block) };
 }
 
 function ipsetSpecs(sets: PortIpsets, block: BridgeBlock): IpsetSpec[] {

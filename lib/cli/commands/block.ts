@@ -2,7 +2,6 @@ import { readFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { VifGuardError } from '../../errors.js';
 import { applyBlocklists, protectedPorts, runningPortsOf } from '../../core/engine.js';
-import { chooseEngine } from '../../core/choose.js';
 import { parseZone } from '../../blocklist/zone.js';
 import { checkListName, checkTarget, readBlocklists, writeTargetLists, listsFor, blocklistDir, withParsed, type Blocklist } from '../../blocklist/store.js';
 import { parseBlockPrefix, type GuestAddress } from '../../guest/validate.js';
@@ -52,10 +51,6 @@ export async function runBlock(target: string, options: BlockOptions): Promise<n
   checkTarget(target);
   if (options.zones.length === 0 && options.cidrs.length === 0) throw new VifGuardError('INVALID_INPUT', 'say what to block: --zone FILE (one prefix per line) or --cidr PREFIX');
   const name = checkListName(options.name ?? (options.zones[0] ? basename(options.zones[0]).replace(/\.[^.]*$/, '') || 'zone' : 'cidr'));
-  const ctx = createContext({ light: true });
-  if ((await chooseEngine(ctx.runner, ctx.settings, ctx.lockPath)) !== 'nftables' && !ctx.runner.which('ipset')) {
-    throw new VifGuardError('MISSING_TOOL', 'blocklists on the iptables backend need ipset (apt-get install ipset)');
-  }
   // Everything is parsed before anything is saved or applied: one bad line anywhere changes nothing.
   const prefixes = [...options.zones.flatMap(readZone), ...options.cidrs.map((cidr) => parseBlockPrefix(cidr, { source: '--cidr' }))];
   const unique = new Map(prefixes.map((prefix) => [prefix.cidr, prefix]));

@@ -102,7 +102,7 @@ describe('blocklists on the iptables backend', () => {
       ['vgb-vm01-o4-abcdef', 4, []],
       ['vgb-vm01-o6-abcdef', 6, []],
     ]);
-    expect([...referencedIpsets(ruleset.tables)].sort()).toEqual(Object.values(sets).sort());
+    expect([...referencedIpsets(ruleset.tables.flatMap((table) => table.chains.flatMap((chain) => chain.rules.map((rule) => rule.join(' ')))))].sort()).toEqual(Object.values(sets).sort());
     // The longest name fits ipset's 31 characters.
     expect(blockIpsets('vif12345.123456', block).in4.length).toBeLessThanOrEqual(31);
   });
