@@ -1,4 +1,5 @@
 #!/usr/bin/env node
+import { readFileSync } from 'node:fs';
 import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
 import { loadSettings } from '../config/load.js';
@@ -13,6 +14,17 @@ import { runDemoCommand } from './commands/demo.js';
 import { runVe } from './commands/ve.js';
 import { runBlock, runBlockList, runUnblock } from './commands/block.js';
 import { listen, send } from '../demo/agent.js';
+
+/** Set by build.mjs in the installed bundle (no package.json beside it); the repository's package.json otherwise. */
+declare const VIF_GUARD_VERSION: string | undefined;
+function version(): string {
+  if (typeof VIF_GUARD_VERSION === 'string') return VIF_GUARD_VERSION;
+  try {
+    return String((JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version?: unknown }).version);
+  } catch {
+    return 'unknown';
+  }
+}
 
 async function checkConfig(files: string[], json: boolean): Promise<number> {
   const settings = loadSettings();
@@ -202,7 +214,7 @@ export async function main(rawArgv: string[]): Promise<number> {
       .demandCommand(1, 'Say which command to run.')
       .strict()
       .help()
-      .version()
+      .version(version())
       .fail((message, error) => {
         throw error ?? new VifGuardError('INVALID_INPUT', `${message} (see vif-guard --help)`);
       })

@@ -42,6 +42,9 @@ describe.skipIf(!CAN_USE_NETNS)('install.sh (staged with DESTDIR)', () => {
     // The wrappers point at the final paths; run the staged bundle itself.
     const cli = await $`node ${join(dir, 'usr/lib/vif-guard/vif-guard.mjs')} --help`;
     expect(cli.stdout).toContain('check-config');
+    // No package.json is installed: the version is the one built into the bundle.
+    const version = await $({ cwd: dir })`node ${join(dir, 'usr/lib/vif-guard/vif-guard.mjs')} --version`;
+    expect(version.stdout.trim()).toBe(JSON.parse(readFileSync('package.json', 'utf8')).version);
   }, 60_000);
 
   it('installs systemd units that systemd-analyze accepts', async () => {
