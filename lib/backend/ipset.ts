@@ -24,6 +24,12 @@ export async function listIpsets(runner: Runner): Promise<string[]> {
   return listed.stdout.split('\n').filter((name) => name.startsWith(IPSET_PREFIX));
 }
 
+/** Which of these set names are a port's (`vgb-<ifname>-<i|o><4|6>-<digest>`: vif1.0's, not vif1.0-emu's). */
+export function ipsetsOfPort(names: readonly string[], ifname: string): string[] {
+  const prefix = `${IPSET_PREFIX}${ifname}-`;
+  return names.filter((name) => name.startsWith(prefix) && /^[io][46]-[0-9a-f]{6}$/.test(name.slice(prefix.length)));
+}
+
 /** vif-guard's sets these rules (as iptables-save prints them) match on. */
 export function referencedIpsets(rules: Iterable<string>): Set<string> {
   const names = new Set<string>();

@@ -11,7 +11,7 @@ import { parseSave, type LiveTable } from '../backend/save-parse.js';
 import { planPortEvent, planTable, renderRestorePayload, type PortEventPlan, type TablePlan } from '../backend/diff.js';
 import { iptablesCacheHeader, iptablesCachePath, readIptablesCache } from '../backend/iptables-cache.js';
 import { dropPortCache, portCachePath, PortRecords, readPortCache, writePortCache } from '../backend/bridge-cache.js';
-import { createIpsets, destroyIpsets, listIpsets, referencedIpsets } from '../backend/ipset.js';
+import { createIpsets, destroyIpsets, ipsetsOfPort, listIpsets, referencedIpsets } from '../backend/ipset.js';
 import { applyEbtables, planEbtablesEvent, readEbtables, readEbtablesChain, restoreEbtables } from '../backend/ebtables.js';
 import { buildEbtables, ebLayoutDigest, ebPortChain } from '../rules/ebtables.js';
 import { applyBridge, bridgeFromRecords, readBridgeSets, planBridge, portMatches, readBridge, type LiveBridge, type LiveBridgePort } from '../backend/nft-bridge.js';
@@ -20,7 +20,7 @@ import { bridgeBlock, bridgePort, bridgeSkeleton, buildBridgeSpec, layer2Port, p
 import { blocksFor, listsDigest, listsFor, readBlocklists, type Blocklist } from '../blocklist/store.js';
 import { linkLocalFromMac } from '../guest/eui64.js';
 import { existingInterfaces, withIfindex } from '../kernel/ifindex.js';
-import { buildPortIn6Chain, buildPortInChain, buildPortOut6Chain, buildPortOutChain, isGuarded, portMetaOfRules } from '../rules/port.js';
+import { buildPortIn6Chain, buildPortInChain, buildPortOut6Chain, buildPortOutChain, isGuarded, portMetaOfRules, type PortIpsets } from '../rules/port.js';
 import { FORWARD_CHAIN, portInChain, portOfChain, portOutChain } from '../rules/names.js';
 import type { BridgeBlock, ChainSpec, IpsetSpec, Rule, Ruleset, TableSpec } from '../rules/types.js';
 import { shortDigest } from '../digest.js';
@@ -393,9 +393,9 @@ function tableAsLive(spec: TableSpec | undefined): LiveTable {
   return { table: 'filter', chains: new Map((spec?.chains ?? []).map((chain) => [chain.name, { policy: '-', rules: chain.rules.map(renderRuleBody), counters: [] }])) };
 }
 
-/** A port's chains in both families, and a digest of their rules (kept in the cache: an unchanged port is not rewritten). */
-function portChainsOf(port: GuestPort, settings: Settings): { 4: ChainSpec[]; 6: ChainSpec[]; digest: string } {
-  const chains = { 4: [buildPortInChain(port, settings), buildPortOutChain(port, settings)], 6: [buildPortIn6Chain(port, settings), buildPortOut6Chain(port, settings)] };
+/** A port's chains in both families (matching on its blocklists' sets), and a digest of their rules (kept in the cache: an unchanged port is not rewritten). */
+function portChainsOf(port: GuestPort, settings: Settings, sets?: PortIpsets): { 4: ChainSpec[]; 6: ChainSpec[]; digest: string } {
+  const chains = { 4: [buildPortInChain(port, settings, sets), buildPortOutChain(port, settings, sets)], 6: [buildPortIn6Chain(port, settings, sets), buildPortOut6Chain(port, settings, sets)] };
   return { ...chains, digest: chainsDigest([...chains[4], ...chains[6]]) };
 }
 
@@ -422,7 +422,7 @@ function iptablesRecords(desired: Ruleset): [string, string][] | undefined {
  * iptables-save, which reads every chain (1.5 s with 4,000 guests). undefined when there is no usable
  * cache or a commit fails (the table is not what the cache says); the caller then reads the tables.
  */
-async function iptablesFromCache(ctx: EngineContext, change: PortChange, dryRun: boolean): Promise<ApplyReport | undefined> {
+async function iptablesFromCache(ctx: EngineContext, change: PortChange, dryRun: boolean, lists: readonly Blocklist[]): Promise<ApplyReport | undefined> {
   const viaEbtables = ctx.settings.layer2 && (await layer2Tool(ctx)) === 'ebtables';
   const l2 = ctx.settings.layer2 && !viaEbtables && ctx.runner.which('nft') ? bridgeSkeleton(ctx.settings, false) : undefined;
   if (ctx.settings.layer2 && !viaEbtables && !l2) return undefined;
@@ -435,7 +435,9 @@ async function iptablesFromCache(ctx: EngineContext, change: PortChange, dryRun:
   const before = records.entries().map(([ifname]) => ifname);
   const port = change.kind === 'up' && isGuarded(change.port, ctx.settings) ? change.port : undefined;
   const after = [...before.filter((ifname) => !affected.has(ifname)), ...(port ? [port.ifname] : [])];
-  const chains = port && portChainsOf(port, ctx.settings);
+  // Its blocklists, as ipsets its chains match on (created before the commit, like the full path's).
+  const blocked = port && lists.length ? blockedPort(port, blockResolver(ctx.settings, lists)) : undefined;
+  const chains = port && portChainsOf(port, ctx.settings, blocked?.sets);
   const record = port && layer2Port(port);
   const line = record && chains && `${record.comment}\t${chains.digest}`;
   // The same port, configured the same, with the same rules: its chains (and their counters) stay.
@@ -472,6 +474,11 @@ async function iptablesFromCache(ctx: EngineContext, change: PortChange, dryRun:
     ebtablesPayload = lines.length ? `*nat\n${lines.join('\n')}\n` : '';
   }
   const report: ApplyReport = { engine: 'iptables', backend: `iptables-${variant}`, variant, plans, bridgeScript, warnings: [], dryRun };
+  // Sets exist only where lists are saved; the port's new ones are made before its chains use them.
+  const ipsetTarget = { runner: ctx.runner, timeoutMs: commitMs(ctx, false), log: ctx.log };
+  const existingSets = lists.length ? await listIpsets(ctx.runner) : [];
+  const referenced = chains && !same ? referencedIpsets([...chains[4], ...chains[6]].flatMap((chain) => chain.rules.map(renderRuleBody))) : new Set<string>();
+  if (blocked && referenced.size) await createIpsets(ipsetTarget, blocked.specs, existingSets, referenced, dryRun);
   if (dryRun) {
     for (const plan of plans) ctx.log(`${plan.family === 6 ? 'ip6tables' : 'iptables'}-restore:\n${renderRestorePayload(plan).trimEnd()}`);
     if (bridgeScript) ctx.log(`nft -f:\n${bridgeScript.trimEnd()}`);
@@ -491,6 +498,8 @@ async function iptablesFromCache(ctx: EngineContext, change: PortChange, dryRun:
   for (const ifname of affected) records.delete(ifname);
   if (record && line) records.set(record.ifname, line);
   records.write(cacheFile);
+  // The sets the replaced or removed chains matched on; the kept port's stay.
+  if (!same) await destroyIpsets(ipsetTarget, [...affected].flatMap((ifname) => ipsetsOfPort(existingSets, ifname)).filter((name) => !referenced.has(name)), false);
   return report;
 }
 
@@ -563,9 +572,8 @@ export async function applyPortChange(ctx: EngineContext, change: PortChange, dr
       return (await hookFromCache(ctx, change, dryRun)) ?? applyNftables(ctx, dryRun, (base) => portsAfterChange(base, change, ctx.settings), false, undefined, false);
     }
     if (change.kind === 'up' && isGuarded(change.port, ctx.settings)) await ctx.prepareIptables?.();
-    // With blocklists saved, the full path (it creates and destroys their sets); else the cache's.
     const lists = readBlocklists();
-    const fast = lists.length ? undefined : await iptablesFromCache(ctx, change, dryRun);
+    const fast = await iptablesFromCache(ctx, change, dryRun, lists);
     if (fast) return fast;
     const blocks = blockResolver(ctx.settings, lists);
     return applyIptables(ctx, dryRun, (filter4, filter6, carried) => {

@@ -102,6 +102,24 @@ export class FakeXenHost {
     this.env.VIF_GUARD_BIN_DIR = dir;
   }
 
+  /**
+   * Log every run of these tools by vif-guard (then run the real one): which path a hook took shows in
+   * which tools it ran. Returns the log reader.
+   */
+  traceTools(tools: readonly string[]): () => string[] {
+    const dir = join(this.root, 'traced-bin');
+    const log = join(this.root, 'traced.log');
+    mkdirSync(dir, { recursive: true });
+    writeFileSync(log, '');
+    for (const tool of tools) {
+      const real = ['/usr/sbin', '/sbin', '/usr/bin'].map((d) => join(d, tool)).find((path) => existsSync(path));
+      if (!real) throw new Error(`${tool} is not installed`);
+      writeFileSync(join(dir, tool), `#!/bin/sh\necho ${tool} >> ${log}\nexec ${real} "$@"\n`, { mode: 0o755 });
+    }
+    this.env.VIF_GUARD_BIN_DIR = [dir, this.env.VIF_GUARD_BIN_DIR].filter(Boolean).join(':');
+    return () => readFileSync(log, 'utf8').split('\n').filter(Boolean);
+  }
+
   writeConfig(text: string): void {
     writeFileSync(this.configPath, text);
   }

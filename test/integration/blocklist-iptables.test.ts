@@ -89,10 +89,17 @@ describe.skipIf(!CAN_USE_NETNS).each(VARIANTS)('blocklists on iptables-%s (ipset
   }, 90_000);
 
   it('hooks keep the lists: offline destroys the guest\'s sets, online brings them back', async () => {
+    // From this boot's cache, like hooks without lists: neither table is read (4,000 guests: seconds).
+    const saves = xen.traceTools([`iptables-${variant}-save`, `ip6tables-${variant}-save`]);
     expect((await xen.hotplug('vif-bridge', ['offline', 'type_if=vif'], 1, 0)).exitCode, xen.hotplugLog()).toBe(0);
     expect(await sets()).toEqual([]);
     expect((await xen.hotplug('vif-bridge', ['online', 'type_if=vif'], 1, 0)).exitCode, xen.hotplugLog()).toBe(0);
     expect(await sets()).toHaveLength(4);
+    // A guest without lists comes and goes; the blocked one's sets stay.
+    expect((await xen.hotplug('vif-bridge', ['offline', 'type_if=vif'], 2, 0)).exitCode, xen.hotplugLog()).toBe(0);
+    expect((await xen.hotplug('vif-bridge', ['online', 'type_if=vif'], 2, 0)).exitCode, xen.hotplugLog()).toBe(0);
+    expect(await sets()).toHaveLength(4);
+    expect(saves()).toEqual([]);
     const arrived = await exchange();
     expect(arrived.web).toEqual(new Set(['internet-to-web']));
     expect(arrived.uplink).toEqual(new Set(['web-to-internet']));
