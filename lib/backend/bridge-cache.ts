@@ -95,6 +95,13 @@ export class PortRecords {
     this.text += `${ifname}\t${comment}\n`;
   }
 
+  /** Every port's record, as recordsOf gives them, in one pass (recordsOf looks each name up). */
+  allRecords(): Record<string, string> {
+    const found: Record<string, string> = {};
+    for (const [ifname, rest] of this.entries()) found[ifname] = rest.split('\t')[0] ?? rest;
+    return found;
+  }
+
   entries(): [string, string][] {
     return this.text
       .split('\n')

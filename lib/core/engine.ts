@@ -416,20 +416,70 @@ function iptablesRecords(desired: Ruleset): [string, string][] | undefined {
   });
 }
 
+/** This boot's iptables cache, when it was written for the layer-2 layout and tool in use. */
+async function openIptablesCache(ctx: EngineContext) {
+  const viaEbtables = ctx.settings.layer2 && (await layer2Tool(ctx)) === 'ebtables';
+  const l2 = ctx.settings.layer2 && !viaEbtables && ctx.runner.which('nft') ? bridgeSkeleton(ctx.settings, false) : undefined;
+  if (ctx.settings.layer2 && !viaEbtables && !l2) return undefined;
+  const cacheFile = iptablesCachePath(ctx.lockPath);
+  const cache = readIptablesCache(cacheFile, iptablesVariant(ctx.settings), viaEbtables ? ebLayoutDigest(ctx.settings) : l2?.digest);
+  return cache && { ...cache, cacheFile, viaEbtables, l2 };
+}
+
+/** One running port as its four chains say (one `-S` each, not the tables); undefined when one cannot be read. */
+async function readPortFromChains(ctx: EngineContext, variant: string, ifname: string): Promise<GuestPort | undefined> {
+  const read = async (family: 4 | 6, chain: string) => {
+    const result = await ctx.runner.run(`${family === 6 ? 'ip6tables' : 'iptables'}-${variant}`, ['-w', String(ctx.settings.lockTimeout), '-S', chain]);
+    return result.exitCode === 0 ? result.stdout : undefined;
+  };
+  const texts = await Promise.all([read(4, portInChain(ifname)), read(4, portOutChain(ifname)), read(6, portInChain(ifname)), read(6, portOutChain(ifname))]);
+  if (texts.some((text) => text === undefined)) return undefined;
+  // `-S` prints a chain as iptables-save does, with `-N name` for its header.
+  const table = (parts: (string | undefined)[]) =>
+    parseSave(`*filter\n${parts.join('\n').split('\n').map((line) => (line.startsWith('-N ') ? `:${line.slice(3)} - [0:0]` : line)).join('\n')}\nCOMMIT\n`, 'filter');
+  const [filter4, filter6] = [table(texts.slice(0, 2)), table(texts.slice(2))];
+  const [port] = livePorts(filter4, filter6);
+  return port && port.ifname === ifname ? guestPortOfLive(port, filter6) : undefined;
+}
+
+/**
+ * `block` / `unblock` on the iptables backend with this boot's cache: only the ports whose lists
+ * change are read (their four chains: the cache holds no IPv6 addresses) and rewritten, each as its
+ * hook would, instead of reading and diffing both tables (2.7 s with 4,000 guests). undefined when
+ * there is no usable cache or a port cannot be read back; the caller then takes the full path.
+ */
+async function iptablesBlocklistsFromCache(ctx: EngineContext, lists: readonly Blocklist[], dryRun: boolean): Promise<ApplyReport | undefined> {
+  const opened = await openIptablesCache(ctx);
+  if (!opened) return undefined;
+  const saved = readBlocklists();
+  const digestOf = (all: readonly Blocklist[], port: GuestPort) => {
+    const mine = listsFor(all, port);
+    return mine.length ? listsDigest(mine) : undefined;
+  };
+  const recorded = bridgeFromRecords('-', opened.records.allRecords());
+  if (!recorded) return undefined;
+  const affected = [...recorded.ports.values()].map(guestPortOf).filter((port) => digestOf(saved, port) !== digestOf(lists, port));
+  const ports = await Promise.all(affected.map((port) => readPortFromChains(ctx, opened.variant, port.ifname)));
+  if (ports.some((port) => port === undefined)) return undefined;
+  const plans: ApplyReport['plans'][number][] = [];
+  for (const port of ports as GuestPort[]) {
+    const one = await iptablesFromCache(ctx, { kind: 'up', port }, dryRun, lists, true);
+    if (!one) return undefined;
+    plans.push(...one.plans);
+  }
+  return { engine: 'iptables', backend: `iptables-${opened.variant}`, variant: opened.variant, plans, bridgeScript: '', warnings: [], dryRun };
+}
+
 /**
  * A hook on the iptables backend with this boot's cache: the restore payloads are computed from the
  * cached port names (only the dispatch chains on the changed names' paths move) instead of from
  * iptables-save, which reads every chain (1.5 s with 4,000 guests). undefined when there is no usable
  * cache or a commit fails (the table is not what the cache says); the caller then reads the tables.
  */
-async function iptablesFromCache(ctx: EngineContext, change: PortChange, dryRun: boolean, lists: readonly Blocklist[]): Promise<ApplyReport | undefined> {
-  const viaEbtables = ctx.settings.layer2 && (await layer2Tool(ctx)) === 'ebtables';
-  const l2 = ctx.settings.layer2 && !viaEbtables && ctx.runner.which('nft') ? bridgeSkeleton(ctx.settings, false) : undefined;
-  if (ctx.settings.layer2 && !viaEbtables && !l2) return undefined;
-  const cacheFile = iptablesCachePath(ctx.lockPath);
-  const cache = readIptablesCache(cacheFile, iptablesVariant(ctx.settings), viaEbtables ? ebLayoutDigest(ctx.settings) : l2?.digest);
-  if (!cache) return undefined;
-  const { records, variant } = cache;
+async function iptablesFromCache(ctx: EngineContext, change: PortChange, dryRun: boolean, lists: readonly Blocklist[], setsMayExist = lists.length > 0): Promise<ApplyReport | undefined> {
+  const opened = await openIptablesCache(ctx);
+  if (!opened) return undefined;
+  const { records, variant, cacheFile, viaEbtables, l2 } = opened;
   const target = changed(change).ifname;
   const affected = touchedIn(change, records);
   const before = records.entries().map(([ifname]) => ifname);
@@ -474,9 +524,9 @@ async function iptablesFromCache(ctx: EngineContext, change: PortChange, dryRun:
     ebtablesPayload = lines.length ? `*nat\n${lines.join('\n')}\n` : '';
   }
   const report: ApplyReport = { engine: 'iptables', backend: `iptables-${variant}`, variant, plans, bridgeScript, warnings: [], dryRun };
-  // Sets exist only where lists are saved; the port's new ones are made before its chains use them.
+  // Sets exist only where lists are (or, for unblock, were) saved; the port's new ones are made before its chains use them.
   const ipsetTarget = { runner: ctx.runner, timeoutMs: commitMs(ctx, false), log: ctx.log };
-  const existingSets = lists.length ? await listIpsets(ctx.runner) : [];
+  const existingSets = setsMayExist ? await listIpsets(ctx.runner) : [];
   const referenced = chains && !same ? referencedIpsets([...chains[4], ...chains[6]].flatMap((chain) => chain.rules.map(renderRuleBody))) : new Set<string>();
   if (blocked && referenced.size) await createIpsets(ipsetTarget, blocked.specs, existingSets, referenced, dryRun);
   if (dryRun) {
@@ -606,6 +656,8 @@ export async function applyBlocklists(ctx: EngineContext, lists: readonly Blockl
       // iptables: every running port's chains from the live tables, with these lists' sets; only the
       // chains of ports whose lists changed differ, so only those are rewritten.
       if (!ctx.runner.which('ipset')) throw new VifGuardError('MISSING_TOOL', 'blocklists on the iptables backend need ipset (apt-get install ipset)');
+      const incremental = await iptablesBlocklistsFromCache(ctx, lists, dryRun);
+      if (incremental) return incremental;
       const blocks = blockResolver(ctx.settings, lists);
       return applyIptables(ctx, dryRun, (filter4, filter6) => buildRuleset(livePorts(filter4, filter6).map((port) => guestPortOfLive(port, filter6)), ctx.settings, 'iptables', blocks), false);
     }
@@ -635,7 +687,7 @@ export async function protectedPorts(ctx: EngineContext): Promise<GuestPort[]> {
   // The iptables backend's cache while it is the one in use (the nftables backend drops it when it commits).
   const text = readIfPresent(iptablesCachePath(ctx.lockPath));
   const records = text === undefined ? undefined : PortRecords.fromText(text);
-  const iptables = records && bridgeFromRecords('-', records.recordsOf(records.entries().map(([ifname]) => ifname)));
+  const iptables = records && bridgeFromRecords('-', records.allRecords());
   if (iptables) return [...iptables.ports.values()].map(guestPortOf);
   // This boot's cache when there is one (what the last commit left), else the kernel.
   const live = readPortCache(portCachePath(ctx.lockPath), bridgeSkeleton(ctx.settings, true).digest) ?? (await readBridge(ctx.runner, undefined, false));

@@ -104,7 +104,7 @@ export class FakeXenHost {
 
   /**
    * Log every run of these tools by vif-guard (then run the real one): which path a hook took shows in
-   * which tools it ran. Returns the log reader.
+   * which tools it ran. Returns the reader of the log, which each call starts afresh.
    */
   traceTools(tools: readonly string[]): () => string[] {
     const dir = join(this.root, 'traced-bin');
@@ -116,7 +116,7 @@ export class FakeXenHost {
       if (!real) throw new Error(`${tool} is not installed`);
       writeFileSync(join(dir, tool), `#!/bin/sh\necho ${tool} >> ${log}\nexec ${real} "$@"\n`, { mode: 0o755 });
     }
-    this.env.VIF_GUARD_BIN_DIR = [dir, this.env.VIF_GUARD_BIN_DIR].filter(Boolean).join(':');
+    if (!(this.env.VIF_GUARD_BIN_DIR ?? '').split(':').includes(dir)) this.env.VIF_GUARD_BIN_DIR = [dir, this.env.VIF_GUARD_BIN_DIR].filter(Boolean).join(':');
     return () => readFileSync(log, 'utf8').split('\n').filter(Boolean);
   }
 
