@@ -147,8 +147,18 @@ describe.skipIf(!CAN_USE_NETNS).each(VARIANTS)('Xen vif-bridge + vif-guard hook 
       expect(tokens(arrived.web)).toEqual(new Set(['own-to-neighbour']));
       const forward = (await lab.inDom0(`iptables-${variant}`, '-S', 'FORWARD')).stdout.split('\n').filter((line) => line.startsWith('-A '));
       expect(forward.slice(0, 2)).toEqual(['-A FORWARD -m physdev --physdev-is-bridged -j vif-guard-fwd', '-A FORWARD -m physdev --physdev-out web01 --physdev-is-bridged -j ACCEPT']);
+      // The same when the online commits something (the guest started again): legacy moves the jump
+      // in that commit without reading FORWARD first.
+      expect((await xen.hotplug('vif-bridge', ['offline', 'type_if=vif'], 2, 0)).exitCode, xen.hotplugLog()).toBe(0);
+      await lab.inDom0(`iptables-${variant}`, '-I', ...stock);
+      expect((await xen.hotplug('vif-bridge', ['online', 'type_if=vif'], 2, 0)).exitCode, xen.hotplugLog()).toBe(0);
+      expect(tokens((await exchange(attackMatrix().filter((frame) => frame.dst === web.address))).web)).toEqual(new Set(['own-to-neighbour']));
+      const again = (await lab.inDom0(`iptables-${variant}`, '-S', 'FORWARD')).stdout.split('\n').filter((line) => line.startsWith('-A '));
+      expect(again[0]).toBe('-A FORWARD -m physdev --physdev-is-bridged -j vif-guard-fwd');
+      expect(again.filter((line) => line.includes('--physdev-out web01'))).toHaveLength(2);
     } finally {
-      await lab.inDom0(`iptables-${variant}`, '-D', ...stock);
+      // Both stock rules inserted above (at most two; -D fails when none is left).
+      for (let i = 0; i < 2; i += 1) await lab.inDom0(`iptables-${variant}`, '-D', ...stock).catch(() => undefined);
     }
   }, 60_000);
 
