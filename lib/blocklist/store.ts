@@ -50,30 +50,48 @@ export function checkListName(name: string): string {
   return name;
 }
 
-/** Every saved list. A file that does not parse is an error naming it: silently dropping a blocklist is worse. */
-export function readBlocklists(dir = blocklistDir()): Blocklist[] {
-  let files: string[];
+function listFiles(dir: string): string[] {
   try {
-    files = readdirSync(dir).filter((name) => name.endsWith('.json'));
+    return readdirSync(dir).filter((name) => name.endsWith('.json'));
   } catch {
     return [];
   }
-  return files.sort().flatMap((file) => {
-    const path = join(dir, file);
-    try {
-      const lists = JSON.parse(readOptional(path) ?? '[]') as Blocklist[];
-      if (!Array.isArray(lists)) throw new Error('not a list');
-      for (const list of lists) {
-        checkTarget(list.target);
-        checkListName(list.name);
-        // Prefixes are validated when they are turned into set elements (blocksFor), not on every read.
-        if (!Array.isArray(list.prefixes) || typeof list.both !== 'boolean') throw new Error('bad list');
-      }
-      return lists;
-    } catch (error) {
-      throw new VifGuardError('INVALID_INPUT', `${path}: not a vif-guard blocklist (${(error as Error).message.split('\n')[0]}); fix or remove it`);
+}
+
+/** One target's file. A file that does not parse is an error naming it: silently dropping a blocklist is worse. */
+function readListFile(path: string): Blocklist[] {
+  try {
+    const lists = JSON.parse(readOptional(path) ?? '[]') as Blocklist[];
+    if (!Array.isArray(lists)) throw new Error('not a list');
+    for (const list of lists) {
+      checkTarget(list.target);
+      checkListName(list.name);
+      // Prefixes are validated when they are turned into set elements (blocksFor), not on every read.
+      if (!Array.isArray(list.prefixes) || typeof list.both !== 'boolean') throw new Error('bad list');
     }
-  });
+    return lists;
+  } catch (error) {
+    throw new VifGuardError('INVALID_INPUT', `${path}: not a vif-guard blocklist (${(error as Error).message.split('\n')[0]}); fix or remove it`);
+  }
+}
+
+/** Every saved list. */
+export function readBlocklists(dir = blocklistDir()): Blocklist[] {
+  return listFiles(dir).sort().flatMap((file) => readListFile(join(dir, file)));
+}
+
+/**
+ * The saved lists of these targets alone (a hook's vif and guest), from their own files: a hook does
+ * not parse every guest's lists (200 guests with a country zone each: 200-270 ms per read).
+ */
+export function readBlocklistsOf(targets: readonly string[], dir = blocklistDir()): Blocklist[] {
+  const names = [...new Set(targets)].filter((target) => isGuestName(target) && !target.startsWith('.'));
+  return names.flatMap((target) => readListFile(join(dir, `${target}.json`)).filter((list) => list.target === target));
+}
+
+/** Whether any list is saved (a directory listing, nothing parsed). */
+export function hasBlocklists(dir = blocklistDir()): boolean {
+  return listFiles(dir).length > 0;
 }
 
 /** Replace the lists of one target (all of them: its file holds exactly these). */

@@ -17,7 +17,7 @@ import { buildEbtables, ebLayoutDigest, ebPortChain } from '../rules/ebtables.js
 import { applyBridge, bridgeFromRecords, readBridgeSets, planBridge, portMatches, readBridge, type LiveBridge, type LiveBridgePort } from '../backend/nft-bridge.js';
 import { blockedPort, buildFilterTable, buildRuleset, FILTER_JUMPS, NO_TABLES, type Engine, type PortChains } from '../rules/build.js';
 import { bridgeBlock, bridgePort, bridgeSkeleton, buildBridgeSpec, layer2Port, parsePortComment } from '../rules/bridge.js';
-import { blocksFor, listsDigest, listsFor, readBlocklists, type Blocklist } from '../blocklist/store.js';
+import { blocksFor, hasBlocklists, listsDigest, listsFor, readBlocklists, readBlocklistsOf, type Blocklist } from '../blocklist/store.js';
 import { linkLocalFromMac } from '../guest/eui64.js';
 import { existingInterfaces, withIfindex } from '../kernel/ifindex.js';
 import { buildPortIn6Chain, buildPortInChain, buildPortOut6Chain, buildPortOutChain, isGuarded, portMetaOfRules, type PortIpsets } from '../rules/port.js';
@@ -567,10 +567,15 @@ async function iptablesFromCache(ctx: EngineContext, change: PortChange, dryRun:
  * not grow with the number of guests. undefined when there is no usable cache.
  */
 async function hookFromCache(ctx: EngineContext, change: PortChange, dryRun: boolean): Promise<ApplyReport | undefined> {
-  return fromCache(ctx, dryRun, undefined, (records) => ({
+  return fromCache(ctx, dryRun, hookLists(change), (records) => ({
     affected: touchedIn(change, records),
     desired: () => (change.kind === 'up' && isGuarded(change.port, ctx.settings) ? [withIfindex(change.port)] : []),
   }));
+}
+
+/** The lists a hook's port needs: those saved under its vif and guest names (a leaving port needs none). */
+function hookLists(change: PortChange): Blocklist[] {
+  return change.kind === 'up' ? readBlocklistsOf([change.port.ifname, change.port.guest]) : [];
 }
 
 /**
@@ -630,10 +635,11 @@ export async function applyPortChange(ctx: EngineContext, change: PortChange, dr
       return (await hookFromCache(ctx, change, dryRun)) ?? applyNftables(ctx, dryRun, (base) => portsAfterChange(base, change, ctx.settings), false, undefined, false);
     }
     if (change.kind === 'up' && isGuarded(change.port, ctx.settings)) await ctx.prepareIptables?.();
-    const lists = readBlocklists();
-    const fast = await iptablesFromCache(ctx, change, dryRun, lists);
+    const lists = hookLists(change);
+    const fast = await iptablesFromCache(ctx, change, dryRun, lists, lists.length > 0 || hasBlocklists());
     if (fast) return fast;
-    const blocks = blockResolver(ctx.settings, lists);
+    // The full path may rebuild every port (a table changed behind vif-guard's back): every list.
+    const blocks = blockResolver(ctx.settings, readBlocklists());
     return applyIptables(ctx, dryRun, (filter4, filter6, carried) => {
       if (carried.length === 0) return desiredAfterChange(filter4, filter6, change, ctx.settings, blocks);
       const known = new Set(livePorts(filter4, filter6).map((port) => port.ifname));

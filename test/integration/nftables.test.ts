@@ -155,6 +155,12 @@ describe.skipIf(!CAN_USE_NETNS)('nftables backend: Xen hooks, sync, blocklists',
     expect(again.stderr).toMatch(/flush set bridge vif_guard bl_out4_vif1_d0\n/);
     arrived = await exchange(matrix());
     expect(arrived.uplink).toEqual(new Set());
+    // The guest starts again: its hook finds the lists saved under its guest name and puts them back.
+    expect((await xen.hotplug('vif-bridge', ['offline', 'type_if=vif'], 1, 0)).exitCode, xen.hotplugLog()).toBe(0);
+    expect((await xen.hotplug('vif-bridge', ['online', 'type_if=vif'], 1, 0)).exitCode, xen.hotplugLog()).toBe(0);
+    arrived = await exchange(matrix());
+    expect(arrived.web).toEqual(new Set(['own-to-neighbour']));
+    expect(arrived.uplink).toEqual(new Set());
   }, 60_000);
 
   it('sync restores blocklists and protection after the bridge table is deleted', async () => {
