@@ -91,6 +91,17 @@ describe.skipIf(!CAN_USE_NETNS).each(VARIANTS)('blocklists on iptables-%s (ipset
     const now = await sets();
     expect(now).toHaveLength(4);
     expect(now.filter((name) => old.includes(name))).toEqual([]);
+    // --dry-run prints the sets and chains it would write, and changes nothing.
+    // Without iptables-save's "# Generated ... on <date>" lines, which change every second.
+    const saved = async () => (await xen.save('filter')).split('\n').filter((line) => !line.startsWith('#')).join('\n');
+    const before = await saved();
+    const dry = await xen.cli(['block', 'web', '--cidr', '192.0.2.0/24', '--name', 'uplink', '--both', '--dry-run']);
+    expect(dry.exitCode, dry.stderr).toBe(0);
+    expect(dry.stderr).toMatch(/ipset restore:\n(create .*\n)*create vgb-vif1\.0-o4-[0-9a-f]{6} hash:net family inet /);
+    // What the guest sends to a blocked destination is dropped in its from-guest chain.
+    expect(dry.stderr).toMatch(/\n-A vif-guard-i-vif1\.0 -m set --match-set vgb-vif1\.0-o4-[0-9a-f]{6} dst -j DROP\n/);
+    expect(await sets()).toEqual(now);
+    expect(await saved()).toBe(before);
   }, 90_000);
 
   it('hooks keep the lists: offline destroys the guest\'s sets, online brings them back', async () => {
