@@ -3,6 +3,7 @@ import { VifGuardError } from '../errors.js';
 import type { Runner } from '../runner.js';
 import { runOrThrow } from '../runner.js';
 import type { Family, TableName } from '../rules/types.js';
+import { parseSave, type LiveTable } from './save-parse.js';
 
 export type Variant = 'nft' | 'legacy';
 
@@ -14,6 +15,8 @@ export interface IptablesBackend {
   save(table?: TableName, counters?: boolean): Promise<string>;
   /** One payload may hold several `*table ... COMMIT` blocks; each is committed atomically on its own. */
   restore(payload: string, timeoutSeconds?: number): Promise<void>;
+  /** These filter-table chains, one `-S` each (with iptables-nft, not the table); undefined when one is missing. */
+  chains(names: readonly string[]): Promise<LiveTable | undefined>;
 }
 
 /** `iptables-nft-save`, `ip6tables-legacy-restore`, ... */
@@ -39,6 +42,12 @@ export function createIptablesBackend(runner: Runner, variant: Variant, waitSeco
       });
       if (result.exitCode === 0) return;
       throw restoreError(restoreTool, payload, result.stderr, result.timedOut);
+    },
+    async chains(names) {
+      const tool = `${family === 6 ? 'ip6tables' : 'iptables'}-${variant}`;
+      const listed = await Promise.all(names.map((name) => runner.run(tool, ['-w', String(waitSeconds), '-S', name])));
+      if (listed.some((result) => result.exitCode !== 0)) return undefined;
+      return parseSave(`*filter\n${listed.map((result) => result.stdout).join('\n')}\nCOMMIT\n`, 'filter');
     },
   };
 }

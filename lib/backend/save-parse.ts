@@ -19,7 +19,10 @@ export interface LiveTable {
 
 const COUNTER = /^\[(\d+):(\d+)\] /;
 
-/** Parse one table of `iptables-save [-c]` (both variants print the same text); comment lines are ignored. */
+/**
+ * Parse one table of `iptables-save [-c]` (both variants print the same text); comment lines are
+ * ignored. `iptables -S` lines (`-P chain policy`, `-N chain`) are read as the chain headers they are.
+ */
 export function parseSave(text: string, table: string): LiveTable {
   const chains = new Map<string, LiveChain>();
   let inTable = false;
@@ -33,8 +36,8 @@ export function parseSave(text: string, table: string): LiveTable {
       inTable = false;
       continue;
     }
-    if (line.startsWith(':')) {
-      const [name = '', policy = '-'] = line.slice(1).split(' ');
+    if (line.startsWith(':') || line.startsWith('-P ') || line.startsWith('-N ')) {
+      const [name = '', policy = '-'] = line.slice(line.startsWith(':') ? 1 : 3).split(' ');
       chains.set(name, { policy, rules: [], counters: [] });
       continue;
     }

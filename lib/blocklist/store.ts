@@ -122,7 +122,13 @@ export function listsDigest(lists: readonly Blocklist[]): string {
   return shortDigest(JSON.stringify(key));
 }
 
+/** The digest of the lists that name this port (as its bridge comment keeps it), or undefined when none do. */
+export function portListsDigest(lists: readonly Blocklist[], port: Pick<GuestPort, 'ifname' | 'guest'>): string | undefined {
+  const mine = listsFor(lists, port);
+  return mine.length ? listsDigest(mine) : undefined;
+}
+
 /** The lists that name this port (its vif or its guest). */
-export function listsFor(lists: readonly Blocklist[], port: GuestPort): Blocklist[] {
+export function listsFor(lists: readonly Blocklist[], port: Pick<GuestPort, 'ifname' | 'guest'>): Blocklist[] {
   return lists.filter((list) => list.target === port.ifname || (port.guest !== '-' && list.target === port.guest));
 }

@@ -6,7 +6,7 @@ import { parseAddress, type GuestAddress } from '../guest/validate.js';
 import type { Runner } from '../runner.js';
 import { toVifGuardError, VifGuardError } from '../errors.js';
 import { besideLock, withLock } from '../lock.js';
-import { createIptablesBackend, detectBackend, type Detection, type IptablesBackend } from '../backend/iptables.js';
+import { createIptablesBackend, detectBackend, type Detection, type IptablesBackend, type Variant } from '../backend/iptables.js';
 import { parseSave, type LiveTable } from '../backend/save-parse.js';
 import { planPortEvent, planTable, renderRestorePayload, type PortEventPlan, type TablePlan } from '../backend/diff.js';
 import { iptablesCacheHeader, iptablesCachePath, readIptablesCache } from '../backend/iptables-cache.js';
@@ -17,7 +17,7 @@ import { buildEbtables, ebLayoutDigest, ebPortChain } from '../rules/ebtables.js
 import { applyBridge, bridgeFromRecords, readBridgeSets, planBridge, portMatches, readBridge, type LiveBridge, type LiveBridgePort } from '../backend/nft-bridge.js';
 import { blockedPort, buildFilterTable, buildRuleset, FILTER_JUMPS, NO_TABLES, type Engine, type PortChains } from '../rules/build.js';
 import { bridgeBlock, bridgePort, bridgeSkeleton, buildBridgeSpec, layer2Port, parsePortComment } from '../rules/bridge.js';
-import { blocksFor, hasBlocklists, listsDigest, listsFor, readBlocklists, readBlocklistsOf, type Blocklist } from '../blocklist/store.js';
+import { blocksFor, hasBlocklists, listsDigest, listsFor, portListsDigest, readBlocklists, readBlocklistsOf, type Blocklist } from '../blocklist/store.js';
 import { linkLocalFromMac } from '../guest/eui64.js';
 import { existingInterfaces, withIfindex } from '../kernel/ifindex.js';
 import { buildPortIn6Chain, buildPortInChain, buildPortOut6Chain, buildPortOutChain, isGuarded, portMetaOfRules, type PortIpsets } from '../rules/port.js';
@@ -427,17 +427,10 @@ async function openIptablesCache(ctx: EngineContext) {
 }
 
 /** One running port as its four chains say (one `-S` each, not the tables); undefined when one cannot be read. */
-async function readPortFromChains(ctx: EngineContext, variant: string, ifname: string): Promise<GuestPort | undefined> {
-  const read = async (family: 4 | 6, chain: string) => {
-    const result = await ctx.runner.run(`${family === 6 ? 'ip6tables' : 'iptables'}-${variant}`, ['-w', String(ctx.settings.lockTimeout), '-S', chain]);
-    return result.exitCode === 0 ? result.stdout : undefined;
-  };
-  const texts = await Promise.all([read(4, portInChain(ifname)), read(4, portOutChain(ifname)), read(6, portInChain(ifname)), read(6, portOutChain(ifname))]);
-  if (texts.some((text) => text === undefined)) return undefined;
-  // `-S` prints a chain as iptables-save does, with `-N name` for its header.
-  const table = (parts: (string | undefined)[]) =>
-    parseSave(`*filter\n${parts.join('\n').split('\n').map((line) => (line.startsWith('-N ') ? `:${line.slice(3)} - [0:0]` : line)).join('\n')}\nCOMMIT\n`, 'filter');
-  const [filter4, filter6] = [table(texts.slice(0, 2)), table(texts.slice(2))];
+async function readPortFromChains(ctx: EngineContext, variant: Variant, ifname: string): Promise<GuestPort | undefined> {
+  const names = [portInChain(ifname), portOutChain(ifname)];
+  const [filter4, filter6] = await Promise.all(([4, 6] as const).map((family) => createIptablesBackend(ctx.runner, variant, ctx.settings.lockTimeout, family).chains(names)));
+  if (!filter4 || !filter6) return undefined;
   const [port] = livePorts(filter4, filter6);
   return port && port.ifname === ifname ? guestPortOfLive(port, filter6) : undefined;
 }
@@ -448,20 +441,16 @@ async function readPortFromChains(ctx: EngineContext, variant: string, ifname: s
  * hook would, instead of reading and diffing both tables (2.7 s with 4,000 guests). undefined when
  * there is no usable cache or a port cannot be read back; the caller then takes the full path.
  */
-async function iptablesBlocklistsFromCache(ctx: EngineContext, lists: readonly Blocklist[], dryRun: boolean): Promise<ApplyReport | undefined> {
+async function iptablesBlocklistsFromCache(ctx: EngineContext, saved: readonly Blocklist[], lists: readonly Blocklist[], dryRun: boolean): Promise<ApplyReport | undefined> {
   const opened = await openIptablesCache(ctx);
   if (!opened) return undefined;
-  const saved = readBlocklists();
-  const digestOf = (all: readonly Blocklist[], port: GuestPort) => {
-    const mine = listsFor(all, port);
-    return mine.length ? listsDigest(mine) : undefined;
-  };
   const recorded = bridgeFromRecords('-', opened.records.allRecords());
   if (!recorded) return undefined;
-  const affected = [...recorded.ports.values()].map(guestPortOf).filter((port) => digestOf(saved, port) !== digestOf(lists, port));
+  // The iptables records keep no list digest: compare the lists saved now with the ones about to be.
+  const affected = [...recorded.ports.values()].map(guestPortOf).filter((port) => portListsDigest(saved, port) !== portListsDigest(lists, port));
   const ports = await Promise.all(affected.map((port) => readPortFromChains(ctx, opened.variant, port.ifname)));
   if (ports.some((port) => port === undefined)) return undefined;
-  const plans: ApplyReport['plans'][number][] = [];
+  const plans: TablePlan[] = [];
   for (const port of ports as GuestPort[]) {
     const one = await iptablesFromCache(ctx, { kind: 'up', port }, dryRun, lists, true);
     if (!one) return undefined;
@@ -501,17 +490,18 @@ async function iptablesFromCache(ctx: EngineContext, change: PortChange, dryRun:
   // are checked for presence, and sync puts them back on top.
   const forwardJump = FILTER_JUMPS.find((jump) => jump.chain === 'FORWARD');
   if (!forwardJump) return undefined;
-  const planned = (retop: boolean) =>
-    ([4, 6] as const).map((family) =>
-      planPortEvent({ family, before, after, jumps: FILTER_JUMPS, retop: family === 4 && retop ? [forwardJump] : [], up: port && chains && !same ? { ifname: port.ifname, chains: chains[family] } : undefined }),
-    );
-  let plans = planned(false);
-  if (variant === 'legacy' && plans.some((plan) => plan.lines.length > 0)) plans = planned(true);
-  else {
-    const forward = await ctx.runner.run(`iptables-${variant}`, ['-w', String(ctx.settings.lockTimeout), '-S', 'FORWARD']);
-    if (forward.exitCode !== 0) return undefined;
-    if (forward.stdout.split('\n').find((line) => line.startsWith('-A ')) !== `-A FORWARD ${renderRuleBody(forwardJump.rule)}`) plans = planned(true);
+  const backends = { 4: createIptablesBackend(ctx.runner, variant, ctx.settings.lockTimeout, 4), 6: createIptablesBackend(ctx.runner, variant, ctx.settings.lockTimeout, 6) };
+  // Something to commit: this port's chains are new or different, or a recorded port goes.
+  const commits = port ? !same : [...affected].some((ifname) => records.get(ifname) !== undefined);
+  let retop = true;
+  if (variant !== 'legacy' || !commits) {
+    const forward = await backends[4].chains(['FORWARD']);
+    if (!forward) return undefined;
+    retop = forward.chains.get('FORWARD')?.rules[0] !== renderRuleBody(forwardJump.rule);
   }
+  const plans = ([4, 6] as const).map((family) =>
+    planPortEvent({ family, before, after, jumps: FILTER_JUMPS, retop: family === 4 && retop ? [forwardJump] : [], up: port && chains && !same ? { ifname: port.ifname, chains: chains[family] } : undefined }),
+  );
   let bridgeScript = '';
   if (l2) {
     const live = bridgeFromRecords(l2.digest, records.recordsOf(affected));
@@ -546,7 +536,7 @@ async function iptablesFromCache(ctx: EngineContext, change: PortChange, dryRun:
   dropPortCache(cacheFile);
   const restore = (family: 4 | 6) => {
     const plan = plans[family === 4 ? 0 : 1] as PortEventPlan;
-    return createIptablesBackend(ctx.runner, variant, ctx.settings.lockTimeout, family).restore(`*filter\n${[...plan.checks, ...plan.lines].join('\n')}\nCOMMIT\n`);
+    return backends[family].restore(`*filter\n${[...plan.checks, ...plan.lines].join('\n')}\nCOMMIT\n`);
   };
   // iptables-nft commits each family on its own; legacy takes the xtables lock for both, so one after the other.
   const tables = variant === 'legacy' ? restore(4).then(() => restore(6)) : Promise.all([restore(4), restore(6)]);
@@ -661,16 +651,16 @@ export async function applyFullState(ctx: EngineContext, ports: readonly GuestPo
 
 /**
  * Bring the running ports' blocklists in line with these lists (what `block` / `unblock` are about
- * to save). nftables: only block sets, chains and map entries change. iptables: the blocked ports'
+ * to save, in place of `saved`). nftables: only block sets, chains and map entries change. iptables: the blocked ports'
  * chains and their ipsets.
  */
-export async function applyBlocklists(ctx: EngineContext, lists: readonly Blocklist[], dryRun = false): Promise<ApplyReport> {
+export async function applyBlocklists(ctx: EngineContext, lists: readonly Blocklist[], dryRun: boolean, saved: readonly Blocklist[]): Promise<ApplyReport> {
   return withLock(ctx.runner, ctx.lockPath, ctx.settings.lockTimeout, async () => {
     if ((ctx.engine ?? (await chooseEngine(ctx.runner, ctx.settings, ctx.lockPath))) !== 'nftables') {
       // iptables: every running port's chains from the live tables, with these lists' sets; only the
       // chains of ports whose lists changed differ, so only those are rewritten.
       if (!ctx.runner.which('ipset')) throw new VifGuardError('MISSING_TOOL', 'blocklists on the iptables backend need ipset (apt-get install ipset)');
-      const incremental = await iptablesBlocklistsFromCache(ctx, lists, dryRun);
+      const incremental = await iptablesBlocklistsFromCache(ctx, saved, lists, dryRun);
       if (incremental) return incremental;
       const blocks = blockResolver(ctx.settings, lists);
       return applyIptables(ctx, dryRun, (filter4, filter6) => buildRuleset(livePorts(filter4, filter6).map((port) => guestPortOfLive(port, filter6)), ctx.settings, 'iptables', blocks), false);
@@ -680,8 +670,7 @@ export async function applyBlocklists(ctx: EngineContext, lists: readonly Blockl
       const affected = new Set<string>();
       for (const [ifname, comment] of records.entries()) {
         const fields = parsePortComment(comment);
-        const mine = listsFor(lists, { ifname, guest: fields?.guest ?? '-', bridge: undefined, mac: undefined, addresses: [] });
-        if ((mine.length ? listsDigest(mine) : undefined) !== fields?.block) affected.add(ifname);
+        if (portListsDigest(lists, { ifname, guest: fields?.guest ?? '-' }) !== fields?.block) affected.add(ifname);
       }
       return { affected, desired: (live) => [...live.ports.values()].map(guestPortOf) };
     });

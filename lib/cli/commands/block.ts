@@ -26,19 +26,22 @@ function readZone(path: string): GuestAddress[] {
   return parseZone(text, path);
 }
 
-/** Save the target's lists and apply them; if applying fails, the saved file is put back as it was. */
-async function saveAndApply(target: string, lists: Blocklist[], dryRun: boolean): Promise<{ ports: string[]; ms: number }> {
+/**
+ * Save the target's lists and apply them; if saving fails, the kernel is put back as the saved lists
+ * say. `saved`: every list saved now, read once by the caller (a host may hold hundreds).
+ */
+async function saveAndApply(target: string, lists: Blocklist[], saved: readonly Blocklist[], dryRun: boolean): Promise<{ ports: string[]; ms: number }> {
   const ctx = createContext({ light: true });
-  const all = [...readBlocklists().filter((list) => list.target !== target), ...lists];
+  const all = [...saved.filter((list) => list.target !== target), ...lists];
   const started = performance.now();
-  await applyBlocklists(dryRun ? ctx : { ...ctx, log: () => undefined }, all, dryRun);
+  await applyBlocklists(dryRun ? ctx : { ...ctx, log: () => undefined }, all, dryRun, saved);
   const ms = performance.now() - started;
   if (!dryRun) {
     try {
       writeTargetLists(target, lists);
     } catch (error) {
       // Not saved means the next sync would undo it: put the kernel back the way the saved lists say.
-      await applyBlocklists({ ...ctx, log: () => undefined }, readBlocklists()).catch(() => undefined);
+      await applyBlocklists({ ...ctx, log: () => undefined }, saved, false, all).catch(() => undefined);
       throw new VifGuardError('APPLY', `cannot save ${join(blocklistDir(), `${target}.json`)}: ${(error as Error).message}; the blocklist was not applied`, { cause: error });
     }
   }
@@ -62,8 +65,9 @@ export async function runBlock(target: string, options: BlockOptions): Promise<n
     prefixes: [...unique.keys()],
     updated: new Date().toISOString(),
   }, [...unique.values()]);
-  const lists = [...readBlocklists().filter((other) => other.target === target && other.name !== name), list];
-  const { ports, ms } = await saveAndApply(target, lists, options.dryRun);
+  const saved = readBlocklists();
+  const lists = [...saved.filter((other) => other.target === target && other.name !== name), list];
+  const { ports, ms } = await saveAndApply(target, lists, saved, options.dryRun);
   const v4 = prefixes.filter((prefix) => prefix.family === 4).length;
   const summary = { target, name, prefixes: list.prefixes.length, ipv4: v4, ipv6: prefixes.length - v4, both: options.both, ports, applyMs: Math.round(ms), dryRun: options.dryRun };
   if (options.json) printJson(summary);
@@ -77,10 +81,11 @@ export async function runBlock(target: string, options: BlockOptions): Promise<n
 /** vif-guard unblock TARGET [--name NAME]: remove one list, or all of a target's lists. */
 export async function runUnblock(target: string, options: { name: string | undefined; dryRun: boolean; json: boolean }): Promise<number> {
   checkTarget(target);
-  const mine = readBlocklists().filter((list) => list.target === target);
+  const saved = readBlocklists();
+  const mine = saved.filter((list) => list.target === target);
   const removed = mine.filter((list) => options.name === undefined || list.name === options.name);
   if (removed.length === 0) throw new VifGuardError('INVALID_INPUT', `${target} has no blocklist${options.name ? ` named ${options.name}` : ''} (see vif-guard block --list)`);
-  const { ports } = await saveAndApply(target, mine.filter((list) => !removed.includes(list)), options.dryRun);
+  const { ports } = await saveAndApply(target, mine.filter((list) => !removed.includes(list)), saved, options.dryRun);
   if (options.json) printJson({ target, removed: removed.map((list) => list.name), ports, dryRun: options.dryRun });
   else log(`${options.dryRun ? 'would remove' : 'removed'} ${removed.map((list) => list.name).join(', ')} from ${target}${ports.length ? ` (${ports.join(' ')})` : ''}`);
   return 0;

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { detectBackend, restoreError } from '../../../lib/backend/iptables.js';
+import { createIptablesBackend, detectBackend, restoreError } from '../../../lib/backend/iptables.js';
 import { createRecordingRunner } from '../../helpers/recording-runner.js';
 
 const ALL = ['iptables-nft-restore', 'iptables-nft-save', 'iptables-legacy-restore', 'iptables-legacy-save'];
@@ -40,5 +40,32 @@ describe('restoreError', () => {
     const error = restoreError('iptables-nft-restore', '*filter\n:a - [0:0]\n-A a -m nosuch -j DROP\nCOMMIT\n', 'iptables-restore: line 3 failed\n', false);
     expect(error.shortMessage).toBe('iptables-nft-restore failed: iptables-restore: line 3 failed (payload line 3: -A a -m nosuch -j DROP)');
     expect(error.details).toContain('> 3: -A a -m nosuch -j DROP');
+  });
+});
+
+describe('chains', () => {
+  const listing: Record<string, string> = {
+    FORWARD: '-P FORWARD DROP\n-A FORWARD -m physdev --physdev-is-bridged -j vif-guard-fwd\n-A FORWARD -j ACCEPT\n',
+    'vif-guard-i-vif1.0': '-N vif-guard-i-vif1.0\n-A vif-guard-i-vif1.0 -s 10.0.0.1/32 -j RETURN\n-A vif-guard-i-vif1.0 -j DROP\n',
+  };
+  const runner = () =>
+    createRecordingRunner((call) => {
+      const text = listing[call.args[call.args.indexOf('-S') + 1] ?? ''];
+      return text === undefined ? { exitCode: 1, stderr: 'iptables: No chain/target/match by that name.\n' } : { stdout: text };
+    });
+
+  it('reads each chain with its own -S (both `-P` and `-N` headers) into one table', async () => {
+    const { runner: r, calls } = runner();
+    const table = await createIptablesBackend(r, 'legacy', 7, 6).chains(['FORWARD', 'vif-guard-i-vif1.0']);
+    expect(calls.map((call) => [call.command, ...call.args])).toEqual([
+      ['ip6tables-legacy', '-w', '7', '-S', 'FORWARD'],
+      ['ip6tables-legacy', '-w', '7', '-S', 'vif-guard-i-vif1.0'],
+    ]);
+    expect(table?.chains.get('FORWARD')).toMatchObject({ policy: 'DROP', rules: ['-m physdev --physdev-is-bridged -j vif-guard-fwd', '-j ACCEPT'] });
+    expect(table?.chains.get('vif-guard-i-vif1.0')).toMatchObject({ policy: '-', rules: ['-s 10.0.0.1/32 -j RETURN', '-j DROP'] });
+  });
+
+  it('is undefined when a chain is missing', async () => {
+    expect(await createIptablesBackend(runner().runner, 'nft', 5).chains(['FORWARD', 'vif-guard-i-vif9.0'])).toBeUndefined();
   });
 });
