@@ -142,8 +142,8 @@ find_node() {
 }
 
 build_bundle() {
-    if [ -f "$SRC/dist/bundle/vif-up.mjs" ] && [ -f "$SRC/dist/bundle/vif-guard.mjs" ] &&
-        [ -z "$(find "$SRC/lib" "$SRC/hooks" -newer "$SRC/dist/bundle/vif-up.mjs" -name '*.ts' 2>/dev/null | head -1)" ]; then
+    if [ -f "$SRC/dist/bundle/vif-up.cjs" ] && [ -f "$SRC/dist/bundle/vif-guard.cjs" ] &&
+        [ -z "$(find "$SRC/lib" "$SRC/hooks" -newer "$SRC/dist/bundle/vif-up.cjs" -name '*.ts' 2>/dev/null | head -1)" ]; then
         return 0
     fi
     [ -f "$SRC/package.json" ] || die "no built bundle in $SRC/dist/bundle and no sources to build it from"
@@ -206,15 +206,48 @@ build_bundle
 TMP=$(mktemp -d)
 trap 'rm -rf "$TMP"' EXIT
 
+# Each entry: a small loader, its bundle, and V8's code cache for the bundle (build.mjs). The cache
+# is written again here by the node that will run the hooks: V8 rejects one from another version.
+mkdir -p "$TMP/cache"
+caches=()
 for entry in vif-up vif-down vif-hotplug vz-mount vz-net vif-guard; do
-    install_file 0644 "$SRC/dist/bundle/$entry.mjs" "$LIBDIR/$entry.mjs"
-    printf '#!/bin/sh\n# vif-guard %s: installed by install.sh\nexec %s %s/%s.mjs "$@"\n' \
+    install_file 0644 "$SRC/dist/bundle/$entry.cjs" "$LIBDIR/$entry.cjs"
+    install_file 0644 "$SRC/dist/bundle/$entry.bundle.cjs" "$LIBDIR/$entry.bundle.cjs"
+    # V8's caches differ byte for byte from one run to the next: keep an installed one this node accepts.
+    state=$(VIF_GUARD_CODE_CACHE=check "$NODE" "$DESTDIR$LIBDIR/$entry.cjs" 2>/dev/null || true)
+    if [ "${state%% *}" = used ]; then
+        caches+=("$LIBDIR/${state#* }")
+    else
+        cp "$SRC/dist/bundle/$entry.cjs" "$SRC/dist/bundle/$entry.bundle.cjs" "$TMP/cache/"
+        if VIF_GUARD_CODE_CACHE=write "$NODE" "$TMP/cache/$entry.cjs"; then
+            for cache in "$TMP/cache/$entry".*.v8; do
+                install_file 0644 "$cache" "$LIBDIR/${cache##*/}"
+                caches+=("$LIBDIR/${cache##*/}")
+            done
+        else
+            say "warning: could not write the code cache of $entry; it will compile at every start"
+        fi
+    fi
+    printf '#!/bin/sh\n# vif-guard %s: installed by install.sh\nexec %s %s/%s.cjs "$@"\n' \
         "$entry" "$NODE" "$LIBDIR" "$entry" >"$TMP/$entry"
     install_file 0755 "$TMP/$entry" "$LIBDIR/bin/$entry"
 done
+# What an earlier install put in $LIBDIR and this one does not use: ES module bundles, older caches.
+if [ -f "$MANIFEST" ]; then
+    while IFS= read -r target; do
+        case "$target" in "$LIBDIR"/*.mjs | "$LIBDIR"/*.v8) ;; *) continue ;; esac
+        printf '%s\n' "${caches[@]}" | grep -Fxq -- "$target" && continue
+        run rm -f -- "$DESTDIR$target"
+        say "removed $target (no longer used)"
+        if [ "$DRY_RUN" != 1 ]; then
+            grep -Fxv -- "$target" "$MANIFEST" >"$TMP/manifest" || true
+            cat "$TMP/manifest" >"$MANIFEST"
+        fi
+    done < <(cat "$MANIFEST")
+fi
 # The demo's raw-frame probe (router advertisements, VLAN frames); it needs python3 at run time.
 install_file 0755 "$SRC/templates/probe.py" "$LIBDIR/probe.py"
-printf '#!/bin/sh\nexec %s %s/vif-guard.mjs "$@"\n' "$NODE" "$LIBDIR" >"$TMP/vif-guard-cli"
+printf '#!/bin/sh\nexec %s %s/vif-guard.cjs "$@"\n' "$NODE" "$LIBDIR" >"$TMP/vif-guard-cli"
 install_file 0755 "$TMP/vif-guard-cli" "$PREFIX/sbin/vif-guard"
 
 # Xen: the vif-post.d hook (sourced by vif-bridge/vif-route/vif-nat; needs the x bit) and the

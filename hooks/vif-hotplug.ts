@@ -2,4 +2,6 @@
 // libxl's own contract (`online type_if=vif`, env vif / XENBUS_PATH): used by the standalone vif-guard script.
 import { runHotplug } from '../lib/xen/hook-main.js';
 
-process.exitCode = await runHotplug('libxl', process.argv.slice(2));
+void runHotplug('libxl', process.argv.slice(2)).then((code) => {
+  process.exitCode = code;
+});

@@ -2,4 +2,6 @@
 // Called by vif-guard.hook on `online` / `add`: protect one vif or tap.
 import { runHotplug } from '../lib/xen/hook-main.js';
 
-process.exitCode = await runHotplug('up', process.argv.slice(2));
+void runHotplug('up', process.argv.slice(2)).then((code) => {
+  process.exitCode = code;
+});

@@ -2,4 +2,6 @@
 // OpenVZ vps.mount: host modules and veth protection before a container starts.
 import { runVzMount } from '../lib/openvz/hooks.js';
 
-process.exitCode = await runVzMount();
+void runVzMount().then((code) => {
+  process.exitCode = code;
+});

@@ -2,4 +2,6 @@
 // OpenVZ vznet.conf EXTERNAL_SCRIPT: protect one veth as vznetcfg brings it up.
 import { runVzNet } from '../lib/openvz/hooks.js';
 
-process.exitCode = await runVzNet(process.argv.slice(2));
+void runVzNet(process.argv.slice(2)).then((code) => {
+  process.exitCode = code;
+});

@@ -228,4 +228,7 @@ export async function main(rawArgv: string[]): Promise<number> {
   }
 }
 
-process.exitCode = await main(hideBin(process.argv));
+// No top-level await: the bundle is CommonJS, so V8 can load it from a code cache (build.mjs).
+void main(hideBin(process.argv)).then((code) => {
+  process.exitCode = code;
+});

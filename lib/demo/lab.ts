@@ -87,7 +87,7 @@ export class DemoLab {
 
 /** The installed hook next to this bundle, or the compiled one in a source tree. */
 export function hookPath(name: 'vif-up' | 'vif-down'): string {
-  const candidates = [new URL(`./${name}.mjs`, import.meta.url), new URL(`../../hooks/${name}.js`, import.meta.url)];
+  const candidates = [new URL(`./${name}.cjs`, import.meta.url), new URL(`../../hooks/${name}.js`, import.meta.url)];
   for (const candidate of candidates) {
     const path = fileURLToPath(candidate);
     if (existsSync(path)) return path;

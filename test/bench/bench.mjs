@@ -127,7 +127,7 @@ function blockCommand(lab, backend, zoneFile) {
   writeFileSync(blockTimer, `
 import { spawnSync } from 'node:child_process';
 const t = performance.now();
-const out = spawnSync(process.execPath, [${JSON.stringify(resolve('dist/bundle/vif-guard.mjs'))}, 'block', process.argv[2], '--zone', process.argv[3], '--json'], { env: ${JSON.stringify(blockEnv)}, encoding: 'utf8' });
+const out = spawnSync(process.execPath, [${JSON.stringify(resolve('dist/bundle/vif-guard.cjs'))}, 'block', process.argv[2], '--zone', process.argv[3], '--json'], { env: ${JSON.stringify(blockEnv)}, encoding: 'utf8' });
 if (out.status !== 0) throw new Error('vif-guard block failed: ' + out.stderr);
 console.log(JSON.stringify({ total: performance.now() - t, apply: JSON.parse(out.stdout).applyMs }));
 `);
@@ -154,7 +154,7 @@ for (let i = 0; i < runs; i += 1) {
 }
 console.log(JSON.stringify(times));
 `);
-  const times = JSON.parse(ns(lab.d0, [process.execPath, timer, String(RUNS), resolve('dist/bundle/vif-up.mjs'), resolve('dist/bundle/vif-down.mjs')]).trim());
+  const times = JSON.parse(ns(lab.d0, [process.execPath, timer, String(RUNS), resolve('dist/bundle/vif-up.cjs'), resolve('dist/bundle/vif-down.cjs')]).trim());
   return median(times);
 }
 

@@ -71,7 +71,7 @@ async function inside(variant, guests, runs, dir) {
   writeFileSync(config, `[general]\nbackend = ${variant}\n`);
   mkdirSync(join(dir, 'xs'), { recursive: true });
   const env = { ...process.env, VIF_GUARD_CONFIG: config, VIF_GUARD_LOCK: lockPath, PATH: '/usr/sbin:/usr/bin:/sbin:/bin' };
-  const hook = (name) => [resolve(`dist/bundle/${name}.mjs`)];
+  const hook = (name) => [resolve(`dist/bundle/${name}.cjs`)];
   const times = [];
   for (let i = 0; i < runs; i += 1) {
     const common = ['--dev', 'vifbench.0', '--type-if', 'vif', '--bridge', 'xenbr0'];

@@ -193,7 +193,7 @@ export class FakeXenHost {
       ...extraEnv,
     };
     const envArgs = Object.entries(env).map(([key, value]) => `${key}=${value}`);
-    const result = await $`ip netns exec ${this.lab.dom0} env ${envArgs} ${process.execPath} dist/bundle/vif-guard.mjs ${args}`.timeout('60s').nothrow();
+    const result = await $`ip netns exec ${this.lab.dom0} env ${envArgs} ${process.execPath} dist/bundle/vif-guard.cjs ${args}`.timeout('60s').nothrow();
     return { exitCode: result.exitCode ?? 1, stdout: result.stdout, stderr: result.stderr };
   }
 

@@ -10,7 +10,7 @@ const demoNamespaces = async () => (await $`ip netns list`).stdout.split('\n').f
 describe.skipIf(!CAN_USE_NETNS)('vif-guard demo', () => {
   it('blocks every attack, passes every legitimate flow, exits 0 and leaves nothing behind', async () => {
     const started = Date.now();
-    const result = await $`node dist/bundle/vif-guard.mjs demo --json`.nothrow();
+    const result = await $`node dist/bundle/vif-guard.cjs demo --json`.nothrow();
     expect(result.exitCode, result.stderr).toBe(0);
     const report = JSON.parse(result.stdout) as { ok: boolean; rows: { id: string; kind: string; before: string; after: string; ok: boolean }[] };
     expect(report.ok).toBe(true);
@@ -38,7 +38,7 @@ describe.skipIf(!CAN_USE_NETNS)('vif-guard demo', () => {
   }, 60_000);
 
   it('cleans up on Ctrl-C', async () => {
-    const child = spawn(process.execPath, ['dist/bundle/vif-guard.mjs', 'demo'], { stdio: 'ignore' });
+    const child = spawn(process.execPath, ['dist/bundle/vif-guard.cjs', 'demo'], { stdio: 'ignore' });
     const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
     await new Promise((resolve) => setTimeout(resolve, 2500));
     expect((await demoNamespaces()).length).toBeGreaterThan(0);

@@ -46,7 +46,7 @@ describe.skipIf(!CAN_USE_NETNS)('hostile input: a clear refusal, no crash, no ch
   let tried = 0;
   const config = join(root, 'vif-guard.conf');
   const cli = (args: string[], env: Record<string, string> = {}) =>
-    $({ env: { ...process.env, VIF_GUARD_CONFIG: config, VIF_GUARD_LOCK: join(root, 'lock'), VIF_GUARD_STATE_DIR: join(root, 'state'), ...env } })`node dist/bundle/vif-guard.mjs ${args}`
+    $({ env: { ...process.env, VIF_GUARD_CONFIG: config, VIF_GUARD_LOCK: join(root, 'lock'), VIF_GUARD_STATE_DIR: join(root, 'state'), ...env } })`node dist/bundle/vif-guard.cjs ${args}`
       .nothrow()
       .then((r) => ({ exitCode: r.exitCode ?? 1, stdout: r.stdout, stderr: r.stderr }));
 
@@ -102,7 +102,7 @@ describe.skipIf(!CAN_USE_NETNS)('hostile input: a clear refusal, no crash, no ch
     // In the lab's dom0 (the nftables backend's table lives there), with vif-guard's state under root.
     const state = join(root, 'state');
     const inDom0 = (args: string[]) =>
-      $`ip netns exec ${lab.dom0} env VIF_GUARD_CONFIG=${config} VIF_GUARD_LOCK=${join(root, 'lock')} VIF_GUARD_STATE_DIR=${state} node dist/bundle/vif-guard.mjs ${args}`
+      $`ip netns exec ${lab.dom0} env VIF_GUARD_CONFIG=${config} VIF_GUARD_LOCK=${join(root, 'lock')} VIF_GUARD_STATE_DIR=${state} node dist/bundle/vif-guard.cjs ${args}`
         .nothrow()
         .then((r) => ({ exitCode: r.exitCode ?? 1, stdout: r.stdout, stderr: r.stderr }));
     const ruleset = async () => (await lab.inDom0('nft', 'list', 'ruleset')).stdout;
@@ -171,7 +171,7 @@ describe.skipIf(!CAN_USE_NETNS)('hostile input: a clear refusal, no crash, no ch
         writeFileSync(join(base, key, '.value'), text.replace(/\0/g, ''));
       }
       const env = [`PATH=${doubles}:/usr/sbin:/usr/bin:/sbin:/bin`, `XS_ROOT=${xs}`, `VIF_GUARD_CONFIG=${config}`, `VIF_GUARD_LOCK=${join(root, 'lock')}`, `VIF_GUARD_STATE_DIR=${join(root, 'state')}`];
-      const result = await $`ip netns exec ${lab.dom0} env -i ${env} node dist/bundle/vif-up.mjs --command online --dev vif${domid}.0 --xenbus-path backend/vif/${domid}/0`.nothrow();
+      const result = await $`ip netns exec ${lab.dom0} env -i ${env} node dist/bundle/vif-up.cjs --command online --dev vif${domid}.0 --xenbus-path backend/vif/${domid}/0`.nothrow();
       tried += 1;
       const outcome = { exitCode: result.exitCode ?? 1, stdout: result.stdout, stderr: result.stderr };
       // A hook's one-line reason goes to stdout (for fatal) and its log to stderr.

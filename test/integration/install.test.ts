@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { $ } from 'zx';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CAN_USE_NETNS } from '../helpers/env.js';
@@ -30,7 +30,7 @@ describe.skipIf(!CAN_USE_NETNS)('install.sh (staged with DESTDIR)', () => {
     expect(statSync(hook).mode & 0o111).not.toBe(0);
     expect(readFileSync(hook, 'utf8')).toContain('vif_guard_bin="/usr/lib/vif-guard/bin"');
     expect(readFileSync(join(dir, 'etc/xen/scripts/vif-guard'), 'utf8')).toContain('exec "/usr/lib/vif-guard/bin/vif-hotplug"');
-    expect(readFileSync(join(dir, 'usr/lib/vif-guard/bin/vif-up'), 'utf8')).toMatch(/^#!\/bin\/sh\n.*\nexec \/\S+node \/usr\/lib\/vif-guard\/vif-up.mjs "\$@"\n$/);
+    expect(readFileSync(join(dir, 'usr/lib/vif-guard/bin/vif-up'), 'utf8')).toMatch(/^#!\/bin\/sh\n.*\nexec \/\S+node \/usr\/lib\/vif-guard\/vif-up.cjs "\$@"\n$/);
     expect(readFileSync(join(dir, 'etc/sysctl.d/60-vif-guard.conf'), 'utf8')).toContain('net.bridge.bridge-nf-call-iptables = 1');
     expect(readFileSync(join(dir, 'etc/modules-load.d/vif-guard.conf'), 'utf8')).toContain('br_netfilter');
     expect(existsSync(join(dir, 'etc/vif-guard/vif-guard.conf'))).toBe(true);
@@ -40,11 +40,41 @@ describe.skipIf(!CAN_USE_NETNS)('install.sh (staged with DESTDIR)', () => {
     expect(unit).toMatch(/^PartOf=.*nftables\.service/m);
     expect(existsSync(join(dir, 'etc/systemd/system/vif-guard-resync.timer'))).toBe(true);
     // The wrappers point at the final paths; run the staged bundle itself.
-    const cli = await $`node ${join(dir, 'usr/lib/vif-guard/vif-guard.mjs')} --help`;
+    const cli = await $`node ${join(dir, 'usr/lib/vif-guard/vif-guard.cjs')} --help`;
     expect(cli.stdout).toContain('check-config');
     // No package.json is installed: the version is the one built into the bundle.
-    const version = await $({ cwd: dir })`node ${join(dir, 'usr/lib/vif-guard/vif-guard.mjs')} --version`;
+    const version = await $({ cwd: dir })`node ${join(dir, 'usr/lib/vif-guard/vif-guard.cjs')} --version`;
     expect(version.stdout.trim()).toBe(JSON.parse(readFileSync('package.json', 'utf8')).version);
+    // Every entry starts from a code cache this node accepts.
+    expect(readdirSync(join(dir, 'usr/lib/vif-guard')).filter((name) => name.endsWith('.v8'))).toHaveLength(6);
+    const check = await $({ env: { ...process.env, VIF_GUARD_CODE_CACHE: 'check' } })`node ${join(dir, 'usr/lib/vif-guard/vif-up.cjs')}`;
+    expect(check.stdout).toMatch(/^used vif-up\.[0-9a-f]{12}\.v8\n$/);
+  }, 60_000);
+
+  it('rewrites a code cache node rejects, and removes what an earlier install used and this one does not', async () => {
+    const dir = stage();
+    expect((await install(dir)).exitCode).toBe(0);
+    const lib = join(dir, 'usr/lib/vif-guard');
+    const cache = readdirSync(lib).find((name) => name.startsWith('vif-up.') && name.endsWith('.v8')) ?? '';
+    writeFileSync(join(lib, cache), 'not a V8 cache');
+    const rejected = await $({ env: { ...process.env, VIF_GUARD_CODE_CACHE: 'check' } })`node ${join(lib, 'vif-up.cjs')}`;
+    expect(rejected.stdout).toMatch(/^rejected /);
+    // The hook still runs, compiling as usual.
+    expect((await $`node ${join(lib, 'vif-up.cjs')} --help`.nothrow()).stderr).toContain('vif-guard');
+    // What an earlier version installed: an ES module bundle and an older cache, both in the manifest.
+    const manifest = join(dir, 'var/lib/vif-guard/install-manifest');
+    for (const name of ['vif-up.mjs', 'vif-up.000000000000.v8']) {
+      writeFileSync(join(lib, name), 'old');
+      writeFileSync(manifest, `${readFileSync(manifest, 'utf8')}/usr/lib/vif-guard/${name}\n`);
+    }
+    const again = await install(dir);
+    expect(again.exitCode, again.stderr).toBe(0);
+    const used = await $({ env: { ...process.env, VIF_GUARD_CODE_CACHE: 'check' } })`node ${join(lib, 'vif-up.cjs')}`;
+    expect(used.stdout).toMatch(/^used /);
+    expect(existsSync(join(lib, 'vif-up.mjs'))).toBe(false);
+    expect(existsSync(join(lib, 'vif-up.000000000000.v8'))).toBe(false);
+    expect(readFileSync(manifest, 'utf8')).not.toContain('000000000000');
+    expect(readFileSync(manifest, 'utf8')).toContain(`/usr/lib/vif-guard/${cache}`);
   }, 60_000);
 
   it('installs systemd units that systemd-analyze accepts', async () => {

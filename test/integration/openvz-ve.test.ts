@@ -33,7 +33,7 @@ class FakeNode {
   async ve(args: string[], env: Record<string, string> = {}) {
     const result = await $({
       env: { ...process.env, VIF_GUARD_CONFIG: join(this.root, 'vif-guard.conf'), VIF_GUARD_BIN_DIR: BIN, VZ_LOG: this.log, VZ_STATE: join(this.root, 'state'), VIF_GUARD_STATE_DIR: join(this.root, 'var'), ...env },
-    })`node dist/bundle/vif-guard.mjs ve ${args}`.nothrow();
+    })`node dist/bundle/vif-guard.cjs ve ${args}`.nothrow();
     return { exitCode: result.exitCode ?? 1, stdout: result.stdout, stderr: result.stderr };
   }
 
@@ -139,7 +139,7 @@ describe('vif-guard ve (OpenVZ module whitelist)', () => {
     mkdirSync(full);
     writeFileSync(join(node.root, 'vif-guard.conf'), `[openvz]\nvz_conf = ${node.vzConf}\nvz_conf_dir = ${join(node.root, 'etc/vz/conf')}\nmodules_load_file = ${join(full, 'modules.conf')}\n`);
     // A 16 KiB tmpfs filled up, in a private mount namespace: the host's disks are never touched.
-    const script = `mount -t tmpfs -o size=16k tmpfs ${full} && (dd if=/dev/zero of=${full}/fill bs=1k count=64 2>/dev/null; true) && exec node dist/bundle/vif-guard.mjs ve allow 112 recent`;
+    const script = `mount -t tmpfs -o size=16k tmpfs ${full} && (dd if=/dev/zero of=${full}/fill bs=1k count=64 2>/dev/null; true) && exec node dist/bundle/vif-guard.cjs ve allow 112 recent`;
     const env = { ...process.env, VIF_GUARD_CONFIG: join(node.root, 'vif-guard.conf'), VIF_GUARD_BIN_DIR: BIN, VZ_LOG: node.log, VZ_STATE: join(node.root, 'state') };
     const result = await $({ env })`unshare -m --propagation private sh -c ${script}`.nothrow();
     expect(result.exitCode).toBe(2);

@@ -249,7 +249,7 @@ describe.skipIf(!CAN_USE_NETNS).each(VARIANTS)('Xen vif-bridge + vif-guard hook 
   });
 
   it('remove-rules (what install.sh --uninstall runs) removes every vif-guard rule and nothing else', async () => {
-    const cli = ['env', `VIF_GUARD_CONFIG=${xen.configPath}`, `VIF_GUARD_LOCK=${join(xen.root, 'run', 'cli.lock')}`, 'node', 'dist/bundle/vif-guard.mjs', 'remove-rules'];
+    const cli = ['env', `VIF_GUARD_CONFIG=${xen.configPath}`, `VIF_GUARD_LOCK=${join(xen.root, 'run', 'cli.lock')}`, 'node', 'dist/bundle/vif-guard.cjs', 'remove-rules'];
     const dry = await lab.inDom0(...cli, '--dry-run');
     expect(dry.stderr).toContain('-X vif-guard-i-web01');
     expect(await xen.save('filter')).toContain('vif-guard-i-web01');

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { checkConntrack, checkIptables, persistentSysctl, worst } from '../../../lib/core/doctor.js';
+import { checkCodeCache, checkConntrack, checkIptables, persistentSysctl, worst } from '../../../lib/core/doctor.js';
 import { detectBackend } from '../../../lib/backend/iptables.js';
 import { DEFAULT_SETTINGS } from '../../../lib/config/settings.js';
 import { createRecordingRunner } from '../../helpers/recording-runner.js';
@@ -83,5 +83,18 @@ describe('doctor on an OpenVZ node', () => {
     const good = tree({ 'etc/vz/conf/vps.mount': '#!/bin/sh\n"/usr/lib/vif-guard/bin/vz-mount"\n', 'etc/vz/vznet.conf': 'EXTERNAL_SCRIPT="/usr/lib/vif-guard/bin/vznet-hook"\n' });
     chmodSync(join(good, 'etc/vz/conf/vps.mount'), 0o755);
     expect(checkOpenvzHooks({ runner, settings: DEFAULT_SETTINGS, root: good, procSys: '/proc/sys' }).map((c) => c.level)).toEqual(['ok', 'ok']);
+  });
+});
+
+describe("doctor on the hooks' code cache", () => {
+  it('says nothing from a source tree, ok when used, and names the fix when V8 rejects it or it is missing', () => {
+    expect(checkCodeCache(undefined)).toEqual([]);
+    expect(checkCodeCache('used')[0]?.level).toBe('ok');
+    for (const state of ['rejected', 'missing']) {
+      const [check] = checkCodeCache(state);
+      expect(check?.level).toBe('warning');
+      expect(check?.fix).toContain('install.sh');
+    }
+    expect(checkCodeCache('rejected')[0]?.message).toContain('node changed');
   });
 });
