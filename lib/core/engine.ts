@@ -2,119 +2,33 @@ import { existsSync } from 'node:fs';
 import { readIfPresent } from '../files.js';
 import { iptablesVariant, type Settings } from '../config/settings.js';
 import type { GuestPort } from '../guest/model.js';
-import { parseAddress, type GuestAddress } from '../guest/validate.js';
 import type { Runner } from '../runner.js';
 import { toVifGuardError, VifGuardError } from '../errors.js';
 import { besideLock, withLock } from '../lock.js';
-import { createIptablesBackend, detectBackend, type Detection, type IptablesBackend, type Variant } from '../backend/iptables.js';
+import { createIptablesBackend, detectBackend, type Detection, type IptablesBackend } from '../backend/iptables.js';
 import { parseSave, type LiveTable } from '../backend/save-parse.js';
-import { planPortEvent, planTable, renderRestorePayload, type PortEventPlan, type TablePlan } from '../backend/diff.js';
-import { iptablesCacheHeader, iptablesCachePath, readIptablesCache } from '../backend/iptables-cache.js';
+import { planTable, renderRestorePayload, type TablePlan } from '../backend/diff.js';
+import { iptablesCacheHeader, iptablesCachePath } from '../backend/iptables-cache.js';
 import { dropPortCache, portCachePath, PortRecords, readPortCache, writePortCache } from '../backend/bridge-cache.js';
-import { createIpsets, destroyIpsets, ipsetsOfPort, listIpsets, referencedIpsets } from '../backend/ipset.js';
-import { applyEbtables, planEbtablesEvent, readEbtables, readEbtablesChain, restoreEbtables } from '../backend/ebtables.js';
-import { buildEbtables, ebLayoutDigest, ebPortChain } from '../rules/ebtables.js';
-import { applyBridge, bridgeFromRecords, readBridgeSets, planBridge, portMatches, readBridge, type LiveBridge, type LiveBridgePort } from '../backend/nft-bridge.js';
-import { blockedPort, buildFilterTable, buildRuleset, FILTER_JUMPS, NO_TABLES, type Engine, type PortChains } from '../rules/build.js';
-import { bridgeBlock, bridgePort, bridgeSkeleton, buildBridgeSpec, layer2Port, parsePortComment } from '../rules/bridge.js';
-import { blocksFor, hasBlocklists, listsDigest, listsFor, portListsDigest, readBlocklists, readBlocklistsOf, type Blocklist } from '../blocklist/store.js';
-import { linkLocalFromMac } from '../guest/eui64.js';
+import { createIpsets, destroyIpsets, listIpsets, referencedIpsets } from '../backend/ipset.js';
+import { applyEbtables, readEbtables } from '../backend/ebtables.js';
+import { buildEbtables, ebLayoutDigest } from '../rules/ebtables.js';
+import { bridgeFromRecords, readBridgeSets, planBridge, portMatches, readBridge, type LiveBridge, type LiveBridgePort } from '../backend/nft-bridge.js';
+import { blockedPort, buildFilterTable, buildRuleset, NO_TABLES } from '../rules/build.js';
+import { bridgePort, bridgeSkeleton, buildBridgeSpec, parsePortComment } from '../rules/bridge.js';
+import { hasBlocklists, portListsDigest, readBlocklists, readBlocklistsOf, type Blocklist } from '../blocklist/store.js';
 import { existingInterfaces, withIfindex } from '../kernel/ifindex.js';
-import { buildPortIn6Chain, buildPortInChain, buildPortOut6Chain, buildPortOutChain, isGuarded, portMetaOfRules, type PortIpsets } from '../rules/port.js';
-import { FORWARD_CHAIN, portInChain, portOfChain, portOutChain } from '../rules/names.js';
-import type { BridgeBlock, ChainSpec, IpsetSpec, Rule, Ruleset, TableSpec } from '../rules/types.js';
-import { shortDigest } from '../digest.js';
+import { buildPortIn6Chain, buildPortInChain, buildPortOut6Chain, buildPortOutChain, isGuarded } from '../rules/port.js';
+import type { BridgeBlock, IpsetSpec, Ruleset, TableSpec } from '../rules/types.js';
 import { renderRuleBody } from '../backend/render.js';
 import { ipv4Addresses } from '../guest/model.js';
 import type { LiveState as StatusLive } from './status.js';
 import { chooseEngine, layer2Tool } from './choose.js';
+import { livePorts, changed, touchedIn, guestPortOf, guestPortOfLive, blockResolver, BULK_SECONDS, commitMs, applyBridgeScript, type EngineContext, type ApplyReport, type PortChange } from './engine-base.js';
+import { iptablesRecords, iptablesBlocklistsFromCache, iptablesFromCache } from './iptables-hook.js';
 
-export interface EngineContext {
-  readonly runner: Runner;
-  readonly settings: Settings;
-  readonly lockPath: string;
-  readonly log: (line: string) => void;
-  /** Already chosen; otherwise chooseEngine decides, under the lock. */
-  readonly engine?: Engine;
-  /** Run under the lock when the iptables backend is about to protect a port (hooks: br_netfilter). */
-  readonly prepareIptables?: () => Promise<void>;
-}
-
-export interface ApplyReport {
-  readonly engine: Engine;
-  /** `nftables`, `iptables-nft` or `iptables-legacy`. */
-  readonly backend: string;
-  /** The iptables variant, or `nftables`. */
-  readonly variant: string;
-  /** One plan per family: IPv4, then IPv6. */
-  readonly plans: readonly TablePlan[];
-  /** nft script sent (or that would be) for the bridge table; empty when unchanged. */
-  readonly bridgeScript: string;
-  readonly warnings: readonly string[];
-  readonly dryRun: boolean;
-  /** nftables backend: ports whose elements were added, changed or removed. */
-  readonly ports?: { readonly added: string[]; readonly updated: string[]; readonly released: string[] };
-}
-
-/** What one event does to the set of guarded ports; everything else is derived from the live ruleset. */
-export type PortChange =
-  | { readonly kind: 'up'; readonly port: GuestPort }
-  /** `key` also removes a port recorded under another name (renamed, or its vifname node gone). */
-  | { readonly kind: 'down'; readonly ifname: string; readonly key?: string | undefined };
-
-export interface LivePort {
-  readonly ifname: string;
-  readonly v4: PortChains;
-  readonly v6: PortChains | undefined;
-  readonly mac: string | undefined;
-  readonly ipv4: readonly GuestAddress[];
-  readonly key: string | undefined;
-  readonly guest: string;
-  readonly bridge: string | undefined;
-}
-
-const SOURCE = /^-s (\S+) -j RETURN$/;
-const verbatim = (rules: readonly string[]): Rule[] => rules.map((rule) => [rule]);
-
-/** The per-port chains already installed, kept verbatim; MAC and IPv4 addresses read back for the bridge table. */
-export function livePorts(filter4: LiveTable, filter6: LiveTable): LivePort[] {
-  const ports: LivePort[] = [];
-  for (const [chain, entry] of filter4.chains) {
-    const ifname = portOfChain(chain);
-    if (ifname === undefined) continue;
-    const meta = portMetaOfRules(entry.rules);
-    const ipv4 = entry.rules.flatMap((rule) => {
-      const cidr = SOURCE.exec(rule)?.[1];
-      return cidr ? [parseAddress(cidr, { source: `live chain ${chain}` })] : [];
-    });
-    const in6 = filter6.chains.get(chain);
-    const out6 = filter6.chains.get(portOutChain(ifname));
-    ports.push({
-      ifname,
-      v4: { ifname, in: { name: chain, rules: verbatim(entry.rules) }, out: { name: portOutChain(ifname), rules: verbatim(filter4.chains.get(portOutChain(ifname))?.rules ?? []) } },
-      v6: in6 ? { ifname, in: { name: chain, rules: verbatim(in6.rules) }, out: { name: portOutChain(ifname), rules: verbatim(out6?.rules ?? []) } } : undefined,
-      mac: meta?.mac,
-      ipv4,
-      key: meta?.key,
-      guest: meta?.guest ?? '-',
-      bridge: meta?.bridge,
-    });
-  }
-  return ports;
-}
-
-/** The port an event names, by interface name and by key: the same port under another name (renamed since) is replaced or removed too. */
-function changed(change: PortChange): { readonly ifname: string; readonly key: string | undefined; readonly touches: (port: { ifname: string; key?: string | undefined }) => boolean } {
-  const ifname = change.kind === 'up' ? change.port.ifname : change.ifname;
-  const key = change.kind === 'up' ? change.port.key : change.key;
-  return { ifname, key, touches: (port) => port.ifname === ifname || (key !== undefined && port.key === key) };
-}
-
-/** The same, among a cache's records: the port's name and any recorded under its key. */
-function touchedIn(change: PortChange, records: PortRecords): Set<string> {
-  const { ifname, key } = changed(change);
-  return new Set([ifname, ...(key === undefined ? [] : records.withKey(key))]);
-}
+// The engine's public surface, whichever module holds it.
+export { blockResolver, guestPortOf, livePorts, type ApplyReport, type EngineContext, type LivePort, type PortChange } from './engine-base.js';
 
 /** The desired state after one event: the live ports, with this one added, replaced or removed. */
 export function desiredAfterChange(filter4: LiveTable, filter6: LiveTable, change: PortChange, settings: Settings, blocks?: (port: GuestPort) => BridgeBlock | undefined): Ruleset {
@@ -178,57 +92,10 @@ export async function readLive(ctx: EngineContext, counters = false): Promise<Li
   };
 }
 
-/** What the iptables side and the bridge table hold: the ports either backend left there. */
-export function guestPortOf(port: LiveBridgePort): GuestPort {
-  const fields = port.fields;
-  const source = { source: `bridge vif_guard element ${port.ifname}` };
-  let addresses: GuestAddress[] | undefined;
-  // Parsed on first use: a hook reads thousands of ports and changes one.
-  return {
-    ifname: port.ifname,
-    guest: fields?.guest ?? '-',
-    bridge: fields?.bridge,
-    mac: fields?.mac ?? port.mac,
-    key: fields?.key,
-    ifindex: fields?.ifindex ?? port.ifindex,
-    get addresses() {
-      addresses ??= (fields?.addresses ?? [...port.v4, ...port.v6]).flatMap((text) => {
-        try {
-          return [parseAddress(text, source)];
-        } catch {
-          return [];
-        }
-      });
-      return addresses;
-    },
-  };
-}
-
-function guestPortOfLive(port: LivePort, filter6: LiveTable): GuestPort {
-  const v6 = (filter6.chains.get(portInChain(port.ifname))?.rules ?? []).flatMap((rule) => {
-    const cidr = SOURCE.exec(rule)?.[1];
-    return cidr && cidr !== '::/128' ? [parseAddress(cidr, { source: `live chain ${portInChain(port.ifname)}` })] : [];
-  });
-  const ll = port.mac ? linkLocalFromMac(port.mac).cidr : undefined;
-  return { ifname: port.ifname, guest: port.guest, bridge: port.bridge, mac: port.mac, addresses: [...port.ipv4, ...v6.filter((address) => address.cidr !== ll)], key: port.key };
-}
-
-/** Each port's blocklists, for the bridge table; undefined when none are saved. */
-export function blockResolver(settings: Settings, lists: readonly Blocklist[]): ((port: GuestPort) => BridgeBlock | undefined) | undefined {
-  if (lists.length === 0) return undefined;
-  return (port) => {
-    const mine = listsFor(lists, port);
-    return mine.length ? bridgeBlock(port.ifname, listsDigest(mine), settings, () => blocksFor(mine, port) ?? { inbound: [], outbound: [] }) : undefined;
-  };
-}
-
 /** Whether either iptables variant is installed (a pure nftables host has neither). */
 function hasIptables(runner: Runner): boolean {
   return ['iptables-nft-save', 'iptables-legacy-save', 'iptables-save'].some((tool) => runner.which(tool) !== undefined);
 }
-
-/** Hooks must finish inside libxl's 40 s; sync and uninstall may rewrite thousands of chains and get longer. */
-const BULK_SECONDS = 300;
 
 type Desired = (base: readonly GuestPort[]) => readonly GuestPort[];
 
@@ -241,12 +108,6 @@ async function applyTables(ctx: EngineContext, live: LiveState, tables: readonly
     else await live.backends[plan.family].restore(payload, bulk ? BULK_SECONDS : undefined);
   }
   return plans;
-}
-
-async function applyBridgeScript(ctx: EngineContext, script: string, dryRun: boolean, bulk: boolean): Promise<void> {
-  if (script === '') return;
-  if (dryRun) ctx.log(`nft -f:\n${script.trimEnd()}`);
-  else await applyBridge(ctx.runner, script, commitMs(ctx, bulk) / 1000);
 }
 
 /**
@@ -382,173 +243,6 @@ async function applyIptables(ctx: EngineContext, dryRun: boolean, desiredFor: (f
 
 function ebtablesTarget(ctx: EngineContext, bulk: boolean) {
   return { runner: ctx.runner, marker: besideLock(ctx.lockPath, '-ebtables.used'), timeoutMs: commitMs(ctx, bulk), log: ctx.log };
-}
-
-/** How long one commit may take: a hook's fits inside libxl's 40 s, sync's and uninstall's may rewrite thousands of chains. */
-function commitMs(ctx: EngineContext, bulk: boolean): number {
-  return (bulk ? BULK_SECONDS : ctx.settings.lockTimeout + 10) * 1000;
-}
-
-function tableAsLive(spec: TableSpec | undefined): LiveTable {
-  return { table: 'filter', chains: new Map((spec?.chains ?? []).map((chain) => [chain.name, { policy: '-', rules: chain.rules.map(renderRuleBody), counters: [] }])) };
-}
-
-/** A port's chains in both families (matching on its blocklists' sets), and a digest of their rules (kept in the cache: an unchanged port is not rewritten). */
-function portChainsOf(port: GuestPort, settings: Settings, sets?: PortIpsets): { 4: ChainSpec[]; 6: ChainSpec[]; digest: string } {
-  const chains = { 4: [buildPortInChain(port, settings, sets), buildPortOutChain(port, settings, sets)], 6: [buildPortIn6Chain(port, settings, sets), buildPortOut6Chain(port, settings, sets)] };
-  return { ...chains, digest: chainsDigest([...chains[4], ...chains[6]]) };
-}
-
-function chainsDigest(chains: readonly ChainSpec[]): string {
-  return shortDigest(chains.map((chain) => `${chain.name}\n${chain.rules.map(renderRuleBody).join('\n')}`).join('\n'));
-}
-
-/** Each guarded port's layer-2 record after an iptables commit, for the cache; undefined when nothing of vif-guard's is left. */
-function iptablesRecords(desired: Ruleset): [string, string][] | undefined {
-  const [spec4, spec6] = [desired.tables.find((table) => table.family === 4), desired.tables.find((table) => table.family === 6)];
-  if (!spec4?.chains.some((chain) => chain.name === FORWARD_CHAIN)) return undefined;
-  const [live4, live6] = [tableAsLive(spec4), tableAsLive(spec6)];
-  const bridged = new Map((desired.bridge?.ports ?? []).map((port) => [port.ifname, port.comment]));
-  return livePorts(live4, live6).map((port) => {
-    const comment = bridged.get(port.ifname) ?? layer2Port(guestPortOfLive(port, live6)).comment;
-    const chains = [port.v4.in, port.v4.out, ...(port.v6 ? [port.v6.in, port.v6.out] : [])];
-    return [port.ifname, `${comment}\t${chainsDigest(chains)}`];
-  });
-}
-
-/** This boot's iptables cache, when it was written for the layer-2 layout and tool in use. */
-async function openIptablesCache(ctx: EngineContext) {
-  const viaEbtables = ctx.settings.layer2 && (await layer2Tool(ctx)) === 'ebtables';
-  const l2 = ctx.settings.layer2 && !viaEbtables && ctx.runner.which('nft') ? bridgeSkeleton(ctx.settings, false) : undefined;
-  if (ctx.settings.layer2 && !viaEbtables && !l2) return undefined;
-  const cacheFile = iptablesCachePath(ctx.lockPath);
-  const cache = readIptablesCache(cacheFile, iptablesVariant(ctx.settings), viaEbtables ? ebLayoutDigest(ctx.settings) : l2?.digest);
-  return cache && { ...cache, cacheFile, viaEbtables, l2 };
-}
-
-/** One running port as its four chains say (one `-S` each, not the tables); undefined when one cannot be read. */
-async function readPortFromChains(ctx: EngineContext, variant: Variant, ifname: string): Promise<GuestPort | undefined> {
-  const names = [portInChain(ifname), portOutChain(ifname)];
-  const [filter4, filter6] = await Promise.all(([4, 6] as const).map((family) => createIptablesBackend(ctx.runner, variant, ctx.settings.lockTimeout, family).chains(names)));
-  if (!filter4 || !filter6) return undefined;
-  const [port] = livePorts(filter4, filter6);
-  return port && port.ifname === ifname ? guestPortOfLive(port, filter6) : undefined;
-}
-
-/**
- * `block` / `unblock` on the iptables backend with this boot's cache: only the ports whose lists
- * change are read (their four chains: the cache holds no IPv6 addresses) and rewritten, each as its
- * hook would, instead of reading and diffing both tables (2.7 s with 4,000 guests). undefined when
- * there is no usable cache or a port cannot be read back; the caller then takes the full path.
- */
-async function iptablesBlocklistsFromCache(ctx: EngineContext, saved: readonly Blocklist[], lists: readonly Blocklist[], dryRun: boolean): Promise<ApplyReport | undefined> {
-  const opened = await openIptablesCache(ctx);
-  if (!opened) return undefined;
-  const recorded = bridgeFromRecords('-', opened.records.allRecords());
-  if (!recorded) return undefined;
-  // The iptables records keep no list digest: compare the lists saved now with the ones about to be.
-  const affected = [...recorded.ports.values()].map(guestPortOf).filter((port) => portListsDigest(saved, port) !== portListsDigest(lists, port));
-  const ports = await Promise.all(affected.map((port) => readPortFromChains(ctx, opened.variant, port.ifname)));
-  if (ports.some((port) => port === undefined)) return undefined;
-  const plans: TablePlan[] = [];
-  for (const port of ports as GuestPort[]) {
-    const one = await iptablesFromCache(ctx, { kind: 'up', port }, dryRun, lists, true);
-    if (!one) return undefined;
-    plans.push(...one.plans);
-  }
-  return { engine: 'iptables', backend: `iptables-${opened.variant}`, variant: opened.variant, plans, bridgeScript: '', warnings: [], dryRun };
-}
-
-/**
- * A hook on the iptables backend with this boot's cache: the restore payloads are computed from the
- * cached port names (only the dispatch chains on the changed names' paths move) instead of from
- * iptables-save, which reads every chain (1.5 s with 4,000 guests). undefined when there is no usable
- * cache or a commit fails (the table is not what the cache says); the caller then reads the tables.
- */
-async function iptablesFromCache(ctx: EngineContext, change: PortChange, dryRun: boolean, lists: readonly Blocklist[], setsMayExist = lists.length > 0): Promise<ApplyReport | undefined> {
-  const opened = await openIptablesCache(ctx);
-  if (!opened) return undefined;
-  const { records, variant, cacheFile, viaEbtables, l2 } = opened;
-  const target = changed(change).ifname;
-  const affected = touchedIn(change, records);
-  const before = records.entries().map(([ifname]) => ifname);
-  const port = change.kind === 'up' && isGuarded(change.port, ctx.settings) ? change.port : undefined;
-  const after = [...before.filter((ifname) => !affected.has(ifname)), ...(port ? [port.ifname] : [])];
-  // Its blocklists, as ipsets its chains match on (created before the commit, like the full path's).
-  const blocked = port && lists.length ? blockedPort(port, blockResolver(ctx.settings, lists)) : undefined;
-  const chains = port && portChainsOf(port, ctx.settings, blocked?.sets);
-  const record = port && layer2Port(port);
-  const line = record && chains && `${record.comment}\t${chains.digest}`;
-  // The same port, configured the same, with the same rules: its chains (and their counters) stay.
-  const same = line !== undefined && affected.size === 1 && records.get(target) === line;
-  // Upstream Xen's vif-bridge inserts ACCEPT rules at the top of FORWARD on every online (xen-hotplug.md
-  // 3.4): a physdev-out ACCEPT above the jump would let any guest's spoofed frames through to that vif.
-  // So FORWARD itself is read (one chain: ~4 ms with iptables-nft) and the jump moved back on top when
-  // anything is above it. On legacy, reading one chain reads the whole table (~70 ms with 4,000
-  // guests) and a commit replaces the whole table anyway: when this event commits something, the jump
-  // is moved back on top in the same commit, unread. Stock scripts touch nothing else; INPUT and IPv6
-  // are checked for presence, and sync puts them back on top.
-  const forwardJump = FILTER_JUMPS.find((jump) => jump.chain === 'FORWARD');
-  if (!forwardJump) return undefined;
-  const backends = { 4: createIptablesBackend(ctx.runner, variant, ctx.settings.lockTimeout, 4), 6: createIptablesBackend(ctx.runner, variant, ctx.settings.lockTimeout, 6) };
-  // Something to commit: this port's chains are new or different, or a recorded port goes.
-  const commits = port ? !same : [...affected].some((ifname) => records.get(ifname) !== undefined);
-  let retop = true;
-  if (variant !== 'legacy' || !commits) {
-    const forward = await backends[4].chains(['FORWARD']);
-    if (!forward) return undefined;
-    retop = forward.chains.get('FORWARD')?.rules[0] !== renderRuleBody(forwardJump.rule);
-  }
-  const plans = ([4, 6] as const).map((family) =>
-    planPortEvent({ family, before, after, jumps: FILTER_JUMPS, retop: family === 4 && retop ? [forwardJump] : [], up: port && chains && !same ? { ifname: port.ifname, chains: chains[family] } : undefined }),
-  );
-  let bridgeScript = '';
-  if (l2) {
-    const live = bridgeFromRecords(l2.digest, records.recordsOf(affected));
-    if (!live) return undefined;
-    bridgeScript = planBridge(live, { ip: false, digest: l2.digest, body: l2.body, ports: record ? [record] : [] });
-  }
-  let ebtablesPayload = '';
-  if (viaEbtables) {
-    // One port at a time (a rename under the same key takes the full path); PREROUTING alone is read.
-    const prerouting = [...affected].every((ifname) => ifname === target) ? await readEbtablesChain(ctx.runner, 'PREROUTING') : undefined;
-    if (!prerouting) return undefined;
-    const chainOf = (ifname: string) => {
-      const recorded = bridgeFromRecords('-', records.recordsOf([ifname]))?.ports.get(ifname);
-      return recorded && ebPortChain(recorded, ctx.settings).name;
-    };
-    const lines = planEbtablesEvent({ before, after, target, oldChain: records.get(target) === undefined ? undefined : chainOf(target), newChain: record && ebPortChain(record, ctx.settings), chainOf, prerouting });
-    if (!lines) return undefined;
-    ebtablesPayload = lines.length ? `*nat\n${lines.join('\n')}\n` : '';
-  }
-  const report: ApplyReport = { engine: 'iptables', backend: `iptables-${variant}`, variant, plans, bridgeScript, warnings: [], dryRun };
-  // Sets exist only where lists are (or, for unblock, were) saved; the port's new ones are made before its chains use them.
-  const ipsetTarget = { runner: ctx.runner, timeoutMs: commitMs(ctx, false), log: ctx.log };
-  const existingSets = setsMayExist ? await listIpsets(ctx.runner) : [];
-  const referenced = chains && !same ? referencedIpsets([...chains[4], ...chains[6]].flatMap((chain) => chain.rules.map(renderRuleBody))) : new Set<string>();
-  if (blocked && referenced.size) await createIpsets(ipsetTarget, blocked.specs, existingSets, referenced, dryRun);
-  if (dryRun) {
-    for (const plan of plans) ctx.log(`${plan.family === 6 ? 'ip6tables' : 'iptables'}-restore:\n${renderRestorePayload(plan).trimEnd()}`);
-    if (bridgeScript) ctx.log(`nft -f:\n${bridgeScript.trimEnd()}`);
-    if (ebtablesPayload) ctx.log(`ebtables-restore --noflush:\n${ebtablesPayload.trimEnd()}`);
-    return report;
-  }
-  dropPortCache(cacheFile);
-  const restore = (family: 4 | 6) => {
-    const plan = plans[family === 4 ? 0 : 1] as PortEventPlan;
-    return backends[family].restore(`*filter\n${[...plan.checks, ...plan.lines].join('\n')}\nCOMMIT\n`);
-  };
-  // iptables-nft commits each family on its own; legacy takes the xtables lock for both, so one after the other.
-  const tables = variant === 'legacy' ? restore(4).then(() => restore(6)) : Promise.all([restore(4), restore(6)]);
-  const layer2 = ebtablesPayload ? restoreEbtables(ctx.runner, ebtablesPayload, commitMs(ctx, false)) : applyBridgeScript(ctx, bridgeScript, false, false);
-  const results = await Promise.allSettled([tables, layer2]);
-  if (results.some((result) => result.status === 'rejected')) return undefined;
-  for (const ifname of affected) records.delete(ifname);
-  if (record && line) records.set(record.ifname, line);
-  records.write(cacheFile);
-  // The sets the replaced or removed chains matched on; the kept port's stay.
-  if (!same) await destroyIpsets(ipsetTarget, [...affected].flatMap((ifname) => ipsetsOfPort(existingSets, ifname)).filter((name) => !referenced.has(name)), false);
-  return report;
 }
 
 /**
