@@ -51,7 +51,8 @@ const vm = require('node:vm');
 const code = join(__dirname, '${name}.bundle.cjs');
 const cache = join(__dirname, '${cache}');
 const source = wrap(readFileSync(code, 'utf8'));
-const mode = process.env.VIF_GUARD_CODE_CACHE;
+// Only as the sole argument, never from the environment: a variable inherited by a hook must not turn it into a no-op.
+const mode = process.argv.length === 3 ? { '--write-code-cache': 'write', '--check-code-cache': 'check' }[process.argv[2]] : undefined;
 if (mode === 'write') {
   // Every function compiled now, not only the ones this run would call.
   const v8 = require('node:v8');
@@ -89,6 +90,6 @@ for (const name of ['vif-guard', ...Object.keys(hooks)]) {
   writeFileSync(`dist/bundle/${name}.bundle.cjs`, bundle, { mode: 0o644 });
   const digest = createHash('sha256').update(bundle).digest('hex').slice(0, 12);
   writeFileSync(`dist/bundle/${name}.cjs`, loader(name, `${name}.${digest}.v8`), { mode: 0o755 });
-  const made = spawnSync(process.execPath, [`dist/bundle/${name}.cjs`], { env: { ...process.env, VIF_GUARD_CODE_CACHE: 'write' }, stdio: 'inherit' });
+  const made = spawnSync(process.execPath, [`dist/bundle/${name}.cjs`, '--write-code-cache'], { stdio: 'inherit' });
   if (made.status !== 0) throw new Error(`could not write the code cache of ${name}`);
 }

@@ -214,12 +214,12 @@ for entry in vif-up vif-down vif-hotplug vz-mount vz-net vif-guard; do
     install_file 0644 "$SRC/dist/bundle/$entry.cjs" "$LIBDIR/$entry.cjs"
     install_file 0644 "$SRC/dist/bundle/$entry.bundle.cjs" "$LIBDIR/$entry.bundle.cjs"
     # V8's caches differ byte for byte from one run to the next: keep an installed one this node accepts.
-    state=$(VIF_GUARD_CODE_CACHE=check "$NODE" "$DESTDIR$LIBDIR/$entry.cjs" 2>/dev/null || true)
+    state=$("$NODE" "$DESTDIR$LIBDIR/$entry.cjs" --check-code-cache 2>/dev/null || true)
     if [ "${state%% *}" = used ]; then
         caches+=("$LIBDIR/${state#* }")
     else
         cp "$SRC/dist/bundle/$entry.cjs" "$SRC/dist/bundle/$entry.bundle.cjs" "$TMP/cache/"
-        if VIF_GUARD_CODE_CACHE=write "$NODE" "$TMP/cache/$entry.cjs"; then
+        if "$NODE" "$TMP/cache/$entry.cjs" --write-code-cache; then
             for cache in "$TMP/cache/$entry".*.v8; do
                 install_file 0644 "$cache" "$LIBDIR/${cache##*/}"
                 caches+=("$LIBDIR/${cache##*/}")

@@ -47,7 +47,7 @@ describe.skipIf(!CAN_USE_NETNS)('install.sh (staged with DESTDIR)', () => {
     expect(version.stdout.trim()).toBe(JSON.parse(readFileSync('package.json', 'utf8')).version);
     // Every entry starts from a code cache this node accepts.
     expect(readdirSync(join(dir, 'usr/lib/vif-guard')).filter((name) => name.endsWith('.v8'))).toHaveLength(6);
-    const check = await $({ env: { ...process.env, VIF_GUARD_CODE_CACHE: 'check' } })`node ${join(dir, 'usr/lib/vif-guard/vif-up.cjs')}`;
+    const check = await $`node ${join(dir, 'usr/lib/vif-guard/vif-up.cjs')} --check-code-cache`;
     expect(check.stdout).toMatch(/^used vif-up\.[0-9a-f]{12}\.v8\n$/);
   }, 60_000);
 
@@ -57,7 +57,7 @@ describe.skipIf(!CAN_USE_NETNS)('install.sh (staged with DESTDIR)', () => {
     const lib = join(dir, 'usr/lib/vif-guard');
     const cache = readdirSync(lib).find((name) => name.startsWith('vif-up.') && name.endsWith('.v8')) ?? '';
     writeFileSync(join(lib, cache), 'not a V8 cache');
-    const rejected = await $({ env: { ...process.env, VIF_GUARD_CODE_CACHE: 'check' } })`node ${join(lib, 'vif-up.cjs')}`;
+    const rejected = await $`node ${join(lib, 'vif-up.cjs')} --check-code-cache`;
     expect(rejected.stdout).toMatch(/^rejected /);
     // The hook still runs, compiling as usual.
     expect((await $`node ${join(lib, 'vif-up.cjs')} --help`.nothrow()).stderr).toContain('vif-guard');
@@ -69,7 +69,7 @@ describe.skipIf(!CAN_USE_NETNS)('install.sh (staged with DESTDIR)', () => {
     }
     const again = await install(dir);
     expect(again.exitCode, again.stderr).toBe(0);
-    const used = await $({ env: { ...process.env, VIF_GUARD_CODE_CACHE: 'check' } })`node ${join(lib, 'vif-up.cjs')}`;
+    const used = await $`node ${join(lib, 'vif-up.cjs')} --check-code-cache`;
     expect(used.stdout).toMatch(/^used /);
     expect(existsSync(join(lib, 'vif-up.mjs'))).toBe(false);
     expect(existsSync(join(lib, 'vif-up.000000000000.v8'))).toBe(false);
