@@ -37,6 +37,9 @@ const common = {
   // The bundle's own file, for lib/demo (the hooks and probe.py beside it) and lib/cli (package.json).
   banner: { js: "var __vgUrl = require('node:url').pathToFileURL(__filename).href;" },
   logLevel: 'warning',
+  // yargs imports cliui, whose ES module entry wraps help text every N characters, mid-word ("p\nackets");
+  // its CommonJS build wraps on words (wrap-ansi).
+  alias: { cliui: './node_modules/cliui/build/index.cjs' },
   // `vif-guard --version` where no package.json is installed (lib/cli/main.ts).
   define: { VIF_GUARD_VERSION: JSON.stringify(version), 'import.meta.url': '__vgUrl' },
 };

@@ -42,6 +42,8 @@ describe.skipIf(!CAN_USE_NETNS)('install.sh (staged with DESTDIR)', () => {
     // The wrappers point at the final paths; run the staged bundle itself.
     const cli = await $`node ${join(dir, 'usr/lib/vif-guard/vif-guard.cjs')} --help`;
     expect(cli.stdout).toContain('check-config');
+    // Help wraps between words (cliui's ES module entry, which esbuild picked before, cut words anywhere).
+    expect(cli.stdout.replace(/\n\s+/g, ' ')).toContain('One line per guest port: state and packets dropped as spoofed');
     // No package.json is installed: the version is the one built into the bundle.
     const version = await $({ cwd: dir })`node ${join(dir, 'usr/lib/vif-guard/vif-guard.cjs')} --version`;
     expect(version.stdout.trim()).toBe(JSON.parse(readFileSync('package.json', 'utf8')).version);
