@@ -2,7 +2,7 @@
 // one file instead of hundreds of modules (hooks run on every guest start).
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { build } from 'esbuild';
 
 const { version } = JSON.parse(readFileSync(new URL('./package.json', import.meta.url), 'utf8'));
@@ -18,9 +18,10 @@ const hooks = {
 /*
  * Each entry is three files: `<name>.cjs`, a loader of a few lines that node runs; `<name>.bundle.cjs`,
  * the code; and `<name>.<digest>.v8`, V8's code cache for it. The loader compiles the bundle with the
- * cache, so V8 deserializes bytecode instead of parsing and compiling 70-340 KB of JavaScript on every
- * hook: 25-45 ms of a hook's start-up on a 2-core dom0. CommonJS because node 20 cannot give an ES
- * module a code cache (and its ES module loader alone costs ~15 ms more). The cache is written by this
+ * cache, so V8 deserializes bytecode instead of parsing and compiling 70-370 KB of JavaScript on every
+ * start. Measured on a 2-core VM against the ES module bundles: ~8-10 ms of a hook's start-up, 25-35 ms
+ * of a CLI command's. CommonJS because node 20 cannot give an ES module a code cache (and its ES module
+ * loader alone costs 15-20 ms more). The cache is written by this
  * build and again by install.sh with the node that runs the hooks: V8 rejects a cache made by another
  * V8 or with other flags, and the loader then compiles as usual. V8 checks only the source's length,
  * so the cache is named after the bundle's digest: a rebuilt bundle never meets an old cache.
@@ -90,7 +91,8 @@ await build({ ...common, entryPoints: hooks, external: ['execa'] });
 for (const name of ['vif-guard', ...Object.keys(hooks)]) {
   // The entries' `#!` line: node's loader strips it, inside the loader's function wrapper it is an error.
   const bundle = readFileSync(`dist/bundle/${name}.bundle.cjs`, 'utf8').replace(/^#!.*\n/, '');
-  writeFileSync(`dist/bundle/${name}.bundle.cjs`, bundle, { mode: 0o644 });
+  writeFileSync(`dist/bundle/${name}.bundle.cjs`, bundle);
+  chmodSync(`dist/bundle/${name}.bundle.cjs`, 0o644);
   const digest = createHash('sha256').update(bundle).digest('hex').slice(0, 12);
   writeFileSync(`dist/bundle/${name}.cjs`, loader(name, `${name}.${digest}.v8`), { mode: 0o755 });
   const made = spawnSync(process.execPath, [`dist/bundle/${name}.cjs`, '--write-code-cache'], { stdio: 'inherit' });

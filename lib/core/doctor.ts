@@ -171,7 +171,7 @@ export function checkCodeCache(state: string | undefined): Check[] {
   if (state === undefined) return [];
   if (state === 'used') return [ok('code-cache', "hooks start from V8's code cache")];
   const why = state === 'rejected' ? "V8 rejects the installed code cache (node changed since install.sh ran)" : 'no code cache is installed';
-  return [{ id: 'code-cache', level: 'warning', message: `${why}: every hook compiles its bundle again, 10-40 ms more per guest start`, fix: './install.sh (writes the cache with this node)' }];
+  return [{ id: 'code-cache', level: 'warning', message: `${why}: every hook compiles its bundle again: ~10 ms more per guest start, ~30 ms per command`, fix: './install.sh (writes the cache with this node)' }];
 }
 
 export function checkHooks(env: DoctorEnv): Check[] {
