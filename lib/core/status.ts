@@ -7,7 +7,7 @@ import { chainMatches, jumpsInPlace } from '../backend/diff.js';
 import { buildRuleset, type Engine } from '../rules/build.js';
 import { portInChain, portOfChain, portOutChain } from '../rules/names.js';
 import { isGuarded, portMetaOfRules } from '../rules/port.js';
-import type { BridgeBlock, TableSpec } from '../rules/types.js';
+import type { BridgeBlock, ChainSpec, TableSpec } from '../rules/types.js';
 import { ebtablesCounters, ebtablesCurrent, type LiveEbtables } from '../backend/ebtables.js';
 import { buildEbtables, portOfEbChain } from '../rules/ebtables.js';
 
@@ -81,15 +81,16 @@ function sharedOk(live: LiveTable, desired: TableSpec | undefined): boolean {
   return shared.every((chain) => chainMatches(live, chain)) && builtins.every((builtin) => jumpsInPlace(live, desired.jumps, builtin));
 }
 
-/** A port's chains against the ones sync would build (found in the desired tables by name). */
-function iptablesState(live: LiveState, port: GuestPort, desired: readonly TableSpec[]): 'unprotected' | 'exact' | 'drift' {
+/** A port's chains against the ones sync would build (`desired`: each family's chains by name, indexed once). */
+function iptablesState(live: LiveState, port: GuestPort, desired: Record<4 | 6, ReadonlyMap<string, ChainSpec>>): 'unprotected' | 'exact' | 'drift' {
   if (!live.filter4.chains.has(portInChain(port.ifname))) return 'unprotected';
-  const names = new Set([portInChain(port.ifname), portOutChain(port.ifname)]);
-  const matches = (liveTable: LiveTable, table: TableSpec | undefined) => {
-    const chains = table?.chains.filter((chain) => names.has(chain.name)) ?? [];
-    return chains.length === names.size && chains.every((chain) => chainMatches(liveTable, chain));
-  };
-  return matches(live.filter4, desired.find((table) => table.family === 4)) && matches(live.filter6, desired.find((table) => table.family === 6)) ? 'exact' : 'drift';
+  const names = [portInChain(port.ifname), portOutChain(port.ifname)];
+  const matches = (liveTable: LiveTable, chains: ReadonlyMap<string, ChainSpec>) =>
+    names.every((name) => {
+      const chain = chains.get(name);
+      return chain !== undefined && chainMatches(liveTable, chain);
+    });
+  return matches(live.filter4, desired[4]) && matches(live.filter6, desired[6]) ? 'exact' : 'drift';
 }
 
 /**
@@ -104,6 +105,16 @@ export function buildStatus(live: LiveState, expected: readonly GuestPort[] | un
   const ebCounts = eb ? ebtablesCounters(eb) : undefined;
   const ebDesired = eb ? buildEbtables(ruleset?.bridge?.ports ?? [], settings) : [];
   const bridgeCurrent = eb ? ebtablesCurrent(eb, ebDesired) : ruleset?.bridge === undefined || live.bridge?.digest === ruleset.bridge.digest;
+  // Indexed once: a lookup per port, not a scan of every port's chains (4,000 guests).
+  const desiredChains = {
+    4: new Map((ruleset?.tables.find((table) => table.family === 4)?.chains ?? []).map((chain) => [chain.name, chain])),
+    6: new Map((ruleset?.tables.find((table) => table.family === 6)?.chains ?? []).map((chain) => [chain.name, chain])),
+  };
+  const wantedPorts = new Map((ruleset?.bridge?.ports ?? []).map((port) => [port.ifname, port]));
+  const ebChainOf = new Map(ebDesired.flatMap((chain) => {
+    const vif = portOfEbChain(chain.name);
+    return vif === undefined ? [] : [[vif, chain.name] as const];
+  }));
   const sharedDrift = ruleset !== undefined && !(sharedOk(live.filter4, ruleset.tables[0]) && sharedOk(live.filter6, ruleset.tables[1]) && bridgeCurrent);
   const known = new Set<string>();
   for (const port of expected ?? []) {
@@ -113,10 +124,10 @@ export function buildStatus(live: LiveState, expected: readonly GuestPort[] | un
       rows.push({ ...base, state: 'no-addresses' });
       continue;
     }
-    const wanted = ruleset?.bridge?.ports.find((candidate) => candidate.ifname === port.ifname);
+    const wanted = wantedPorts.get(port.ifname);
     const inBridge = live.bridge?.ports.get(port.ifname);
-    const bridgeOk = wanted === undefined || (eb ? ebDesired.some((chain) => portOfEbChain(chain.name) === wanted.ifname && eb.has(chain.name)) : portMatches(inBridge, wanted, live.engine === 'nftables'));
-    const ipState = live.engine === 'nftables' ? (inBridge ? 'exact' : 'unprotected') : iptablesState(live, port, ruleset?.tables ?? []);
+    const bridgeOk = wanted === undefined || (eb ? eb.has(ebChainOf.get(wanted.ifname) ?? '') : portMatches(inBridge, wanted, live.engine === 'nftables'));
+    const ipState = live.engine === 'nftables' ? (inBridge ? 'exact' : 'unprotected') : iptablesState(live, port, desiredChains);
     rows.push({ ...base, state: ipState === 'unprotected' ? 'unprotected' : ipState === 'exact' && bridgeOk && !sharedDrift ? 'protected' : 'drift' });
   }
   const leftovers = new Map<string, { guest: string; bridge: string | undefined; mac: string | undefined; addresses: string[] }>();
