@@ -15,10 +15,10 @@ import { createIpsets, destroyIpsets, ipsetsOfPort, listIpsets, referencedIpsets
 import { planEbtablesEvent, readEbtablesChain, restoreEbtables } from '../backend/ebtables.js';
 import { ebLayoutDigest, ebPortChain } from '../rules/ebtables.js';
 import { bridgeFromRecords, planBridge } from '../backend/nft-bridge.js';
-import { blockedPort, FILTER_JUMPS } from '../rules/build.js';
+import { blockedPort, buildPortChains, FILTER_JUMPS } from '../rules/build.js';
 import { bridgeSkeleton, layer2Port } from '../rules/bridge.js';
 import { portListsDigest, type Blocklist } from '../blocklist/store.js';
-import { buildPortIn6Chain, buildPortInChain, buildPortOut6Chain, buildPortOutChain, isGuarded, type PortIpsets } from '../rules/port.js';
+import { isGuarded, type PortIpsets } from '../rules/port.js';
 import { FORWARD_CHAIN, portInChain, portOutChain } from '../rules/names.js';
 import type { ChainSpec, Ruleset, TableSpec } from '../rules/types.js';
 import { shortDigest } from '../digest.js';
@@ -32,7 +32,8 @@ function tableAsLive(spec: TableSpec | undefined): LiveTable {
 
 /** A port's chains in both families (matching on its blocklists' sets), and a digest of their rules (kept in the cache: an unchanged port is not rewritten). */
 function portChainsOf(port: GuestPort, settings: Settings, sets?: PortIpsets): { 4: ChainSpec[]; 6: ChainSpec[]; digest: string } {
-  const chains = { 4: [buildPortInChain(port, settings, sets), buildPortOutChain(port, settings, sets)], 6: [buildPortIn6Chain(port, settings, sets), buildPortOut6Chain(port, settings, sets)] };
+  const built = buildPortChains(port, settings, sets);
+  const chains = { 4: [built[4].in, built[4].out], 6: [built[6].in, built[6].out] };
   return { ...chains, digest: chainsDigest([...chains[4], ...chains[6]]) };
 }
 

@@ -36,6 +36,14 @@ export function buildFilterTable(family: Family, portChains: readonly PortChains
   return { table: 'filter', family, chains, jumps: FILTER_JUMPS };
 }
 
+/** A port's chains in both families, each matching first on its blocklists' sets when it has any. */
+export function buildPortChains(port: GuestPort, settings: Settings, sets?: PortIpsets): Record<Family, PortChains> {
+  return {
+    4: { ifname: port.ifname, in: buildPortInChain(port, settings, sets), out: buildPortOutChain(port, settings, sets) },
+    6: { ifname: port.ifname, in: buildPortIn6Chain(port, settings, sets), out: buildPortOut6Chain(port, settings, sets) },
+  };
+}
+
 /** Everything vif-guard should own for these ports: IP checks in iptables, or all of it in the bridge table. */
 export function buildRuleset(ports: readonly GuestPort[], settings: Settings, engine: Engine, blocks?: (port: GuestPort) => BridgeBlock | undefined): Ruleset {
   const guarded = ports.filter((port) => isGuarded(port, settings));
@@ -46,8 +54,8 @@ export function buildRuleset(ports: readonly GuestPort[], settings: Settings, en
     ipsets.push(...(blocked?.specs ?? []));
     return { port, sets: blocked?.sets };
   });
-  const v4 = chains.map(({ port, sets }) => ({ ifname: port.ifname, in: buildPortInChain(port, settings, sets), out: buildPortOutChain(port, settings, sets) }));
-  const v6 = chains.map(({ port, sets }) => ({ ifname: port.ifname, in: buildPortIn6Chain(port, settings, sets), out: buildPortOut6Chain(port, settings, sets) }));
+  const built = chains.map(({ port, sets }) => buildPortChains(port, settings, sets));
+  const [v4, v6] = [built.map((port) => port[4]), built.map((port) => port[6])];
   return { tables: [buildFilterTable(4, v4), buildFilterTable(6, v6)], bridge: buildBridgeSpec(guarded, settings, false), ipsets };
 }
 
