@@ -99,7 +99,13 @@ export class FakeXenHost {
     const dir = join(this.root, 'ebtables-nft-bin');
     mkdirSync(dir, { recursive: true });
     for (const tool of ['ebtables', 'ebtables-restore']) symlinkSync('/usr/sbin/xtables-nft-multi', join(dir, tool));
-    this.env.VIF_GUARD_BIN_DIR = dir;
+    this.addBinDir(dir);
+  }
+
+  /** Tools in this directory win over the system's for vif-guard, before those of any directory added earlier. */
+  private addBinDir(dir: string): void {
+    const dirs = (this.env.VIF_GUARD_BIN_DIR ?? '').split(':').filter(Boolean);
+    if (!dirs.includes(dir)) this.env.VIF_GUARD_BIN_DIR = [dir, ...dirs].join(':');
   }
 
   /**
@@ -116,7 +122,7 @@ export class FakeXenHost {
       if (!real) throw new Error(`${tool} is not installed`);
       writeFileSync(join(dir, tool), `#!/bin/sh\necho ${tool} >> ${log}\nexec ${real} "$@"\n`, { mode: 0o755 });
     }
-    if (!(this.env.VIF_GUARD_BIN_DIR ?? '').split(':').includes(dir)) this.env.VIF_GUARD_BIN_DIR = [dir, this.env.VIF_GUARD_BIN_DIR].filter(Boolean).join(':');
+    this.addBinDir(dir);
     return () => readFileSync(log, 'utf8').split('\n').filter(Boolean);
   }
 
