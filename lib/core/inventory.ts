@@ -4,7 +4,8 @@ import { addressRange } from '../guest/validate.js';
 import type { Runner } from '../runner.js';
 import { findDomuConfigs, readDomuNetworks } from '../xen/domu-files.js';
 import { buildXenInventory, listRunningVifs } from '../xen/inventory.js';
-import { containerPorts, readContainer, runningContainers } from '../openvz/host.js';
+import { confDir, containerPorts, readContainer, runningContainers } from '../openvz/host.js';
+import { loadContainerAddresses } from '../openvz/addresses.js';
 
 /**
  * Addresses configured for two different guests: each guest is still held to its own list, but
@@ -53,7 +54,10 @@ export async function collectInventory(runner: Runner, settings: Settings): Prom
     warnings.push(...xen.warnings);
   }
   const containers = await runningContainers(runner);
-  for (const ctid of containers ?? []) ports.push(...containerPorts(settings, readContainer(settings, ctid)));
+  if (containers?.length) {
+    const [dir, addresses] = [confDir(settings), loadContainerAddresses(settings.containersConf)];
+    for (const ctid of containers) ports.push(...containerPorts(settings, readContainer(settings, ctid, undefined, dir), addresses));
+  }
   const seen = new Set<string>();
   for (const port of ports) {
     if (seen.has(port.ifname)) warnings.push(`${port.ifname} is claimed twice (a Xen vif and an OpenVZ veth?); the last one wins`);
