@@ -230,10 +230,15 @@ export function bridgeSkeleton(settings: Settings, ip: boolean): { readonly dige
     '  set macs { type ether_addr; }',
     '  set mac_ports { type ifname; }',
     '  set port_mac { type ifname . ether_addr; }',
-    '  set v4 { type ifname . ipv4_addr; flags interval; }',
+    // Host addresses in hashes, prefixes in interval sets: deleting an element from an interval set
+    // (pipapo) rewrites its whole lookup table, ~20 ms per element with 4,000 guests, so a guest's
+    // shutdown and sync's removals would pay that per address; from a hash it costs nothing.
+    '  set v4 { type ifname . ipv4_addr; }',
+    '  set v4net { type ifname . ipv4_addr; flags interval; }',
     ...(ip
       ? [
-          '  set v6 { type ifname . ipv6_addr; flags interval; }',
+          '  set v6 { type ifname . ipv6_addr; }',
+          '  set v6net { type ifname . ipv6_addr; flags interval; }',
           '  map block_to { type ifname : verdict; }',
           '  map block_from { type ifname : verdict; }',
           // The fast path: a guest's ordinary traffic is one hash lookup each way.
@@ -249,13 +254,17 @@ export function bridgeSkeleton(settings: Settings, ip: boolean): { readonly dige
     ...chain('from_arp', [
       ...dropRules(settings, 'arp_mac', 'iifname @mac_ports iifname . arp saddr ether != @port_mac', from),
       // Sender IP 0.0.0.0 is an address probe (RFC 5227); anything else must be the guest's own.
-      ...dropRules(settings, 'arp_ip', 'arp saddr ip != 0.0.0.0 iifname . arp saddr ip != @v4', from),
+      'arp saddr ip 0.0.0.0 return',
+      'iifname . arp saddr ip @v4 return',
+      'iifname . arp saddr ip @v4net return',
+      ...dropRules(settings, 'arp_ip', '', from),
     ]),
     ...(ip
       ? [
           ...chain('from_ip4', [
             ...dropRules(settings, 'dhcps', 'udp sport 67 udp dport 68', from),
             'iifname . ip saddr @v4 return',
+            'iifname . ip saddr @v4net return',
             'udp sport 68 udp dport 67 return',
             ...dropRules(settings, 'src', '', from),
           ]),
@@ -266,16 +275,18 @@ export function bridgeSkeleton(settings: Settings, ip: boolean): { readonly dige
             // What a guest sends from :: before it has an address: DAD, MLD during DAD, router solicitations.
             'ip6 saddr :: ip6 daddr ff02::/16 icmpv6 type { nd-router-solicit, nd-neighbor-solicit, mld2-listener-report } return',
             'iifname . ip6 saddr @v6 return',
+            'iifname . ip6 saddr @v6net return',
             ...dropRules(settings, 'src6', '', from),
           ]),
           ...chain('to_ip4', [
             'oifname . ip daddr @v4 return',
+            'oifname . ip daddr @v4net return',
             'meta pkttype broadcast return',
             'ip daddr 224.0.0.0/4 return',
             'udp sport 67 udp dport 68 return',
             ...dropRules(settings, 'dst', '', to),
           ]),
-          ...chain('to_ip6', ['oifname . ip6 daddr @v6 return', 'ip6 daddr ff00::/8 return', ...dropRules(settings, 'dst6', '', to)]),
+          ...chain('to_ip6', ['oifname . ip6 daddr @v6 return', 'oifname . ip6 daddr @v6net return', 'ip6 daddr ff00::/8 return', ...dropRules(settings, 'dst6', '', to)]),
         ]
       : []),
     // One base chain for all of it: every base chain a frame passes costs, at 100,000+ frames a second.

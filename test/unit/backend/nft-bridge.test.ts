@@ -42,8 +42,11 @@ function tableListing(desired: BridgeSpec, counters: Record<string, Record<strin
       set('macs', [...new Set(desired.ports.flatMap((p) => (p.mac ? [p.mac] : [])))]),
       set('mac_ports', desired.ports.filter((p) => p.mac).map((p) => p.ifname)),
       set('port_mac', desired.ports.filter((p) => p.mac).map((p) => ({ concat: [p.ifname, p.mac] }))),
-      set('v4', desired.ports.flatMap((p) => p.v4.map((a) => concat(p.ifname, a)))),
-      set('v6', desired.ports.flatMap((p) => p.v6.map((a) => concat(p.ifname, a)))),
+      // Hosts in the hash sets, prefixes in the interval sets.
+      ...(['v4', 'v6'] as const).flatMap((family) => [
+        set(family, desired.ports.flatMap((p) => p[family].filter((a) => !a.includes('/')).map((a) => concat(p.ifname, a)))),
+        set(`${family}net`, desired.ports.flatMap((p) => p[family].filter((a) => a.includes('/')).map((a) => concat(p.ifname, a)))),
+      ]),
       ...Object.entries(counters).map(([cls, perPort]) => set(`cnt_${cls}`, Object.entries(perPort).map(([ifname, packets]) => ({ elem: { val: ifname, counter: { packets, bytes: packets * 100 } } })))),
       { chain: { family: 'bridge', table: 'vif_guard', name: `from_guest_${desired.digest}` } },
       ...(desired.ip ? [{ chain: { family: 'bridge', table: 'vif_guard', name: `to_guest_${desired.digest}` } }] : []),
@@ -102,7 +105,11 @@ describe('bridge table plans', () => {
     const desired = spec([port('vif1.0', '10.0.0.5 10.0.0.64/30')]);
     const script = planBridge(ABSENT, desired);
     expect(script.startsWith('table bridge vif_guard {}\ndelete table bridge vif_guard\ntable bridge vif_guard {\n')).toBe(true);
-    expect(script).toContain('add element bridge vif_guard v4 { "vif1.0" . 10.0.0.5, "vif1.0" . 10.0.0.64/30 }');
+    // Host addresses in the hash, prefixes in the interval set (deleting from an interval set is slow).
+    expect(script).toContain('add element bridge vif_guard v4 { "vif1.0" . 10.0.0.5 }');
+    expect(script).toContain('add element bridge vif_guard v4net { "vif1.0" . 10.0.0.64/30 }');
+    expect(script).toContain('  set v4 { type ifname . ipv4_addr; }');
+    expect(script).toContain('  set v4net { type ifname . ipv4_addr; flags interval; }');
     expect(script).toContain('add element bridge vif_guard port_mac { "vif1.0" . 00:16:3e:00:00:01 }');
     expect(script).toMatch(/add element bridge vif_guard guarded_[0-9a-f]{12} \{ "vif1.0" comment "g=g-vif1.0 b=xenbr0 m=00:16:3e:00:00:01 k=- i=- bl=- a=10.0.0.5\/32,10.0.0.64\/30" \}/);
   });
@@ -144,10 +151,13 @@ describe('bridge table plans', () => {
   });
 
   it('a removed port takes its elements and its drop counters with it', () => {
-    const two = spec([port('vif1.0', '10.0.0.5'), port('vif2.0', '10.0.0.6', '00:16:3e:00:00:02')]);
+    const two = spec([port('vif1.0', '10.0.0.5'), port('vif2.0', '10.0.0.6 10.0.1.0/29 2001:db8:1::/64', '00:16:3e:00:00:02')]);
     const one = spec([port('vif1.0', '10.0.0.5')]);
     const script = planBridge(parseBridgeJson([guardedListing(two)]), one);
     expect(script).toContain('delete element bridge vif_guard v4 { "vif2.0" . 10.0.0.6 }');
+    expect(script).toContain('delete element bridge vif_guard v4net { "vif2.0" . 10.0.1.0/29 }');
+    expect(script).toContain('delete element bridge vif_guard v6net { "vif2.0" . 2001:db8:1::/64 }');
+    expect(script).toContain('delete element bridge vif_guard v6 { "vif2.0" . fe80::216:3eff:fe00:2 }');
     expect(script).toContain('delete element bridge vif_guard cnt_src { "vif2.0" }');
     expect(script).toContain('delete element bridge vif_guard macs { 00:16:3e:00:00:02 }');
     expect(script).not.toContain('"vif1.0"');
