@@ -97,7 +97,8 @@ function hasIptables(runner: Runner): boolean {
   return ['iptables-nft-save', 'iptables-legacy-save', 'iptables-save'].some((tool) => runner.which(tool) !== undefined);
 }
 
-type Desired = (base: readonly GuestPort[]) => readonly GuestPort[];
+/** The ports wanted after this event: derived from the live ones (hooks, blocklists), or a fixed list (sync, uninstall). */
+type Desired = readonly GuestPort[] | ((base: readonly GuestPort[]) => readonly GuestPort[]);
 
 async function applyTables(ctx: EngineContext, live: LiveState, tables: readonly TableSpec[], dryRun: boolean, bulk: boolean): Promise<TablePlan[]> {
   const plans = tables.map((table) => planTable(live.tables[table.family], table));
@@ -125,7 +126,13 @@ async function applyNftables(ctx: EngineContext, dryRun: boolean, desiredFor: De
   const leftovers = bulk && hasIptables(ctx.runner) && !existsSync(cacheFile);
   const early = leftovers ? readLive(ctx).catch(() => undefined) : undefined;
   const expected = { digest: skeleton.digest, ip: true };
-  const liveBridge = cached ?? (bulk ? await readBridgeSets(ctx.runner, expected) : await readBridge(ctx.runner, expected));
+  const reading = cached ? Promise.resolve(cached) : bulk ? readBridgeSets(ctx.runner, expected) : readBridge(ctx.runner, expected);
+  // Awaited below; this only keeps a failed read from counting as unhandled while the spec is built.
+  reading.catch(() => undefined);
+  const lists = savedLists ?? readBlocklists();
+  // A fixed list (sync) does not depend on the table: its spec is built while nft lists the sets.
+  const fixed = typeof desiredFor === 'function' ? undefined : buildDesired(ctx, desiredFor, () => false, lists);
+  const liveBridge = await reading;
   const records = new Map<GuestPort, LiveBridgePort>();
   const base = [...liveBridge.ports.values()].map((record) => {
     const port = guestPortOf(record);
@@ -147,11 +154,7 @@ async function applyNftables(ctx: EngineContext, dryRun: boolean, desiredFor: De
     const record = bulk ? undefined : records.get(port);
     return record && record.fields?.block === block?.digest ? record : undefined;
   };
-  // Ports not carried over from the live table get their interface index (the fast path's key) from sysfs.
-  const requested = desiredFor(base);
-  const existing = requested.length > 8 ? existingInterfaces() : undefined;
-  const wantedPorts = requested.map((port) => (records.has(port) ? port : withIfindex(port, existing)));
-  const desired = buildBridgeSpec(wantedPorts, ctx.settings, true, blockResolver(ctx.settings, savedLists ?? readBlocklists()), reuse);
+  const desired = typeof desiredFor === 'function' ? buildDesired(ctx, desiredFor(base), (port) => records.has(port), lists, reuse) : fixed;
   const bridgeScript = planBridge(liveBridge, desired);
   const rebuilt = liveBridge.digest !== desired?.digest;
   const wanted = new Map((desired?.ports ?? []).map((port) => [port.ifname, port]));
@@ -187,6 +190,13 @@ async function applyNftables(ctx: EngineContext, dryRun: boolean, desiredFor: De
   await applyEbtables(ebtablesTarget(ctx, bulk), [], dryRun);
   for (const warning of warnings) ctx.log(`warning: ${warning}`);
   return { engine: 'nftables', backend: 'nftables', variant: 'nftables', plans, bridgeScript, warnings, dryRun, ports };
+}
+
+/** The bridge table for these ports; ports not carried over from the live table get their interface index (the fast path's key) from sysfs. */
+function buildDesired(ctx: EngineContext, requested: readonly GuestPort[], live: (port: GuestPort) => boolean, lists: readonly Blocklist[], reuse?: Parameters<typeof buildBridgeSpec>[4]) {
+  const existing = requested.length > 8 ? existingInterfaces() : undefined;
+  const wantedPorts = requested.map((port) => (live(port) ? port : withIfindex(port, existing)));
+  return buildBridgeSpec(wantedPorts, ctx.settings, true, blockResolver(ctx.settings, lists), reuse);
 }
 
 async function applyIptables(ctx: EngineContext, dryRun: boolean, desiredFor: (filter4: LiveTable, filter6: LiveTable, bridgePorts: readonly GuestPort[]) => Ruleset, bulk: boolean): Promise<ApplyReport> {
@@ -337,7 +347,7 @@ export async function applyPortChange(ctx: EngineContext, change: PortChange, dr
 export async function applyFullState(ctx: EngineContext, ports: readonly GuestPort[], dryRun = false): Promise<ApplyReport> {
   return withLock(ctx.runner, ctx.lockPath, ctx.settings.lockTimeout, async () => {
     const guarded = ports.filter((port) => isGuarded(port, ctx.settings));
-    if ((ctx.engine ?? (await chooseEngine(ctx.runner, ctx.settings, ctx.lockPath))) === 'nftables') return applyNftables(ctx, dryRun, () => guarded, true);
+    if ((ctx.engine ?? (await chooseEngine(ctx.runner, ctx.settings, ctx.lockPath))) === 'nftables') return applyNftables(ctx, dryRun, guarded, true);
     const ruleset = buildRuleset(ports, ctx.settings, 'iptables', blockResolver(ctx.settings, readBlocklists()));
     return applyIptables(ctx, dryRun, () => ruleset, true);
   });
@@ -394,7 +404,7 @@ export async function protectedPorts(ctx: EngineContext): Promise<GuestPort[]> {
 /** Remove every vif-guard chain, jump and table (uninstall). */
 export async function removeEverything(ctx: EngineContext, dryRun = false): Promise<ApplyReport> {
   return withLock(ctx.runner, ctx.lockPath, ctx.settings.lockTimeout, async () => {
-    if (!hasIptables(ctx.runner)) return applyNftables(ctx, dryRun, () => [], true);
+    if (!hasIptables(ctx.runner)) return applyNftables(ctx, dryRun, [], true);
     return applyIptables(ctx, dryRun, () => ({ tables: NO_TABLES, bridge: undefined }), true);
   });
 }
