@@ -235,6 +235,14 @@ function sameElements(a: BridgePort, b: BridgePort, ip: boolean): boolean {
   return a.mac === b.mac && a.ifindex === b.ifindex && sameList(a.v4, b.v4) && (!ip || sameList(a.v6, b.v6));
 }
 
+/**
+ * Nothing to send for this port: the same record (a port this change does not touch), or the same
+ * record text and elements. A port read through its record alone (a hook's read) is its record.
+ */
+export function portUnchanged(live: LiveBridgePort, desired: BridgePort, ip: boolean): boolean {
+  return live === desired || (live.comment === desired.comment && (live.fromComment === true || sameElements(live, desired, ip)));
+}
+
 /** Whether the live port holds exactly the elements vif-guard would write for it. */
 export function portMatches(live: BridgePort | undefined, desired: BridgePort, ip: boolean): boolean {
   if (!live) return false;
@@ -321,8 +329,7 @@ export function planBridge(live: LiveBridge, desired: BridgeSpec | undefined): s
   for (const ifname of new Set([...live.ports.keys(), ...wanted.keys()])) {
     const before = live.ports.get(ifname);
     const after = wanted.get(ifname);
-    // The same record (a port this change does not touch), or the same configuration: nothing to do.
-    if (before !== undefined && (before === after || (after !== undefined && before.comment === after.comment && (before.fromComment === true || sameElements(before, after, desired.ip))))) continue;
+    if (before !== undefined && after !== undefined && portUnchanged(before, after, desired.ip)) continue;
     const old = before ? elementsOf(before, desired.ip) : undefined;
     const now = after ? elementsOf(after, desired.ip) : undefined;
     for (const key of SETS) {

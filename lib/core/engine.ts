@@ -13,7 +13,7 @@ import { dropPortCache, portCachePath, PortRecords, readPortCache, writePortCach
 import { createIpsets, destroyIpsets, listIpsets, referencedIpsets } from '../backend/ipset.js';
 import { applyEbtables, readEbtables } from '../backend/ebtables.js';
 import { buildEbtables, ebLayoutDigest } from '../rules/ebtables.js';
-import { bridgeFromRecords, readBridgeSets, planBridge, portMatches, readBridge, type LiveBridge, type LiveBridgePort } from '../backend/nft-bridge.js';
+import { bridgeFromRecords, readBridgeSets, planBridge, portUnchanged, readBridge, type LiveBridge, type LiveBridgePort } from '../backend/nft-bridge.js';
 import { blockedPort, buildFilterTable, buildRuleset, NO_TABLES } from '../rules/build.js';
 import { bridgePort, bridgeSkeleton, buildBridgeSpec, parsePortComment } from '../rules/bridge.js';
 import { hasBlocklists, portListsDigest, readBlocklists, readBlocklistsOf, type Blocklist } from '../blocklist/store.js';
@@ -164,7 +164,7 @@ async function applyNftables(ctx: EngineContext, dryRun: boolean, desiredFor: De
       .filter((port) => {
         const live = liveBridge.ports.get(port.ifname);
         if (live === undefined || live === port) return false;
-        return rebuilt || live.comment !== port.comment || !portMatches(live, port, true);
+        return rebuilt || !portUnchanged(live, port, true);
       })
       .map((port) => port.ifname)
       .sort(),
