@@ -148,7 +148,8 @@ export function parseBridgeJson(texts: readonly string[]): LiveBridge & { readon
     for (const [ifname, list] of nets) hosts.set(ifname, [...(hosts.get(ifname) ?? []), ...list]);
     return hosts;
   };
-  const [v4, v6, portMac] = [both(byPort('v4'), byPort('v4net')), both(byPort('v6'), byPort('v6net')), byPort('port_mac')];
+  const p64 = new Map([...byPort('v6p64')].map(([ifname, networks]) => [ifname, networks.map((network) => `${network}/64`)]));
+  const [v4, v6, portMac] = [both(byPort('v4'), byPort('v4net')), both(both(byPort('v6'), p64), byPort('v6net')), byPort('port_mac')];
   const ports = new Map<string, LiveBridgePort>();
   let complete = true;
   for (const element of guardedName ? (sets.get(guardedName) ?? []) : []) {
@@ -199,6 +200,7 @@ interface PortElements {
   readonly v4: string[];
   readonly v4net: string[];
   readonly v6: string[];
+  readonly v6p64: string[];
   readonly v6net: string[];
   readonly fast4: string[];
   readonly fast6: string[];
@@ -220,7 +222,8 @@ function elementsOf(port: BridgePort, ip: boolean): PortElements {
     v4: port.v4.filter((address) => !address.includes('/')).map((address) => `${name} . ${address}`),
     v4net: port.v4.filter((address) => address.includes('/')).map((address) => `${name} . ${address}`),
     v6: ip ? port.v6.filter((address) => !address.includes('/')).map((address) => `${name} . ${address}`) : [],
-    v6net: ip ? port.v6.filter((address) => address.includes('/')).map((address) => `${name} . ${address}`) : [],
+    v6p64: ip ? port.v6.filter((address) => address.endsWith('/64')).map((address) => `${name} . ${address.slice(0, -3)}`) : [],
+    v6net: ip ? port.v6.filter((address) => address.includes('/') && !address.endsWith('/64')).map((address) => `${name} . ${address}`) : [],
     fast4: port.mac && ifindex !== undefined ? hosts4.map((address) => `${ifindex} . ${port.mac} . ${address}`) : [],
     fast6: port.mac && ifindex !== undefined ? hosts6.map((address) => `${ifindex} . ${port.mac} . ${address}`) : [],
     dst4: ifindex !== undefined ? hosts4.map((address) => `${ifindex} . ${address}`) : [],
@@ -250,9 +253,9 @@ export function portMatches(live: BridgePort | undefined, desired: BridgePort, i
   return SETS.every((key) => a[key].length === b[key].length && a[key].every((element) => b[key].includes(element)));
 }
 
-const SETS: readonly (keyof PortElements)[] = ['guarded', 'macPorts', 'portMac', 'v4', 'v4net', 'v6', 'v6net', 'fast4', 'fast6', 'dst4', 'dst6'];
+const SETS: readonly (keyof PortElements)[] = ['guarded', 'macPorts', 'portMac', 'v4', 'v4net', 'v6', 'v6p64', 'v6net', 'fast4', 'fast6', 'dst4', 'dst6'];
 const SET_NAME = (key: keyof PortElements, digest: string) =>
-  ({ guarded: `guarded_${digest}`, macPorts: 'mac_ports', portMac: 'port_mac', v4: 'v4', v4net: 'v4net', v6: 'v6', v6net: 'v6net', fast4: 'fast4', fast6: 'fast6', dst4: 'dst4', dst6: 'dst6' })[key];
+  ({ guarded: `guarded_${digest}`, macPorts: 'mac_ports', portMac: 'port_mac', v4: 'v4', v4net: 'v4net', v6: 'v6', v6p64: 'v6p64', v6net: 'v6net', fast4: 'fast4', fast6: 'fast6', dst4: 'dst4', dst6: 'dst6' })[key];
 const macsOf = (ports: Iterable<BridgePort>) => [...new Set([...ports].flatMap((port) => (port.mac ? [port.mac] : [])))].sort();
 
 const T = `bridge ${NFT_TABLE}`;
@@ -391,7 +394,7 @@ export async function readBridge(runner: Runner, expected: Pick<BridgeSpec, 'dig
  * sets a full listing also returns: the sets listed in parallel, each nft fetching only its own.
  */
 export async function readBridgeSets(runner: Runner, expected: Pick<BridgeSpec, 'digest' | 'ip'>): Promise<LiveBridge> {
-  const names = [`guarded_${expected.digest}`, 'v4', 'v4net', 'port_mac', 'mac_ports', 'macs', ...(expected.ip ? ['v6', 'v6net'] : [])];
+  const names = [`guarded_${expected.digest}`, 'v4', 'v4net', 'port_mac', 'mac_ports', 'macs', ...(expected.ip ? ['v6', 'v6p64', 'v6net'] : [])];
   const texts = await Promise.all(names.map((name) => list(runner, ['set', 'bridge', NFT_TABLE, name])));
   if (texts.some((text) => text === undefined)) return readBridge(runner, undefined, true);
   return { ...parseBridgeJson(texts as string[]), ip: expected.ip };

@@ -212,6 +212,8 @@ function dropRules(settings: Settings, cls: DropClass, match: string, { dev }: D
 
 const chain = (name: string, rules: readonly string[], hook?: string) => [`  chain ${name} {`, ...(hook ? [`    ${hook}`] : []), ...rules.map((rule) => `    ${rule}`), '  }'];
 
+const MASK64 = 'ffff:ffff:ffff:ffff::';
+
 const FAST_FROM = [
   'meta l4proto != udp meta l4proto != ipv6-icmp iif . ether saddr . ip saddr @fast4',
   'udp sport != 67 iif . ether saddr . ip saddr @fast4',
@@ -238,6 +240,8 @@ export function bridgeSkeleton(settings: Settings, ip: boolean): { readonly dige
     ...(ip
       ? [
           '  set v6 { type ifname . ipv6_addr; }',
+          // A /64 (the usual IPv6 allocation) is a hash element too, looked up with the address masked to /64.
+          '  set v6p64 { type ifname . ipv6_addr; }',
           '  set v6net { type ifname . ipv6_addr; flags interval; }',
           '  map block_to { type ifname : verdict; }',
           '  map block_from { type ifname : verdict; }',
@@ -275,6 +279,7 @@ export function bridgeSkeleton(settings: Settings, ip: boolean): { readonly dige
             // What a guest sends from :: before it has an address: DAD, MLD during DAD, router solicitations.
             'ip6 saddr :: ip6 daddr ff02::/16 icmpv6 type { nd-router-solicit, nd-neighbor-solicit, mld2-listener-report } return',
             'iifname . ip6 saddr @v6 return',
+            `iifname . ip6 saddr & ${MASK64} @v6p64 return`,
             'iifname . ip6 saddr @v6net return',
             ...dropRules(settings, 'src6', '', from),
           ]),
@@ -286,7 +291,7 @@ export function bridgeSkeleton(settings: Settings, ip: boolean): { readonly dige
             'udp sport 67 udp dport 68 return',
             ...dropRules(settings, 'dst', '', to),
           ]),
-          ...chain('to_ip6', ['oifname . ip6 daddr @v6 return', 'oifname . ip6 daddr @v6net return', 'ip6 daddr ff00::/8 return', ...dropRules(settings, 'dst6', '', to)]),
+          ...chain('to_ip6', ['oifname . ip6 daddr @v6 return', `oifname . ip6 daddr & ${MASK64} @v6p64 return`, 'oifname . ip6 daddr @v6net return', 'ip6 daddr ff00::/8 return', ...dropRules(settings, 'dst6', '', to)]),
         ]
       : []),
     // One base chain for all of it: every base chain a frame passes costs, at 100,000+ frames a second.

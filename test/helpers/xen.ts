@@ -62,7 +62,7 @@ export class FakeXenHost {
    */
   async bridgeState(): Promise<string> {
     const terse = (await this.lab.inDom0('nft', '-t', 'list', 'table', 'bridge', 'vif_guard')).stdout.replace(/counter packets \d+ bytes \d+/g, 'counter');
-    const sets = [...terse.matchAll(/^\tset ((?:guarded_[0-9a-f]+)|macs|mac_ports|port_mac|v4|v4net|v6|v6net|bl_\w+) \{/gm)].map((match) => match[1] ?? '');
+    const sets = [...terse.matchAll(/^\tset ((?:guarded_[0-9a-f]+)|macs|mac_ports|port_mac|v4|v4net|v6|v6p64|v6net|bl_\w+) \{/gm)].map((match) => match[1] ?? '');
     // Elements as sorted JSON: nft lists interval sets in insertion order.
     const listings = await Promise.all(
       sets.sort().map(async (set) => {

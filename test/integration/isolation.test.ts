@@ -47,7 +47,7 @@ describe.skipIf(!CAN_USE_NETNS).each(CASES.map((c, i) => [c.name, c, i] as const
     // ebtables-nft, whatever the host's ebtables alternative says.
     if (ebtables) xen.useEbtablesNft();
     xen.defineVif(1, 0, 'web', { ip: `${subnet}.11 ${net6}::11`, mac: web.mac, bridge: 'xenbr0' });
-    xen.defineVif(2, 0, 'evil', { ip: `${subnet}.12 ${evilPrefix}::/64`, mac: evil.mac, bridge: 'xenbr0' });
+    xen.defineVif(2, 0, 'evil', { ip: `${subnet}.12 ${evilPrefix}::/64 2001:db8:82:${n}00::/56`, mac: evil.mac, bridge: 'xenbr0' });
     for (const domid of [1, 2]) {
       await lab.inDom0('ip', 'link', 'set', `vif${domid}.0`, 'down');
       const result = await xen.hotplug('vif-bridge', ['online', 'type_if=vif'], domid, 0);
@@ -98,6 +98,26 @@ describe.skipIf(!CAN_USE_NETNS).each(CASES.map((c, i) => [c.name, c, i] as const
     // By its payload alone: a packet socket may see the frame with its tag already stripped (VLAN offload).
     expect(frames.some((frame) => frame.includes(Buffer.from('vlan-spoofed').toString('hex')))).toBe(false);
     expect(frames.some((frame) => frame.includes(Buffer.from('untagged-own').toString('hex')))).toBe(true);
+  }, 60_000);
+
+  it('traffic to a guest reaches it inside its prefixes (a /64 and a /56), not outside them', async () => {
+    const evilDone = await capture(evil.ns, 'eth0', 2.5);
+    const toEvil = (dst: string, token: string) => toHex(ethernet(evil.mac, web.mac, ETHERTYPE.ipv6, ipv6Udp(`${net6}::11`, dst, 4000, 5000, token)));
+    const sent = [
+      [`${evilPrefix}::99`, 'to-own-64'],
+      [`2001:db8:82:${n}42::7`, 'to-own-56'],
+      [`2001:db8:81:d${n}::99`, 'to-outside-prefixes'],
+      [`${net6}::99`, 'to-neighbours-net'],
+    ] as const;
+    for (const [dst, token] of sent) await sendHex(web.ns, 'eth0', toEvil(dst, token));
+    const frames = await evilDone();
+    const arrived = (token: string) => frames.some((frame) => frame.includes(Buffer.from(token).toString('hex')));
+    expect(sent.map(([, token]) => [token, arrived(token)])).toEqual([
+      ['to-own-64', true],
+      ['to-own-56', true],
+      ['to-outside-prefixes', false],
+      ['to-neighbours-net', false],
+    ]);
   }, 60_000);
 
   it('forged ARP never reaches dom0 or the neighbour; the guest\'s own ARP does', async () => {

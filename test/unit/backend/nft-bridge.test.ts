@@ -45,8 +45,9 @@ function tableListing(desired: BridgeSpec, counters: Record<string, Record<strin
       // Hosts in the hash sets, prefixes in the interval sets.
       ...(['v4', 'v6'] as const).flatMap((family) => [
         set(family, desired.ports.flatMap((p) => p[family].filter((a) => !a.includes('/')).map((a) => concat(p.ifname, a)))),
-        set(`${family}net`, desired.ports.flatMap((p) => p[family].filter((a) => a.includes('/')).map((a) => concat(p.ifname, a)))),
+        set(`${family}net`, desired.ports.flatMap((p) => p[family].filter((a) => a.includes('/') && !(family === 'v6' && a.endsWith('/64'))).map((a) => concat(p.ifname, a)))),
       ]),
+      set('v6p64', desired.ports.flatMap((p) => p.v6.filter((a) => a.endsWith('/64')).map((a) => concat(p.ifname, a.slice(0, -3))))),
       ...Object.entries(counters).map(([cls, perPort]) => set(`cnt_${cls}`, Object.entries(perPort).map(([ifname, packets]) => ({ elem: { val: ifname, counter: { packets, bytes: packets * 100 } } })))),
       { chain: { family: 'bridge', table: 'vif_guard', name: `from_guest_${desired.digest}` } },
       ...(desired.ip ? [{ chain: { family: 'bridge', table: 'vif_guard', name: `to_guest_${desired.digest}` } }] : []),
@@ -151,12 +152,14 @@ describe('bridge table plans', () => {
   });
 
   it('a removed port takes its elements and its drop counters with it', () => {
-    const two = spec([port('vif1.0', '10.0.0.5'), port('vif2.0', '10.0.0.6 10.0.1.0/29 2001:db8:1::/64', '00:16:3e:00:00:02')]);
+    const two = spec([port('vif1.0', '10.0.0.5'), port('vif2.0', '10.0.0.6 10.0.1.0/29 2001:db8:1::/64 2001:db8:2::/48', '00:16:3e:00:00:02')]);
     const one = spec([port('vif1.0', '10.0.0.5')]);
     const script = planBridge(parseBridgeJson([guardedListing(two)]), one);
     expect(script).toContain('delete element bridge vif_guard v4 { "vif2.0" . 10.0.0.6 }');
     expect(script).toContain('delete element bridge vif_guard v4net { "vif2.0" . 10.0.1.0/29 }');
-    expect(script).toContain('delete element bridge vif_guard v6net { "vif2.0" . 2001:db8:1::/64 }');
+    // A /64 is a hash element (looked up masked to /64); other prefixes are intervals.
+    expect(script).toContain('delete element bridge vif_guard v6p64 { "vif2.0" . 2001:db8:1:: }');
+    expect(script).toContain('delete element bridge vif_guard v6net { "vif2.0" . 2001:db8:2::/48 }');
     expect(script).toContain('delete element bridge vif_guard v6 { "vif2.0" . fe80::216:3eff:fe00:2 }');
     expect(script).toContain('delete element bridge vif_guard cnt_src { "vif2.0" }');
     expect(script).toContain('delete element bridge vif_guard macs { 00:16:3e:00:00:02 }');
