@@ -10,8 +10,10 @@ import { containerEffective, containerPorts, loadHostModules, readContainer } fr
 import { parseIfname } from '../guest/validate.js';
 import type { GuestPort } from '../guest/model.js';
 
+const log = (line: string) => process.stderr.write(`vif-guard: ${line}\n`);
+
+/** Inside each hook's try: a bad vif-guard.conf is reported like any other bad input, not as a crash. */
 function context(): EngineContext {
-  const log = (line: string) => process.stderr.write(`vif-guard: ${line}\n`);
   return { runner: createRunner({ light: true }), settings: loadSettings(), lockPath: process.env.VIF_GUARD_LOCK ?? DEFAULT_LOCK_PATH, log };
 }
 
@@ -31,8 +33,8 @@ async function protect(ctx: EngineContext, port: GuestPort): Promise<void> {
  * firewall reset no longer breaks it, and protects its veths before they exist (rules match by name).
  */
 export async function runVzMount(): Promise<number> {
-  const ctx = context();
   try {
+    const ctx = context();
     const ctid = validateCtid(process.env.VEID ?? '', { source: 'VEID' });
     const ct = readContainer(ctx.settings, ctid, process.env.VE_CONFFILE || undefined);
     const effective = containerEffective(ctx.settings, ct);
@@ -42,7 +44,7 @@ export async function runVzMount(): Promise<number> {
     return 0;
   } catch (thrown) {
     const error = toVifGuardError(thrown);
-    ctx.log(`vps.mount failed for container ${process.env.VEID ?? '?'}: ${error.shortMessage}`);
+    log(`vps.mount failed for container ${process.env.VEID ?? '?'}: ${error.shortMessage}`);
     return exitCodeFor(error);
   }
 }
@@ -52,8 +54,8 @@ export async function runVzMount(): Promise<number> {
  * `delif <if>` (VZ7), with VEID (openvz.md 4.2). Protects that veth before it joins the bridge.
  */
 export async function runVzNet(argv: readonly string[]): Promise<number> {
-  const ctx = context();
   try {
+    const ctx = context();
     const ctid = validateCtid(process.env.VEID ?? '', { source: 'VEID' });
     const [action = '', a = '', b = ''] = argv;
     const ifname = parseIfname(action === 'init' ? b : a, 'interface', { source: 'vznetcfg arguments' });
@@ -70,7 +72,7 @@ export async function runVzNet(argv: readonly string[]): Promise<number> {
     return 0;
   } catch (thrown) {
     const error = toVifGuardError(thrown);
-    ctx.log(`veth hook failed for container ${process.env.VEID ?? '?'}: ${error.shortMessage}`);
+    log(`veth hook failed for container ${process.env.VEID ?? '?'}: ${error.shortMessage}`);
     return exitCodeFor(error);
   }
 }

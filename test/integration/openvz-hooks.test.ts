@@ -119,6 +119,25 @@ describe.skipIf(!CAN_USE_NETNS).each(VARIANTS)('OpenVZ hooks and veth protection
     expect(result.stderr).toContain('Expected `CTID` to be a container number such as 101, got `101; reboot`');
   }, 60_000);
 
+  it('a malformed vif-guard.conf fails both hooks with one line naming the file and value, and changes nothing', async () => {
+    const conf = stage('etc/vif-guard/vif-guard.conf');
+    const good = readFileSync(conf, 'utf8');
+    const before = await save();
+    writeFileSync(conf, '[general]\nbackend = iptables-legacyy\n');
+    try {
+      for (const result of [await vpsMount(101), await vznetcfg(101, 'init', 'veth', 'veth101.0')]) {
+        expect(result.exitCode).not.toBe(0);
+        // Not a crash: no stack trace, no line of the bundle's source.
+        expect(result.stderr.trim().split('\n')).toEqual([
+          expect.stringMatching(/^vif-guard: (vps\.mount|veth hook) failed for container 101: \/etc\/vif-guard\/vif-guard\.conf: `backend` must be auto, nftables, iptables, iptables-nft or iptables-legacy, got `iptables-legacyy`$/),
+        ]);
+      }
+    } finally {
+      writeFileSync(conf, good);
+    }
+    expect(await save()).toBe(before);
+  }, 60_000);
+
   it('sync covers running containers: rules lost to a flush come back', async () => {
     const bin = resolve('test/fixtures/openvz-bin');
     mkdirSync(join(root, 'vzstate/running'), { recursive: true });
