@@ -62,10 +62,11 @@ export function persistHostModules(settings: Settings, modules: readonly string[
 
 /**
  * The ports of one container's bridged veths, with the addresses vif-guard's containers.conf gives
- * them. A caller that asks for many containers (sync) passes the file read once: read per container,
- * sync of 4,000 containers parsed it 4,000 times and took over a minute.
+ * them. Alone (a hook) it reads only that container's sections; a caller that asks for many
+ * containers (sync) passes the whole file read once: read per container, sync of 4,000 containers
+ * parsed it 4,000 times and took over a minute.
  */
-export function containerPorts(settings: Settings, ct: ContainerConfig, all: ContainerAddresses = loadContainerAddresses(settings.containersConf)): GuestPort[] {
+export function containerPorts(settings: Settings, ct: ContainerConfig, all: ContainerAddresses = loadContainerAddresses(settings.containersConf, ct.ctid)): GuestPort[] {
   const addresses = all.get(ct.ctid);
   return ct.veths.map((veth) => ({
     ifname: veth.hostIfname,
