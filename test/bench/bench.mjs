@@ -5,7 +5,7 @@
 //
 //   npm run bench [-- --quick] [--out DIR] [--only forwarding,blocklist,iptables,sync,hooks,ebtables]
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 
@@ -344,6 +344,27 @@ console.log(JSON.stringify(times));
     const noop = median(noops);
     row(`vif-guard sync, the command, ${GUESTS} OpenVZ containers, from nothing (process start to exit)`, first, undefined, 'ms', '< 2000 ms', first < 2000);
     row(`vif-guard sync, the command, ${GUESTS} OpenVZ containers, nothing to do (process start to exit)`, noop, undefined, 'ms', '< 300 ms', noop < 300);
+    // A container's veth hook (vznetcfg), with all of them protected: containers.conf of every
+    // container against one of ten, alternated, the kernel state the same.
+    writeFileSync(join(vz, 'containers10.conf'), sections.slice(0, 10).join(''));
+    writeFileSync(join(vz, 'vif-guard10.conf'), readFileSync(config, 'utf8').replace('containers.conf', 'containers10.conf'));
+    const hookTimer = join(vz, 'veth-timer.mjs');
+    writeFileSync(hookTimer, `
+import { spawnSync } from 'node:child_process';
+const times = { big: [], small: [] };
+for (let i = 0; i < ${RUNS}; i += 1) {
+  for (const [key, config] of [['big', ${JSON.stringify(config)}], ['small', ${JSON.stringify(join(vz, 'vif-guard10.conf'))}]]) {
+    const t = performance.now();
+    const r = spawnSync(process.execPath, [${JSON.stringify(resolve('dist/bundle/vz-net.cjs'))}, 'init', 'veth', 'veth1005.0'], { env: { ...${JSON.stringify(env)}, VIF_GUARD_CONFIG: config, VEID: '1005' }, encoding: 'utf8' });
+    times[key].push(performance.now() - t);
+    if (r.status !== 0) throw new Error('the veth hook failed: ' + r.stderr);
+  }
+}
+console.log(JSON.stringify(times));
+`);
+    const veth = JSON.parse(ns(lab.d0, [process.execPath, hookTimer]).trim());
+    const [vethBig, vethSmall] = [median(veth.big), median(veth.small)];
+    row(`OpenVZ veth hook, ${GUESTS} containers protected and in containers.conf (against 10 in it)`, vethBig, vethSmall, 'ms', '<= 1.3 x 10 containers, < 100 ms', vethBig <= 1.3 * vethSmall && vethBig < 100);
     destroyLab(lab);
   }
 
