@@ -97,8 +97,11 @@ function hasIptables(runner: Runner): boolean {
   return ['iptables-nft-save', 'iptables-legacy-save', 'iptables-save'].some((tool) => runner.which(tool) !== undefined);
 }
 
-/** The ports wanted after this event: derived from the live ones (hooks, blocklists), or a fixed list (sync, uninstall). */
-type Desired = readonly GuestPort[] | ((base: readonly GuestPort[]) => readonly GuestPort[]);
+/**
+ * The ports wanted after this event: derived from the live ones (hooks, blocklists), or fixed
+ * whatever the table holds (sync, uninstall), read once the table's listing has started.
+ */
+type Desired = { readonly fixed: () => Promise<readonly GuestPort[]> } | ((base: readonly GuestPort[]) => readonly GuestPort[]);
 
 async function applyTables(ctx: EngineContext, live: LiveState, tables: readonly TableSpec[], dryRun: boolean, bulk: boolean): Promise<TablePlan[]> {
   const plans = tables.map((table) => planTable(live.tables[table.family], table));
@@ -130,8 +133,8 @@ async function applyNftables(ctx: EngineContext, dryRun: boolean, desiredFor: De
   // Awaited below; this only keeps a failed read from counting as unhandled while the spec is built.
   reading.catch(() => undefined);
   const lists = savedLists ?? readBlocklists();
-  // A fixed list (sync) does not depend on the table: its spec is built while nft lists the sets.
-  const fixed = typeof desiredFor === 'function' ? undefined : buildDesired(ctx, desiredFor, () => false, lists);
+  // A fixed list (sync) does not depend on the table: it is read, and its spec built, while nft lists the sets.
+  const fixed = typeof desiredFor === 'function' ? undefined : buildDesired(ctx, await desiredFor.fixed(), () => false, lists);
   const liveBridge = await reading;
   const records = new Map<GuestPort, LiveBridgePort>();
   const base = [...liveBridge.ports.values()].map((record) => {
@@ -343,12 +346,18 @@ export async function applyPortChange(ctx: EngineContext, change: PortChange, dr
   });
 }
 
-/** Make vif-guard's state exactly what these ports need (sync path). */
-export async function applyFullState(ctx: EngineContext, ports: readonly GuestPort[], dryRun = false): Promise<ApplyReport> {
+/**
+ * Make vif-guard's state exactly what these ports need (sync path). Given a reader (sync's
+ * inventory), the ports are read under the lock: a hook that runs meanwhile waits, instead of
+ * committing a guest that a list read just before it would then release. On nftables the reader
+ * runs while nft lists the table.
+ */
+export async function applyFullState(ctx: EngineContext, ports: readonly GuestPort[] | (() => Promise<readonly GuestPort[]>), dryRun = false): Promise<ApplyReport> {
+  const read = typeof ports === 'function' ? ports : async () => ports;
   return withLock(ctx.runner, ctx.lockPath, ctx.settings.lockTimeout, async () => {
-    const guarded = ports.filter((port) => isGuarded(port, ctx.settings));
-    if ((ctx.engine ?? (await chooseEngine(ctx.runner, ctx.settings, ctx.lockPath))) === 'nftables') return applyNftables(ctx, dryRun, guarded, true);
-    const ruleset = buildRuleset(ports, ctx.settings, 'iptables', blockResolver(ctx.settings, readBlocklists()));
+    const guarded = async () => (await read()).filter((port) => isGuarded(port, ctx.settings));
+    if ((ctx.engine ?? (await chooseEngine(ctx.runner, ctx.settings, ctx.lockPath))) === 'nftables') return applyNftables(ctx, dryRun, { fixed: guarded }, true);
+    const ruleset = buildRuleset(await read(), ctx.settings, 'iptables', blockResolver(ctx.settings, readBlocklists()));
     return applyIptables(ctx, dryRun, () => ruleset, true);
   });
 }
@@ -404,7 +413,7 @@ export async function protectedPorts(ctx: EngineContext): Promise<GuestPort[]> {
 /** Remove every vif-guard chain, jump and table (uninstall). */
 export async function removeEverything(ctx: EngineContext, dryRun = false): Promise<ApplyReport> {
   return withLock(ctx.runner, ctx.lockPath, ctx.settings.lockTimeout, async () => {
-    if (!hasIptables(ctx.runner)) return applyNftables(ctx, dryRun, [], true);
+    if (!hasIptables(ctx.runner)) return applyNftables(ctx, dryRun, { fixed: async () => [] }, true);
     return applyIptables(ctx, dryRun, () => ({ tables: NO_TABLES, bridge: undefined }), true);
   });
 }

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { CAN_USE_NETNS, VARIANTS } from '../helpers/env.js';
 import { Dom0Lab, sendFrame } from '../helpers/netns.js';
@@ -130,4 +130,29 @@ describe.skipIf(!CAN_USE_NETNS).each(VARIANTS)('sync and status on iptables-%s',
     expect(result.stderr.trim().split('\n').pop()).toBe(`vif-guard: Expected \`ip\` to be an IPv4/IPv6 address or CIDR, got \`-j\` (${join(configDir, 'bad.cfg')} line 2)`);
     expect(ours(await xen.save('filter'))).toEqual(before);
   }, 60_000);
+
+  it('a guest whose hook runs while sync reads the guests stays protected (sync reads them under its lock)', async () => {
+    rmSync(join(configDir, 'bad.cfg'), { force: true });
+    // A slow last step of sync's inventory (vzlist), which says when it starts.
+    const slow = join(xen.root, 'slow-bin');
+    const started = join(xen.root, 'vzlist-started');
+    mkdirSync(slow, { recursive: true });
+    writeFileSync(join(slow, 'vzlist'), `#!/bin/sh\ntouch ${started}\nsleep 3\n`, { mode: 0o755 });
+    await lab.addGuest('late', 'vif4.0', 14);
+    const syncing = xen.cli(['sync', '--json'], { VIF_GUARD_BIN_DIR: slow });
+    for (let i = 0; i < 200 && !existsSync(started); i += 1) await new Promise((resolve) => setTimeout(resolve, 100));
+    expect(existsSync(started)).toBe(true);
+    // The guest starts now: xenstore has it only after sync read xenstore.
+    xen.defineVif(4, 0, 'late', { ip: `${subnet}.14`, bridge: 'xenbr0', mac: lab.guest('late').mac });
+    const online = await xen.hotplug('vif-bridge', ['online', 'type_if=vif'], 4, 0);
+    expect(online.exitCode, xen.hotplugLog()).toBe(0);
+    const synced = await syncing;
+    expect(synced.exitCode, synced.stderr).toBe(0);
+    // Before, sync committed the list it had read before the hook, and released the new guest.
+    expect(JSON.parse(synced.stdout).released).toEqual([]);
+    expect(ours(await xen.save('filter')).some((line) => line.startsWith('-A vif-guard-i-vif4.0 '))).toBe(true);
+    const offline = await xen.hotplug('vif-bridge', ['offline', 'type_if=vif'], 4, 0);
+    expect(offline.exitCode, xen.hotplugLog()).toBe(0);
+    xen.xsRemove('backend/vif/4');
+  }, 90_000);
 });

@@ -1,5 +1,5 @@
 import { applyFullState, type ApplyReport } from '../../core/engine.js';
-import { collectInventory } from '../../core/inventory.js';
+import { collectInventory, type Inventory } from '../../core/inventory.js';
 import { isGuarded } from '../../rules/port.js';
 import { portOfChain } from '../../rules/names.js';
 import { createContext, log, printJson } from '../context.js';
@@ -56,14 +56,23 @@ export function summarise(report: ApplyReport, guarded: number, unaddressed: str
 export async function runSync(options: { dryRun: boolean; json: boolean }): Promise<number> {
   const ctx = createContext();
   const quiet = { ...ctx, log: options.json ? () => undefined : ctx.log };
-  if (!options.json) log('reading running guests and their configs');
-  const inventory = await collectInventory(ctx.runner, ctx.settings);
-  for (const warning of inventory.warnings) if (!options.json) log(`warning: ${warning}`);
-  const guarded = inventory.ports.filter((port) => isGuarded(port, ctx.settings));
-  const unaddressed = inventory.ports.filter((port) => !isGuarded(port, ctx.settings)).map((port) => port.ifname);
-  if (!options.json) log(`${options.dryRun ? 'planning' : 'applying'} protection for ${guarded.length} vif(s)`);
-  const report = await applyFullState(quiet, inventory.ports, options.dryRun);
-  const summary = summarise(report, guarded.length, unaddressed, inventory.warnings);
+  // The guests are read under sync's lock (see applyFullState): a hook cannot slip in between.
+  let inventory: Inventory | undefined;
+  const report = await applyFullState(
+    quiet,
+    async () => {
+      if (!options.json) log('reading running guests and their configs');
+      inventory = await collectInventory(ctx.runner, ctx.settings);
+      for (const warning of inventory.warnings) if (!options.json) log(`warning: ${warning}`);
+      if (!options.json) log(`${options.dryRun ? 'planning' : 'applying'} protection for ${inventory.ports.filter((port) => isGuarded(port, ctx.settings)).length} vif(s)`);
+      return inventory.ports;
+    },
+    options.dryRun,
+  );
+  const ports = inventory?.ports ?? [];
+  const guarded = ports.filter((port) => isGuarded(port, ctx.settings));
+  const unaddressed = ports.filter((port) => !isGuarded(port, ctx.settings)).map((port) => port.ifname);
+  const summary = summarise(report, guarded.length, unaddressed, inventory?.warnings ?? []);
   if (options.json) {
     printJson(summary);
     return 0;
