@@ -362,33 +362,60 @@ export async function applyFullState(ctx: EngineContext, ports: readonly GuestPo
   });
 }
 
+/** What a `block` or `unblock` changes, decided under the lock from the lists saved then. */
+export interface BlocklistEdit {
+  /** Every list once the command is done, from every list saved now. */
+  readonly lists: (saved: readonly Blocklist[]) => readonly Blocklist[];
+  /** Saves the change once it is committed, still under the lock; if it throws, the kernel is put back as the saved lists say. */
+  readonly save: () => void;
+}
+
 /**
- * Bring the running ports' blocklists in line with these lists (what `block` / `unblock` are about
- * to save, in place of `saved`). nftables: only block sets, chains and map entries change. iptables: the blocked ports'
- * chains and their ipsets.
+ * Bring the running ports' blocklists in line with an edit of the saved lists, and save it, all
+ * under the lock: a hook that restores a guest's lists, or another `block`, reads the files and the
+ * kernel as they are after this command, never the one without the other.
  */
-export async function applyBlocklists(ctx: EngineContext, lists: readonly Blocklist[], dryRun: boolean, saved: readonly Blocklist[]): Promise<ApplyReport> {
+export async function applyBlocklists(ctx: EngineContext, edit: BlocklistEdit, dryRun: boolean): Promise<ApplyReport> {
   return withLock(ctx.runner, ctx.lockPath, ctx.settings.lockTimeout, async () => {
-    if ((ctx.engine ?? (await chooseEngine(ctx.runner, ctx.settings, ctx.lockPath))) !== 'nftables') {
-      // iptables: every running port's chains from the live tables, with these lists' sets; only the
-      // chains of ports whose lists changed differ, so only those are rewritten.
-      if (!ctx.runner.which('ipset')) throw new VifGuardError('MISSING_TOOL', 'blocklists on the iptables backend need ipset (apt-get install ipset)');
-      const incremental = await iptablesBlocklistsFromCache(ctx, saved, lists, dryRun);
-      if (incremental) return incremental;
-      const blocks = blockResolver(ctx.settings, lists);
-      return applyIptables(ctx, dryRun, (filter4, filter6) => buildRuleset(livePorts(filter4, filter6).map((port) => guestPortOfLive(port, filter6)), ctx.settings, 'iptables', blocks), false);
+    const saved = readBlocklists();
+    const lists = edit.lists(saved);
+    const report = await blocklistsUnlocked(ctx, lists, dryRun, saved);
+    if (dryRun) return report;
+    try {
+      edit.save();
+    } catch (error) {
+      // Not saved means the next sync or hook would undo it: the kernel goes back to what is saved.
+      await blocklistsUnlocked({ ...ctx, log: () => undefined }, saved, false, lists).catch(() => undefined);
+      throw error;
     }
-    // Only the ports whose lists changed: found from the records' guest names and blocklist digests.
-    const incremental = await fromCache(ctx, dryRun, lists, (records) => {
-      const affected = new Set<string>();
-      for (const [ifname, comment] of records.entries()) {
-        const fields = parsePortComment(comment);
-        if (portListsDigest(lists, { ifname, guest: fields?.guest ?? '-' }) !== fields?.block) affected.add(ifname);
-      }
-      return { affected, desired: (live) => [...live.ports.values()].map(guestPortOf) };
-    });
-    return incremental ?? applyNftables(ctx, dryRun, (base) => base, false, lists, false);
+    return report;
   });
+}
+
+/**
+ * Make the running ports' blocklists these lists (in place of `saved`). nftables: only block sets,
+ * chains and map entries change. iptables: the blocked ports' chains and their ipsets.
+ */
+async function blocklistsUnlocked(ctx: EngineContext, lists: readonly Blocklist[], dryRun: boolean, saved: readonly Blocklist[]): Promise<ApplyReport> {
+  if ((ctx.engine ?? (await chooseEngine(ctx.runner, ctx.settings, ctx.lockPath))) !== 'nftables') {
+    // iptables: every running port's chains from the live tables, with these lists' sets; only the
+    // chains of ports whose lists changed differ, so only those are rewritten.
+    if (!ctx.runner.which('ipset')) throw new VifGuardError('MISSING_TOOL', 'blocklists on the iptables backend need ipset (apt-get install ipset)');
+    const incremental = await iptablesBlocklistsFromCache(ctx, saved, lists, dryRun);
+    if (incremental) return incremental;
+    const blocks = blockResolver(ctx.settings, lists);
+    return applyIptables(ctx, dryRun, (filter4, filter6) => buildRuleset(livePorts(filter4, filter6).map((port) => guestPortOfLive(port, filter6)), ctx.settings, 'iptables', blocks), false);
+  }
+  // Only the ports whose lists changed: found from the records' guest names and blocklist digests.
+  const incremental = await fromCache(ctx, dryRun, lists, (records) => {
+    const affected = new Set<string>();
+    for (const [ifname, comment] of records.entries()) {
+      const fields = parsePortComment(comment);
+      if (portListsDigest(lists, { ifname, guest: fields?.guest ?? '-' }) !== fields?.block) affected.add(ifname);
+    }
+    return { affected, desired: (live) => [...live.ports.values()].map(guestPortOf) };
+  });
+  return incremental ?? applyNftables(ctx, dryRun, (base) => base, false, lists, false);
 }
 
 /** The running ports a blocklist target (a vif or a guest name) names, from this boot's cache or the kernel. */

@@ -1,4 +1,4 @@
-import { chmodSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -183,6 +183,21 @@ describe.skipIf(!CAN_USE_NETNS)('nftables backend: Xen hooks, sync, blocklists',
     arrived = await exchange(matrix());
     expect(arrived.web).toEqual(new Set(['own-to-neighbour', 'internet-to-web', 'blocked-source-to-web']));
     expect(await xen.bridgeTable()).not.toContain('bl_in4_');
+  }, 60_000);
+
+  it('a list that cannot be saved is not left applied: the command fails and the table is as before', async () => {
+    // A state directory (as saved now: no lists) whose blocklists directory takes no new file, even from root.
+    const state = join(xen.root, 'state-unwritable');
+    mkdirSync(state, { recursive: true });
+    symlinkSync('/proc/self/fdinfo', join(state, 'blocklists'));
+    const before = stable(await xen.bridgeTable());
+    const result = await xen.cli(['block', 'web', '--cidr', `${lab.guest('uplink').address}/32`], { VIF_GUARD_STATE_DIR: state });
+    expect(result.exitCode).not.toBe(0);
+    expect(result.stderr).toContain(`cannot save ${join(state, 'blocklists', 'web.json')}`);
+    expect(result.stderr).toContain('the blocklist was not applied');
+    expect(stable(await xen.bridgeTable())).toBe(before);
+    const arrived = await exchange(matrix());
+    expect(arrived.web).toEqual(new Set(['own-to-neighbour', 'internet-to-web', 'blocked-source-to-web']));
   }, 60_000);
 
   it('offline removes exactly that vif; a second offline succeeds', async () => {

@@ -27,24 +27,31 @@ function readZone(path: string): GuestAddress[] {
 }
 
 /**
- * Save the target's lists and apply them; if saving fails, the kernel is put back as the saved lists
- * say. `saved`: every list saved now, read once by the caller (a host may hold hundreds).
+ * Edit the target's saved lists and apply them, under the lock (applyBlocklists): `edit` gets the
+ * target's lists as saved then. If saving fails, the kernel is put back as the saved lists say.
  */
-async function saveAndApply(target: string, lists: Blocklist[], saved: readonly Blocklist[], dryRun: boolean): Promise<{ ports: string[]; ms: number }> {
+async function saveAndApply(target: string, edit: (mine: readonly Blocklist[]) => Blocklist[], dryRun: boolean): Promise<{ ports: string[]; ms: number }> {
   const ctx = createContext({ light: true });
-  const all = [...saved.filter((list) => list.target !== target), ...lists];
+  let mine: Blocklist[] = [];
   const started = performance.now();
-  await applyBlocklists(dryRun ? ctx : { ...ctx, log: () => undefined }, all, dryRun, saved);
+  await applyBlocklists(
+    dryRun ? ctx : { ...ctx, log: () => undefined },
+    {
+      lists: (saved) => {
+        mine = edit(saved.filter((list) => list.target === target));
+        return [...saved.filter((list) => list.target !== target), ...mine];
+      },
+      save: () => {
+        try {
+          writeTargetLists(target, mine);
+        } catch (error) {
+          throw new VifGuardError('APPLY', `cannot save ${join(blocklistDir(), `${target}.json`)}: ${(error as Error).message}; the blocklist was not applied`, { cause: error });
+        }
+      },
+    },
+    dryRun,
+  );
   const ms = performance.now() - started;
-  if (!dryRun) {
-    try {
-      writeTargetLists(target, lists);
-    } catch (error) {
-      // Not saved means the next sync would undo it: put the kernel back the way the saved lists say.
-      await applyBlocklists({ ...ctx, log: () => undefined }, saved, false, all).catch(() => undefined);
-      throw new VifGuardError('APPLY', `cannot save ${join(blocklistDir(), `${target}.json`)}: ${(error as Error).message}; the blocklist was not applied`, { cause: error });
-    }
-  }
   const ports = (await runningPortsOf(ctx, target)).sort();
   return { ports, ms };
 }
@@ -65,9 +72,7 @@ export async function runBlock(target: string, options: BlockOptions): Promise<n
     prefixes: [...unique.keys()],
     updated: new Date().toISOString(),
   }, [...unique.values()]);
-  const saved = readBlocklists();
-  const lists = [...saved.filter((other) => other.target === target && other.name !== name), list];
-  const { ports, ms } = await saveAndApply(target, lists, saved, options.dryRun);
+  const { ports, ms } = await saveAndApply(target, (mine) => [...mine.filter((other) => other.name !== name), list], options.dryRun);
   const v4 = prefixes.filter((prefix) => prefix.family === 4).length;
   const summary = { target, name, prefixes: list.prefixes.length, ipv4: v4, ipv6: prefixes.length - v4, both: options.both, ports, applyMs: Math.round(ms), dryRun: options.dryRun };
   if (options.json) printJson(summary);
@@ -85,7 +90,8 @@ export async function runUnblock(target: string, options: { name: string | undef
   const mine = saved.filter((list) => list.target === target);
   const removed = mine.filter((list) => options.name === undefined || list.name === options.name);
   if (removed.length === 0) throw new VifGuardError('INVALID_INPUT', `${target} has no blocklist${options.name ? ` named ${options.name}` : ''} (see vif-guard block --list)`);
-  const { ports } = await saveAndApply(target, mine.filter((list) => !removed.includes(list)), saved, options.dryRun);
+  const names = new Set(removed.map((list) => list.name));
+  const { ports } = await saveAndApply(target, (now) => now.filter((list) => !names.has(list.name)), options.dryRun);
   if (options.json) printJson({ target, removed: removed.map((list) => list.name), ports, dryRun: options.dryRun });
   else log(`${options.dryRun ? 'would remove' : 'removed'} ${removed.map((list) => list.name).join(', ')} from ${target}${ports.length ? ` (${ports.join(' ')})` : ''}`);
   return 0;
