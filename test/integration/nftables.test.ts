@@ -2,6 +2,7 @@ import { chmodSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync }
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { $ } from 'zx';
 import { CAN_USE_NETNS } from '../helpers/env.js';
 import { Dom0Lab, listen, sendFrame, type Datagram, type Frame } from '../helpers/netns.js';
 import { FakeXenHost, foreignLines } from '../helpers/xen.js';
@@ -198,6 +199,24 @@ describe.skipIf(!CAN_USE_NETNS)('nftables backend: Xen hooks, sync, blocklists',
     expect(stable(await xen.bridgeTable())).toBe(before);
     const arrived = await exchange(matrix());
     expect(arrived.web).toEqual(new Set(['own-to-neighbour', 'internet-to-web', 'blocked-source-to-web']));
+  }, 60_000);
+
+  it('two blocks for two guests at once both hold: each reads the saved lists under the lock', async () => {
+    // Both commands start while the lock is held, so both are past their start when they get it in turn.
+    // Before, each read the saved lists at its start, and the second to commit undid the first's list.
+    const holder = $`flock -x ${join(xen.root, 'run', 'vif-guard.lock')} sleep 3`;
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    const both = [xen.cli(['block', 'web', '--cidr', `${BLOCKED}/32`, '--name', 'a']), xen.cli(['block', 'evil', '--cidr', `${BLOCKED}/32`, '--name', 'b'])];
+    await holder;
+    for (const result of await Promise.all(both)) expect(result.exitCode, result.stderr).toBe(0);
+    const arrived = await exchange(matrix());
+    expect(arrived.web).toEqual(new Set(['own-to-neighbour', 'internet-to-web']));
+    // evil's list is in the kernel too: its port is in the blocklist maps.
+    const table = await xen.bridgeTable();
+    for (const vif of ['vif1.0', 'vif2.0']) expect(table).toContain(`"${vif}" : jump bli_${vif.replace('.', '_d')}`);
+    const list = JSON.parse((await xen.cli(['block', '--list', '--json'])).stdout) as { target: string; name: string }[];
+    expect(list.map((entry) => `${entry.target}/${entry.name}`).sort()).toEqual(['evil/b', 'web/a']);
+    for (const target of ['web', 'evil']) expect((await xen.cli(['unblock', target])).exitCode).toBe(0);
   }, 60_000);
 
   it('offline removes exactly that vif; a second offline succeeds', async () => {
