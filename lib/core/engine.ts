@@ -14,11 +14,11 @@ import { createIpsets, destroyIpsets, listIpsets, referencedIpsets } from '../ba
 import { applyEbtables, readEbtables } from '../backend/ebtables.js';
 import { buildEbtables, ebLayoutDigest } from '../rules/ebtables.js';
 import { bridgeFromRecords, readBridgeSets, planBridge, portUnchanged, readBridge, type LiveBridge, type LiveBridgePort } from '../backend/nft-bridge.js';
-import { blockedPort, buildFilterTable, buildRuleset, NO_TABLES } from '../rules/build.js';
+import { blockedPort, buildFilterTable, buildPortChains, buildRuleset, NO_TABLES } from '../rules/build.js';
 import { bridgePort, bridgeSkeleton, buildBridgeSpec, parsePortComment } from '../rules/bridge.js';
 import { hasBlocklists, portListsDigest, readBlocklists, readBlocklistsOf, type Blocklist } from '../blocklist/store.js';
 import { existingInterfaces, withIfindex } from '../kernel/ifindex.js';
-import { buildPortIn6Chain, buildPortInChain, buildPortOut6Chain, buildPortOutChain, isGuarded } from '../rules/port.js';
+import { isGuarded } from '../rules/port.js';
 import type { BridgeBlock, IpsetSpec, Ruleset, TableSpec } from '../rules/types.js';
 import { renderRuleBody } from '../backend/render.js';
 import { ipv4Addresses } from '../guest/model.js';
@@ -40,12 +40,12 @@ export function desiredAfterChange(filter4: LiveTable, filter6: LiveTable, chang
     const port = change.port;
     // Its blocklists (ipsets); other ports' chains are kept verbatim, and the sets they match on with them.
     const blocked = blockedPort(port, blocks);
-    const sets = blocked?.sets;
     ipsets = blocked?.specs ?? [];
+    const chains = buildPortChains(port, settings, blocked?.sets);
     ports.push({
       ifname: target,
-      v4: { ifname: target, in: buildPortInChain(port, settings, sets), out: buildPortOutChain(port, settings, sets) },
-      v6: { ifname: target, in: buildPortIn6Chain(port, settings, sets), out: buildPortOut6Chain(port, settings, sets) },
+      v4: chains[4],
+      v6: chains[6],
       mac: port.mac,
       ipv4: ipv4Addresses(port),
       key: port.key,
