@@ -1,3 +1,4 @@
+import { join } from 'node:path';
 import type { Settings } from '../config/settings.js';
 import type { GuestPort } from '../guest/model.js';
 import { addressRange } from '../guest/validate.js';
@@ -55,8 +56,9 @@ export async function collectInventory(runner: Runner, settings: Settings): Prom
   }
   const containers = await runningContainers(runner);
   if (containers?.length) {
+    // The conf directory resolved and containers.conf read once, not per container.
     const [dir, addresses] = [confDir(settings), loadContainerAddresses(settings.containersConf)];
-    for (const ctid of containers) ports.push(...containerPorts(settings, readContainer(settings, ctid, undefined, dir), addresses));
+    for (const ctid of containers) ports.push(...containerPorts(settings, readContainer(settings, ctid, join(dir, `${ctid}.conf`)), addresses));
   }
   const seen = new Set<string>();
   for (const port of ports) {

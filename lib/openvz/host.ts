@@ -20,10 +20,9 @@ export function confDir(settings: Settings): string {
 
 export const readText = readOptional;
 
-/** A container's CTID.conf; `dir` is confDir(settings), resolved once by a caller that reads many. */
-export function readContainer(settings: Settings, ctid: string, file?: string, dir?: string): ContainerConfig {
+export function readContainer(settings: Settings, ctid: string, file?: string): ContainerConfig {
   validateCtid(ctid, { source: 'container ID' });
-  const path = file ?? join(dir ?? confDir(settings), `${ctid}.conf`);
+  const path = file ?? join(confDir(settings), `${ctid}.conf`);
   const text = readText(path);
   if (text === undefined) throw new VifGuardError('INVALID_INPUT', `no container ${ctid}: ${path} does not exist`);
   return parseContainerConfig(text, ctid, path);
