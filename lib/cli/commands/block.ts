@@ -3,7 +3,7 @@ import { basename, join } from 'node:path';
 import { VifGuardError } from '../../errors.js';
 import { applyBlocklists, protectedPorts, runningPortsOf } from '../../core/engine.js';
 import { parseZone } from '../../blocklist/zone.js';
-import { checkListName, checkTarget, readBlocklists, writeTargetLists, listsFor, blocklistDir, withParsed, type Blocklist } from '../../blocklist/store.js';
+import { checkListName, checkTarget, readBlocklists, readBlocklistsOf, writeTargetLists, listsFor, blocklistDir, withParsed, type Blocklist } from '../../blocklist/store.js';
 import { parseBlockPrefix, type GuestAddress } from '../../guest/validate.js';
 import { createContext, log, printJson, renderTable } from '../context.js';
 
@@ -86,8 +86,8 @@ export async function runBlock(target: string, options: BlockOptions): Promise<n
 /** vif-guard unblock TARGET [--name NAME]: remove one list, or all of a target's lists. */
 export async function runUnblock(target: string, options: { name: string | undefined; dryRun: boolean; json: boolean }): Promise<number> {
   checkTarget(target);
-  const saved = readBlocklists();
-  const mine = saved.filter((list) => list.target === target);
+  // Only this target's file, to name what goes; the edit itself reads every list under the lock.
+  const mine = readBlocklistsOf([target]);
   const removed = mine.filter((list) => options.name === undefined || list.name === options.name);
   if (removed.length === 0) throw new VifGuardError('INVALID_INPUT', `${target} has no blocklist${options.name ? ` named ${options.name}` : ''} (see vif-guard block --list)`);
   const names = new Set(removed.map((list) => list.name));
