@@ -58,21 +58,21 @@ export async function runSync(options: { dryRun: boolean; json: boolean }): Prom
   const quiet = { ...ctx, log: options.json ? () => undefined : ctx.log };
   // The guests are read under sync's lock (see applyFullState): a hook cannot slip in between.
   let inventory: Inventory | undefined;
+  let guarded = 0;
   const report = await applyFullState(
     quiet,
     async () => {
       if (!options.json) log('reading running guests and their configs');
       inventory = await collectInventory(ctx.runner, ctx.settings);
+      guarded = inventory.ports.filter((port) => isGuarded(port, ctx.settings)).length;
       for (const warning of inventory.warnings) if (!options.json) log(`warning: ${warning}`);
-      if (!options.json) log(`${options.dryRun ? 'planning' : 'applying'} protection for ${inventory.ports.filter((port) => isGuarded(port, ctx.settings)).length} vif(s)`);
+      if (!options.json) log(`${options.dryRun ? 'planning' : 'applying'} protection for ${guarded} vif(s)`);
       return inventory.ports;
     },
     options.dryRun,
   );
-  const ports = inventory?.ports ?? [];
-  const guarded = ports.filter((port) => isGuarded(port, ctx.settings));
-  const unaddressed = ports.filter((port) => !isGuarded(port, ctx.settings)).map((port) => port.ifname);
-  const summary = summarise(report, guarded.length, unaddressed, inventory?.warnings ?? []);
+  const unaddressed = (inventory?.ports ?? []).filter((port) => !isGuarded(port, ctx.settings)).map((port) => port.ifname);
+  const summary = summarise(report, guarded, unaddressed, inventory?.warnings ?? []);
   if (options.json) {
     printJson(summary);
     return 0;
@@ -86,6 +86,6 @@ export async function runSync(options: { dryRun: boolean; json: boolean }): Prom
   if (summary.bridgeChanged && report.engine === 'iptables') parts.push(`${verb}update the bridge table (MAC, ARP, NOTRACK)`);
   if (report.engine === 'nftables' && summary.restoreLines) parts.push(`${verb}remove the iptables backend's chains`);
   if (unaddressed.length) log(`no ip= configured, left unprotected (unaddressed = allow): ${unaddressed.join(' ')}`);
-  log(parts.length ? `${parts.join('; ')} (${summary.backend}${report.engine === 'iptables' ? `, ${summary.restoreLines} restore lines` : ''})` : `nothing to do: ${guarded.length} vif(s) protected as configured`);
+  log(parts.length ? `${parts.join('; ')} (${summary.backend}${report.engine === 'iptables' ? `, ${summary.restoreLines} restore lines` : ''})` : `nothing to do: ${guarded} vif(s) protected as configured`);
   return 0;
 }
