@@ -208,22 +208,38 @@ interface PortElements {
   readonly dst6: string[];
 }
 
+/**
+ * A port's addresses by the set they go to: host addresses (the hash sets, and the fast path's),
+ * IPv6 /64s (looked up masked, in a hash) and every other prefix (the interval sets).
+ * parseBridgeJson puts them back together.
+ */
+function classify(addresses: readonly string[]): { hosts: string[]; p64: string[]; nets: string[] } {
+  const out = { hosts: [] as string[], p64: [] as string[], nets: [] as string[] };
+  for (const address of addresses) {
+    if (!address.includes('/')) out.hosts.push(address);
+    else if (address.includes(':') && address.endsWith('/64')) out.p64.push(address.slice(0, -3));
+    else out.nets.push(address);
+  }
+  return out;
+}
+
 function elementsOf(port: BridgePort, ip: boolean): PortElements {
   const name = quote(port.ifname);
+  const [a4, a6] = [classify(port.v4), classify(ip ? port.v6 : [])];
   // The fast path (rules/bridge.ts): host addresses of ports with a known MAC and no blocklist.
   const blocked = port.block !== undefined || (port as LiveBridgePort).fields?.block !== undefined;
   const ifindex = port.ifindex ?? (port as LiveBridgePort).fields?.ifindex;
-  const hosts4 = ip && !blocked ? port.v4.filter((address) => !address.includes('/')) : [];
-  const hosts6 = ip && !blocked ? port.v6.filter((address) => !address.includes('/')) : [];
+  const [hosts4, hosts6] = ip && !blocked ? [a4.hosts, a6.hosts] : [[], []];
+  const of = (list: readonly string[]) => list.map((address) => `${name} . ${address}`);
   return {
     guarded: [`${name}${port.comment ? ` comment ${quote(port.comment)}` : ''}`],
     macPorts: port.mac ? [name] : [],
     portMac: port.mac ? [`${name} . ${port.mac}`] : [],
-    v4: port.v4.filter((address) => !address.includes('/')).map((address) => `${name} . ${address}`),
-    v4net: port.v4.filter((address) => address.includes('/')).map((address) => `${name} . ${address}`),
-    v6: ip ? port.v6.filter((address) => !address.includes('/')).map((address) => `${name} . ${address}`) : [],
-    v6p64: ip ? port.v6.filter((address) => address.endsWith('/64')).map((address) => `${name} . ${address.slice(0, -3)}`) : [],
-    v6net: ip ? port.v6.filter((address) => address.includes('/') && !address.endsWith('/64')).map((address) => `${name} . ${address}`) : [],
+    v4: of(a4.hosts),
+    v4net: of(a4.nets),
+    v6: of(a6.hosts),
+    v6p64: of(a6.p64),
+    v6net: of(a6.nets),
     fast4: port.mac && ifindex !== undefined ? hosts4.map((address) => `${ifindex} . ${port.mac} . ${address}`) : [],
     fast6: port.mac && ifindex !== undefined ? hosts6.map((address) => `${ifindex} . ${port.mac} . ${address}`) : [],
     dst4: ifindex !== undefined ? hosts4.map((address) => `${ifindex} . ${address}`) : [],
