@@ -89,15 +89,19 @@ export async function main(rawArgv: string[]): Promise<number> {
         async (args) => set(await runSync({ dryRun: args['dry-run'], json: args.json })),
       )
       .command(
-        'status',
-        'One line per guest port: state and packets dropped as spoofed',
+        'status [targets..]',
+        'One line per guest port: state and packets dropped as spoofed, then a count per state',
         (y) =>
           y
+            .positional('targets', { type: 'string', array: true, describe: 'only these vifs or guests' })
+            .option('problems', { type: 'boolean', default: false, describe: 'only ports not protected as configured, or that dropped something' })
             .option('json', { type: 'boolean', default: false, describe: 'print the rows as JSON, for monitoring' })
-            .option('prometheus', { type: 'string', describe: 'also write the counters to this node_exporter textfile' })
+            .option('prometheus', { type: 'string', describe: 'also write every port\'s counters to this node_exporter textfile' })
             .example('$0 status', 'which guests are protected, and who tried to spoof')
+            .example('$0 status --problems', 'with thousands of guests: only the ones to look at')
+            .example('$0 status web01 vif12.0', 'one guest (every vif of it) and one vif')
             .example('$0 status --prometheus /var/lib/prometheus/node-exporter/vif-guard.prom', 'feed node_exporter\'s textfile collector'),
-        async (args) => set(await runStatus({ json: args.json, prometheus: args.prometheus })),
+        async (args) => set(await runStatus({ json: args.json, prometheus: args.prometheus, targets: (args.targets ?? []).map(String), problems: args.problems })),
       )
       .command(
         'doctor',

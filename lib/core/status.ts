@@ -8,6 +8,7 @@ import { buildRuleset, type Engine } from '../rules/build.js';
 import { portInChain, portOfChain, portOutChain } from '../rules/names.js';
 import { isGuarded, portMetaOfRules } from '../rules/port.js';
 import type { BridgeBlock, ChainSpec, TableSpec } from '../rules/types.js';
+import { VifGuardError } from '../errors.js';
 import { ebtablesCounters, ebtablesCurrent, type LiveEbtables } from '../backend/ebtables.js';
 import { buildEbtables, portOfEbChain } from '../rules/ebtables.js';
 
@@ -146,6 +147,35 @@ export function buildStatus(live: LiveState, expected: readonly GuestPort[] | un
     rows.push({ ...port, vif, state: expected === undefined ? 'protected' : 'stale', ...countersFor(live, vif, ebCounts) });
   }
   return rows.sort((a, b) => a.vif.localeCompare(b.vif));
+}
+
+/** Packets vif-guard dropped for this port, for every reason. */
+export function droppedPackets(row: PortStatus): number {
+  return Object.values(row.dropped).reduce((sum, counter) => sum + counter.packets, 0);
+}
+
+/** A row an admin has to look at: not protected as configured, or something was dropped. */
+export const isProblem = (row: PortStatus): boolean => row.state !== 'protected' || droppedPackets(row) > 0;
+
+/**
+ * The rows `status` shows: those whose vif or guest is one of `targets` (all when none are given),
+ * and only the problems when asked. A target that names no port is an error, not an empty table.
+ */
+export function selectRows(rows: readonly PortStatus[], targets: readonly string[], problemsOnly: boolean): PortStatus[] {
+  const wanted = new Set(targets);
+  const missing = targets.filter((target) => !rows.some((row) => row.vif === target || row.guest === target));
+  if (missing.length) throw new VifGuardError('INVALID_INPUT', `no guest port is named ${missing.join(', ')} (a vif or a guest name; vif-guard status lists them)`);
+  return rows.filter((row) => (wanted.size === 0 || wanted.has(row.vif) || wanted.has(row.guest)) && (!problemsOnly || isProblem(row)));
+}
+
+/** One line for the end of the table: how many ports are in each state, and how many dropped something. */
+export function summaryLine(all: readonly PortStatus[], shown: number): string {
+  const states = new Map<PortState, number>();
+  for (const row of all) states.set(row.state, (states.get(row.state) ?? 0) + 1);
+  const order: PortState[] = ['protected', 'unprotected', 'drift', 'stale', 'no-addresses'];
+  const counts = order.filter((state) => states.has(state)).map((state) => `${states.get(state)} ${state}`);
+  const dropping = all.filter((row) => droppedPackets(row) > 0).length;
+  return `${all.length} port(s): ${counts.join(', ') || 'none'}; ${dropping} with drops${shown === all.length ? '' : `; ${shown} shown`}`;
 }
 
 const label = (value: string) => value.replace(/["\\\n]/g, (c) => (c === '\n' ? '\\n' : `\\${c}`));

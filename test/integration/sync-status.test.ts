@@ -101,6 +101,19 @@ describe.skipIf(!CAN_USE_NETNS).each(VARIANTS)('sync and status on iptables-%s',
     expect(text).toContain('vif_guard_port_protected{guest="alpha",vif="vif1.0",state="protected"} 1');
   }, 60_000);
 
+  it('status --problems shows only the guest that spoofed, a name narrows it, and the table ends with a count per state', async () => {
+    const problems = await xen.cli(['status', '--problems']);
+    expect(problems.exitCode, problems.stderr).toBe(0);
+    expect(problems.stdout.trim().split('\n').slice(1).map((line) => line.split(/\s+/)[1])).toEqual(['vif2.0']);
+    expect(problems.stderr).toContain(`vif-guard: 3 port(s): 3 protected; 1 with drops; 1 shown (iptables-${variant})`);
+    const alpha = await xen.cli(['status', 'alpha', '--json']);
+    expect((JSON.parse(alpha.stdout) as { ports: { vif: string }[] }).ports.map((row) => row.vif)).toEqual(['vif1.0']);
+    expect((await xen.cli(['status', 'alpha', '--problems'])).stderr).toContain('no problems: 3 port(s)');
+    const unknown = await xen.cli(['status', 'delta']);
+    expect(unknown.exitCode).toBe(2);
+    expect(unknown.stderr).toContain('no guest port is named delta');
+  }, 60_000);
+
   it('status shows drift when a guest\'s chain was edited by hand, and sync repairs it', async () => {
     await lab.inDom0(`iptables-${variant}`, '-I', 'vif-guard-i-vif1.0', '1', '-j', 'RETURN');
     const drift = JSON.parse((await xen.cli(['status', '--json'])).stdout) as { ports: { vif: string; state: string }[] };

@@ -3,7 +3,7 @@ import { blockResolver, readEverything } from '../../core/engine.js';
 import { readBlocklists } from '../../blocklist/store.js';
 import { withIfindex } from '../../kernel/ifindex.js';
 import { collectInventory } from '../../core/inventory.js';
-import { buildStatus, renderPrometheus, type PortStatus } from '../../core/status.js';
+import { buildStatus, renderPrometheus, selectRows, summaryLine, type PortStatus } from '../../core/status.js';
 import { toVifGuardError } from '../../errors.js';
 import { createContext, log, printJson, renderTable } from '../context.js';
 
@@ -26,17 +26,22 @@ export async function collectStatus(): Promise<{ rows: PortStatus[]; backend: st
 }
 
 /** vif-guard status: one line per guest port with its state and drop counters. */
-export async function runStatus(options: { json: boolean; prometheus: string | undefined }): Promise<number> {
-  const { rows, backend, warnings } = await collectStatus();
-  // Atomically: node_exporter's textfile collector must never read half a file.
-  if (options.prometheus) writeAtomic(options.prometheus, renderPrometheus(rows));
+export async function runStatus(options: { json: boolean; prometheus: string | undefined; targets?: readonly string[]; problems?: boolean }): Promise<number> {
+  const { rows: all, backend, warnings } = await collectStatus();
+  // Atomically: node_exporter's textfile collector must never read half a file. Every port, whatever is shown.
+  if (options.prometheus) writeAtomic(options.prometheus, renderPrometheus(all));
+  const rows = selectRows(all, options.targets ?? [], options.problems ?? false);
   if (options.json) {
     printJson({ backend, ports: rows, warnings });
     return 0;
   }
   for (const warning of warnings) log(`warning: ${warning}`);
-  if (rows.length === 0) {
+  if (all.length === 0) {
     log(`no guest ports known (${backend})`);
+    return 0;
+  }
+  if (rows.length === 0) {
+    log(`no problems: ${summaryLine(all, 0)} (${backend})`);
     return 0;
   }
   const table = renderTable(
@@ -53,5 +58,7 @@ export async function runStatus(options: { json: boolean; prometheus: string | u
     }),
   );
   process.stdout.write(`${table}\n`);
+  // After the table: with thousands of guests it is the line an admin reads.
+  log(`${summaryLine(all, rows.length)} (${backend})`);
   return 0;
 }
