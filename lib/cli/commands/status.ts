@@ -41,7 +41,7 @@ export async function runStatus(options: { json: boolean; prometheus: string | u
     return 0;
   }
   if (rows.length === 0) {
-    log(`no problems: ${summaryLine(all, 0)} (${backend})`);
+    log(`no problems: ${summaryLine(all, all.length)} (${backend})`);
     return 0;
   }
   const table = renderTable(
