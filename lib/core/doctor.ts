@@ -12,6 +12,7 @@ import { withIfindex } from '../kernel/ifindex.js';
 import { buildStatus, type LiveState } from './status.js';
 import { collectInventory } from './inventory.js';
 import { isGuarded } from '../rules/port.js';
+import { someOf } from '../names.js';
 
 export type Level = 'ok' | 'warning' | 'error';
 
@@ -40,6 +41,20 @@ const read = (path: string): string | undefined => {
 };
 
 const ok = (id: string, message: string): Check => ({ id, level: 'ok', message });
+
+/** Overlap checks shown one by one; beyond these, one line counts the rest. */
+export const OVERLAPS_SHOWN = 10;
+
+/** One check per overlap between guests' addresses while there are few; a bad address plan adds one more line, not thousands. */
+export function overlapChecks(warnings: readonly string[]): Check[] {
+  const overlaps = warnings.filter((warning) => warning.includes(' overlaps '));
+  const fix = 'give each guest its own addresses in its config, then vif-guard sync';
+  const checks: Check[] = overlaps.slice(0, OVERLAPS_SHOWN).map((message) => ({ id: 'overlap', level: 'warning', message, fix }));
+  if (overlaps.length > OVERLAPS_SHOWN) {
+    checks.push({ id: 'overlap', level: 'warning', message: `and ${overlaps.length - OVERLAPS_SHOWN} more overlaps between guests' addresses, ${overlaps.length} in all (vif-guard sync --dry-run names each)`, fix });
+  }
+  return checks;
+}
 
 export function checkBridgeNetfilter(env: DoctorEnv): Check[] {
   const base = join(env.procSys, 'net/bridge');
@@ -289,20 +304,19 @@ export async function runDoctor(env: DoctorEnv): Promise<Check[]> {
     const inventory = await collectInventory(env.runner, env.settings);
     const unaddressed = inventory.ports.filter((port) => !isGuarded(port, env.settings));
     guarded = inventory.ports.length - unaddressed.length;
-    for (const warning of inventory.warnings.filter((w) => w.includes(' overlaps '))) {
-      checks.push({ id: 'overlap', level: 'warning', message: warning, fix: 'give each guest its own addresses in its config, then vif-guard sync' });
-    }
+    checks.push(...overlapChecks(inventory.warnings));
     checks.push(
       unaddressed.length
-        ? { id: 'unaddressed', level: 'warning', message: `running vifs with no ip= configured are not protected: ${unaddressed.map((p) => `${p.ifname} (${p.guest})`).join(', ')}`, fix: 'add ip=... to their vif lines, or set unaddressed = block, then vif-guard sync' }
+        ? { id: 'unaddressed', level: 'warning', message: `running vifs with no ip= configured are not protected: ${someOf(unaddressed.map((p) => `${p.ifname} (${p.guest})`), 'vif-guard status --problems lists them', ', ')}`, fix: 'add ip=... to their vif lines, or set unaddressed = block, then vif-guard sync' }
         : ok('unaddressed', 'every running vif has addresses configured'),
     );
     if (live && inventory.hypervisor) {
       const rows = buildStatus(live, inventory.ports.map((port) => withIfindex(port)), env.settings, blockResolver(env.settings, readBlocklists()));
       const unprotected = rows.filter((row) => row.state === 'unprotected').map((row) => row.vif);
       const drift = rows.filter((row) => row.state === 'drift' || row.state === 'stale').map((row) => `${row.vif} (${row.state})`);
-      if (unprotected.length) checks.push({ id: 'drift', level: 'error', message: `running vifs without their rules: ${unprotected.join(', ')}`, fix: 'vif-guard sync' });
-      else if (drift.length) checks.push({ id: 'drift', level: 'warning', message: `live rules differ from sync's plan: ${drift.join(', ')}`, fix: 'vif-guard sync' });
+      const all = 'vif-guard status --problems lists them';
+      if (unprotected.length) checks.push({ id: 'drift', level: 'error', message: `running vifs without their rules: ${someOf(unprotected, all, ', ')}`, fix: 'vif-guard sync' });
+      else if (drift.length) checks.push({ id: 'drift', level: 'warning', message: `live rules differ from sync's plan: ${someOf(drift, all, ', ')}`, fix: 'vif-guard sync' });
       else checks.push(ok('drift', 'live rules match sync\'s plan'));
     }
   } catch (error) {

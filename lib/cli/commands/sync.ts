@@ -3,6 +3,9 @@ import { collectInventory, type Inventory } from '../../core/inventory.js';
 import { isGuarded } from '../../rules/port.js';
 import { portOfChain } from '../../rules/names.js';
 import { createContext, log, printJson } from '../context.js';
+import { someOf } from '../../names.js';
+
+const ALL = '--json lists them all';
 
 export interface SyncSummary {
   readonly dryRun: boolean;
@@ -24,15 +27,6 @@ export interface SyncSummary {
 function portsOf(chains: readonly string[]): string[] {
   const inOrOut = chains.map((chain) => portOfChain(chain) ?? /^vif-guard-o-(.+)$/.exec(chain)?.[1]);
   return [...new Set(inOrOut.filter((name): name is string => name !== undefined))].sort();
-}
-
-/** How many names a log line shows: journald cuts lines at 48 KB, and thousands of names help nobody. */
-export const NAMES_SHOWN = 20;
-
-/** Names for one log line: the first NAMES_SHOWN, then how many more (`--json` lists them all). */
-export function someOf(names: readonly string[], limit = NAMES_SHOWN): string {
-  if (names.length <= limit) return names.join(' ');
-  return `${names.length} vif(s): ${names.slice(0, limit).join(' ')} and ${names.length - limit} more (--json lists them all)`;
 }
 
 export function summarise(report: ApplyReport, guarded: number, unaddressed: string[], warnings: string[]): SyncSummary {
@@ -88,13 +82,13 @@ export async function runSync(options: { dryRun: boolean; json: boolean }): Prom
   }
   const verb = options.dryRun ? 'would ' : '';
   const parts: string[] = [];
-  if (summary.added.length) parts.push(`${verb}protect ${someOf(summary.added)}`);
-  if (summary.updated.length) parts.push(`${verb}update ${someOf(summary.updated)}`);
-  if (summary.released.length) parts.push(`${verb}release ${someOf(summary.released)}`);
+  if (summary.added.length) parts.push(`${verb}protect ${someOf(summary.added, ALL)}`);
+  if (summary.updated.length) parts.push(`${verb}update ${someOf(summary.updated, ALL)}`);
+  if (summary.released.length) parts.push(`${verb}release ${someOf(summary.released, ALL)}`);
   if (summary.sharedChainsChanged) parts.push(`${verb}repair the dispatch chains and jumps`);
   if (summary.bridgeChanged && report.engine === 'iptables') parts.push(`${verb}update the bridge table (MAC, ARP, NOTRACK)`);
   if (report.engine === 'nftables' && summary.restoreLines) parts.push(`${verb}remove the iptables backend's chains`);
-  if (unaddressed.length) log(`no ip= configured, left unprotected (unaddressed = allow): ${someOf(unaddressed)}`);
+  if (unaddressed.length) log(`no ip= configured, left unprotected (unaddressed = allow): ${someOf(unaddressed, ALL)}`);
   log(parts.length ? `${parts.join('; ')} (${summary.backend}${report.engine === 'iptables' ? `, ${summary.restoreLines} restore lines` : ''})` : `nothing to do: ${guarded} vif(s) protected as configured`);
   return 0;
 }

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { checkCodeCache, checkConntrack, checkIptables, persistentSysctl, worst } from '../../../lib/core/doctor.js';
+import { checkCodeCache, checkConntrack, checkIptables, OVERLAPS_SHOWN, overlapChecks, persistentSysctl, worst } from '../../../lib/core/doctor.js';
 import { detectBackend } from '../../../lib/backend/iptables.js';
 import { DEFAULT_SETTINGS } from '../../../lib/config/settings.js';
 import { createRecordingRunner } from '../../helpers/recording-runner.js';
@@ -96,5 +96,20 @@ describe("doctor on the hooks' code cache", () => {
       expect(check?.fix).toContain('install.sh');
     }
     expect(checkCodeCache('rejected')[0]?.message).toContain('node changed');
+  });
+});
+
+describe('doctor on a host with thousands of guests', () => {
+  const overlap = (i: number) => `10.0.0.${i}/32 (g${i}, vif${i}.0) overlaps 10.0.0.${i}/32 (h${i}, vif${i}.1): either guest may use those addresses`;
+
+  it('each overlap between guests is a warning while there are few', () => {
+    const checks = overlapChecks([overlap(1), 'vif9.0 is claimed twice (a Xen vif and an OpenVZ veth?); the last one wins', overlap(2)]);
+    expect(checks.map((check) => [check.level, check.message])).toEqual([['warning', overlap(1)], ['warning', overlap(2)]]);
+  });
+
+  it('a bad address plan adds one line counting the rest, not one per overlap', () => {
+    const checks = overlapChecks(Array.from({ length: 500 }, (_, i) => overlap(i)));
+    expect(checks).toHaveLength(OVERLAPS_SHOWN + 1);
+    expect(checks.at(-1)).toMatchObject({ id: 'overlap', level: 'warning', message: `and ${500 - OVERLAPS_SHOWN} more overlaps between guests' addresses, 500 in all (vif-guard sync --dry-run names each)` });
   });
 });
