@@ -94,7 +94,7 @@ export async function main(rawArgv: string[]): Promise<number> {
         (y) =>
           y
             .positional('targets', { type: 'string', array: true, describe: 'only these vifs or guests' })
-            .option('problems', { type: 'boolean', default: false, describe: 'only ports not protected as configured, or that dropped something' })
+            .option('problems', { type: 'boolean', default: false, describe: 'only ports not fully protected (unprotected, drift, stale, no addresses) or whose guest sent something that was dropped' })
             .option('json', { type: 'boolean', default: false, describe: 'print the rows as JSON, for monitoring' })
             .option('prometheus', { type: 'string', describe: 'also write every port\'s counters to this node_exporter textfile' })
             .example('$0 status', 'which guests are protected, and who tried to spoof')

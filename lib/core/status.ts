@@ -149,13 +149,16 @@ export function buildStatus(live: LiveState, expected: readonly GuestPort[] | un
   return rows.sort((a, b) => a.vif.localeCompare(b.vif));
 }
 
-/** Packets vif-guard dropped for this port, for every reason. */
-export function droppedPackets(row: PortStatus): number {
-  return Object.values(row.dropped).reduce((sum, counter) => sum + counter.packets, 0);
+/**
+ * Packets vif-guard dropped from this port's guest (spoofed sources, forged MAC/ARP, rogue DHCP/RA):
+ * what the guest did. Drops on the way to it (flooded frames for other guests) are not counted.
+ */
+export function droppedFromGuest(row: PortStatus): number {
+  return FROM_GUEST_REASONS.reduce((sum, reason) => sum + row.dropped[reason].packets, 0);
 }
 
-/** A row an admin has to look at: not protected as configured, or something was dropped. */
-export const isProblem = (row: PortStatus): boolean => row.state !== 'protected' || droppedPackets(row) > 0;
+/** A row an admin has to look at: not protected as sync would build it, or its guest sent something that was dropped. */
+export const isProblem = (row: PortStatus): boolean => row.state !== 'protected' || droppedFromGuest(row) > 0;
 
 /**
  * The rows `status` shows: those whose vif or guest is one of `targets` (all when none are given),
@@ -168,14 +171,14 @@ export function selectRows(rows: readonly PortStatus[], targets: readonly string
   return rows.filter((row) => (wanted.size === 0 || wanted.has(row.vif) || wanted.has(row.guest)) && (!problemsOnly || isProblem(row)));
 }
 
-/** One line for the end of the table: how many ports are in each state, and how many dropped something. */
+/** One line for the end of the table: how many ports are in each state, and how many guests sent something that was dropped. */
 export function summaryLine(all: readonly PortStatus[], shown: number): string {
   const states = new Map<PortState, number>();
   for (const row of all) states.set(row.state, (states.get(row.state) ?? 0) + 1);
   const order: PortState[] = ['protected', 'unprotected', 'drift', 'stale', 'no-addresses'];
   const counts = order.filter((state) => states.has(state)).map((state) => `${states.get(state)} ${state}`);
-  const dropping = all.filter((row) => droppedPackets(row) > 0).length;
-  return `${all.length} port(s): ${counts.join(', ') || 'none'}; ${dropping} with drops${shown === all.length ? '' : `; ${shown} shown`}`;
+  const dropping = all.filter((row) => droppedFromGuest(row) > 0).length;
+  return `${all.length} port(s): ${counts.join(', ') || 'none'}; ${dropping} sent traffic that was dropped${shown === all.length ? '' : `; ${shown} shown`}`;
 }
 
 const label = (value: string) => value.replace(/["\\\n]/g, (c) => (c === '\n' ? '\\n' : `\\${c}`));

@@ -105,7 +105,7 @@ describe.skipIf(!CAN_USE_NETNS).each(VARIANTS)('sync and status on iptables-%s',
     const problems = await xen.cli(['status', '--problems']);
     expect(problems.exitCode, problems.stderr).toBe(0);
     expect(problems.stdout.trim().split('\n').slice(1).map((line) => line.split(/\s+/)[1])).toEqual(['vif2.0']);
-    expect(problems.stderr).toContain(`vif-guard: 3 port(s): 3 protected; 1 with drops; 1 shown (iptables-${variant})`);
+    expect(problems.stderr).toContain(`vif-guard: 3 port(s): 3 protected; 1 sent traffic that was dropped; 1 shown (iptables-${variant})`);
     const alpha = await xen.cli(['status', 'alpha', '--json']);
     expect((JSON.parse(alpha.stdout) as { ports: { vif: string }[] }).ports.map((row) => row.vif)).toEqual(['vif1.0']);
     expect((await xen.cli(['status', 'alpha', '--problems'])).stderr).toContain('no problems: 3 port(s)');
