@@ -1,6 +1,6 @@
 import { VifGuardError } from '../errors.js';
 import type { Runner } from '../runner.js';
-import { parseAddress } from '../guest/validate.js';
+import { expandIpv6, parseAddress } from '../guest/validate.js';
 import { blockNames, bridgePort, parsePortComment, type CommentFields, type DropClass } from '../rules/bridge.js';
 import type { BridgeBlock, BridgePort, BridgeSpec } from '../rules/types.js';
 import type { Counter } from './save-parse.js';
@@ -202,6 +202,9 @@ interface PortElements {
   readonly v6: string[];
   readonly v6p64: string[];
   readonly v6net: string[];
+  readonly nd6: string[];
+  readonly nd6p64: string[];
+  readonly nd6net: string[];
   readonly fast4: string[];
   readonly fast6: string[];
   readonly dst4: string[];
@@ -223,6 +226,19 @@ function classify(addresses: readonly string[]): { hosts: string[]; p64: string[
   return out;
 }
 
+/** An IPv6 address as the 128-bit integer a raw payload field is compared with (neighbour advertisement targets). */
+function ipv6Int(address: string): bigint {
+  return expandIpv6(address).reduce((n, group) => (n << 16n) | BigInt(group), 0n);
+}
+const hex128 = (n: bigint) => `0x${n.toString(16).padStart(32, '0')}`;
+
+/** An IPv6 prefix as the range of 128-bit integers it covers. */
+function ipv6IntRange(cidr: string): string {
+  const [address = '', length = '128'] = cidr.split('/');
+  const start = ipv6Int(address);
+  return `${hex128(start)}-${hex128(start | ((1n << BigInt(128 - Number(length))) - 1n))}`;
+}
+
 function elementsOf(port: BridgePort, ip: boolean): PortElements {
   const name = quote(port.ifname);
   const [a4, a6] = [classify(port.v4), classify(ip ? port.v6 : [])];
@@ -240,6 +256,9 @@ function elementsOf(port: BridgePort, ip: boolean): PortElements {
     v6: of(a6.hosts),
     v6p64: of(a6.p64),
     v6net: of(a6.nets),
+    nd6: a6.hosts.map((address) => `${name} . ${hex128(ipv6Int(address))}`),
+    nd6p64: a6.p64.map((address) => `${name} . ${hex128(ipv6Int(address))}`),
+    nd6net: a6.nets.map((cidr) => `${name} . ${ipv6IntRange(cidr)}`),
     fast4: port.mac && ifindex !== undefined ? hosts4.map((address) => `${ifindex} . ${port.mac} . ${address}`) : [],
     fast6: port.mac && ifindex !== undefined ? hosts6.map((address) => `${ifindex} . ${port.mac} . ${address}`) : [],
     dst4: ifindex !== undefined ? hosts4.map((address) => `${ifindex} . ${address}`) : [],
@@ -269,9 +288,9 @@ export function portMatches(live: BridgePort | undefined, desired: BridgePort, i
   return SETS.every((key) => a[key].length === b[key].length && a[key].every((element) => b[key].includes(element)));
 }
 
-const SETS: readonly (keyof PortElements)[] = ['guarded', 'macPorts', 'portMac', 'v4', 'v4net', 'v6', 'v6p64', 'v6net', 'fast4', 'fast6', 'dst4', 'dst6'];
+const SETS: readonly (keyof PortElements)[] = ['guarded', 'macPorts', 'portMac', 'v4', 'v4net', 'v6', 'v6p64', 'v6net', 'nd6', 'nd6p64', 'nd6net', 'fast4', 'fast6', 'dst4', 'dst6'];
 const SET_NAME = (key: keyof PortElements, digest: string) =>
-  ({ guarded: `guarded_${digest}`, macPorts: 'mac_ports', portMac: 'port_mac', v4: 'v4', v4net: 'v4net', v6: 'v6', v6p64: 'v6p64', v6net: 'v6net', fast4: 'fast4', fast6: 'fast6', dst4: 'dst4', dst6: 'dst6' })[key];
+  ({ guarded: `guarded_${digest}`, macPorts: 'mac_ports', portMac: 'port_mac', v4: 'v4', v4net: 'v4net', v6: 'v6', v6p64: 'v6p64', v6net: 'v6net', nd6: 'nd6', nd6p64: 'nd6p64', nd6net: 'nd6net', fast4: 'fast4', fast6: 'fast6', dst4: 'dst4', dst6: 'dst6' })[key];
 const macsOf = (ports: Iterable<BridgePort>) => [...new Set([...ports].flatMap((port) => (port.mac ? [port.mac] : [])))].sort();
 
 const T = `bridge ${NFT_TABLE}`;

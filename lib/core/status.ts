@@ -15,7 +15,7 @@ import { buildEbtables, portOfEbChain } from '../rules/ebtables.js';
 export type PortState = 'protected' | 'unprotected' | 'drift' | 'no-addresses' | 'stale';
 
 /** Why vif-guard dropped a packet or frame. */
-export const FROM_GUEST_REASONS = ['source4', 'dhcpServer', 'source6', 'routerAdvert', 'redirect', 'dhcpv6Server', 'mac', 'ethertype', 'arpMac', 'arpIp'] as const;
+export const FROM_GUEST_REASONS = ['source4', 'dhcpServer', 'source6', 'routerAdvert', 'redirect', 'dhcpv6Server', 'neighborTarget', 'mac', 'ethertype', 'arpMac', 'arpIp'] as const;
 export const TO_GUEST_REASONS = ['notForGuest4', 'notForGuest6'] as const;
 export type Reason = (typeof FROM_GUEST_REASONS)[number] | (typeof TO_GUEST_REASONS)[number];
 
@@ -65,6 +65,7 @@ function countersFor(live: LiveState, vif: string, eb: EbCounts | undefined): Pi
     routerAdvert: add(nft('ra'), counterOf(live.filter6, inChain, (body) => body.endsWith('--icmpv6-type 134 -j DROP'))),
     redirect: add(nft('redirect'), counterOf(live.filter6, inChain, (body) => body.endsWith('--icmpv6-type 137 -j DROP'))),
     dhcpv6Server: add(nft('dhcp6s'), counterOf(live.filter6, inChain, (body) => body.includes('--sport 547 --dport 546 -j DROP'))),
+    neighborTarget: nft('nd_target'),
     mac: nft('mac'),
     ethertype: nft('ethertype'),
     arpMac: nft('arp_mac'),
@@ -189,6 +190,7 @@ const LABELS: Record<Reason, string> = {
   routerAdvert: 'router_advertisement',
   redirect: 'redirect',
   dhcpv6Server: 'dhcpv6_server',
+  neighborTarget: 'neighbor_advert_target',
   mac: 'mac',
   ethertype: 'ethertype',
   arpMac: 'arp_mac',

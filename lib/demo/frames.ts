@@ -58,6 +58,16 @@ export function routerAdvertisement(src: string, routerMac: string, prefix: stri
   return ipv6(src, 'ff02::1', 58, ra, 2);
 }
 
+/**
+ * ICMPv6 neighbour advertisement: `target` is the address it claims, `mac` the link-layer address
+ * it claims for it (target link-layer option); unsolicited with the override flag, as a guest
+ * poisoning its neighbours' caches would send it.
+ */
+export function neighborAdvertisement(src: string, dst: string, target: string, mac: string): number[] {
+  const na = [136, 0, 0, 0, 0x20, 0, 0, 0, ...ipv6Bytes(target), 2, 1, ...macBytes(mac)];
+  return ipv6(src, dst, 58, na, 2);
+}
+
 export const ETHERTYPE = { ipv4: 0x0800, arp: 0x0806, ipv6: 0x86dd } as const;
 
 /** Solicited-node multicast MACs and friends: 33:33 + the low 32 bits of an IPv6 multicast address. */

@@ -6,7 +6,7 @@ import { VifGuardError } from '../errors.js';
 import { linkLocalFromMac } from '../guest/eui64.js';
 import { DemoLab, hookPath, type DemoGuest } from './lab.js';
 import { demoFlows, type Flow } from './flows.js';
-import { ETHERTYPE, ethernet, ipv4Udp, ipv6MulticastMac, routerAdvertisement, toHex } from './frames.js';
+import { ETHERTYPE, ethernet, ipv4Udp, ipv6MulticastMac, neighborAdvertisement, routerAdvertisement, toHex } from './frames.js';
 
 export type Observed = 'passed' | 'blocked' | 'skipped';
 
@@ -40,7 +40,7 @@ function probePath(runner: Runner): string | undefined {
   return undefined;
 }
 
-async function phase(lab: DemoLab, runner: Runner, flows: readonly Flow[], probe: string | undefined, progress: (line: string) => void): Promise<Map<string, Observed>> {
+async function phase(lab: DemoLab, runner: Runner, flows: readonly Flow[], probe: string | undefined, progress: (line: string) => void, engine?: 'nftables' | 'iptables'): Promise<Map<string, Observed>> {
   const cli = process.argv[1] ?? '';
   const observed = new Map<string, Observed>();
   const receivers = new Map<string, string>([['dom0', lab.dom0], ...lab.guests.map((g): [string, string] => [g.name, g.ns])]);
@@ -68,7 +68,7 @@ async function phase(lab: DemoLab, runner: Runner, flows: readonly Flow[], probe
   };
   for (const flow of flows) {
     const guest = lab.guest(flow.from);
-    if (flow.raw && !probe) {
+    if ((flow.raw && !probe) || (flow.nftablesOnly && engine === 'iptables')) {
       observed.set(flow.id, 'skipped');
       continue;
     }
@@ -96,6 +96,16 @@ async function phase(lab: DemoLab, runner: Runner, flows: readonly Flow[], probe
       observed.set(flow.id, routes.stdout.includes(ll) ? 'passed' : 'blocked');
       await lab.inNs(web.ns, ['ip', '-6', 'route', 'flush', 'default']);
       await lab.inNs(web.ns, ['ip', '-6', 'addr', 'flush', 'dev', 'eth0', 'scope', 'global', 'dynamic']);
+    }
+    if (flow.via === 'nd-claim') {
+      // db knows web's IPv6 address; an unsolicited advertisement with the override flag replaces the MAC it has for it.
+      const [db6, web] = [lab.guest('db'), lab.guest('web')];
+      await lab.ip('-n', db6.ns, '-6', 'neigh', 'replace', flow.bind, 'lladdr', web.mac, 'dev', 'eth0', 'nud', 'stale');
+      await sendRaw(guest.ns, 'eth0', ethernet(ipv6MulticastMac(flow.to), guest.mac, ETHERTYPE.ipv6, neighborAdvertisement(linkLocalFromMac(guest.mac).address, flow.to, flow.bind, guest.mac)));
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      const neigh = await lab.inNs(db6.ns, ['ip', '-6', 'neigh', 'show', flow.bind]);
+      observed.set(flow.id, neigh.stdout.includes(guest.mac) ? 'passed' : 'blocked');
+      await lab.inNs(db6.ns, ['ip', '-6', 'neigh', 'del', flow.bind, 'dev', 'eth0']);
     }
     if (flow.via === 'vlan' && probe) {
       // Captured on db's eth0: no VLAN device is needed to see whether a tagged frame arrived.
@@ -140,11 +150,12 @@ export async function runDemo(runner: Runner, progress: (line: string) => void):
     progress('building a dom0 in network namespaces: xenbr0 with web (vif1.0), db (vif2.0) and a hostile guest evil (vif3.0)');
     await lab.build();
     const probe = probePath(runner);
-    if (!probe) progress('python3 or probe.py is missing: the router-advertisement and VLAN rows are skipped');
+    if (!probe) progress('python3 or probe.py is missing: the neighbour-advertisement, router-advertisement and VLAN rows are skipped');
     for (const guest of lab.guests) await lab.ip('-n', guest.ns, 'route', 'add', 'default', 'dev', 'eth0');
     const flows = demoFlows((name) => lab.guest(name).address, (name) => lab.guest(name).address6, lab.dom0Ip);
     progress('sending every flow without protection');
     const before = await phase(lab, runner, flows, probe, progress);
+    let engine: 'nftables' | 'iptables' | undefined;
     for (const guest of lab.guests) {
       progress(`online ${guest.vif}: running the vif-up hook for ${guest.name} (ip=${guest.address} ${guest.address6}, mac=${guest.mac})`);
       const args = ['netns', 'exec', lab.dom0, 'env', ...lab.env, process.execPath, hookPath('vif-up'), '--command', 'online', '--dev', guest.vif, '--type-if', 'vif',
@@ -153,9 +164,12 @@ export async function runDemo(runner: Runner, progress: (line: string) => void):
       if (result.exitCode !== 0) throw new VifGuardError('APPLY', `the vif-up hook failed for ${guest.vif}: ${result.stdout.trim() || result.stderr.trim()}`);
       const said = result.stderr.trim().split('\n').pop();
       if (said) progress(`  hook: ${said.replace(/^vif-guard: /, '')}`);
+      // The hook names the backend it used: "protected (nftables: ...)" or "(iptables-nft ipv4: ...)".
+      engine ??= said?.includes('(nftables') ? 'nftables' : said?.includes('(iptables-') ? 'iptables' : undefined;
     }
+    if (engine === 'iptables') progress('the iptables backend does not check neighbour advertisements\' targets: that row is skipped');
     progress('sending every flow again, with protection');
-    const after = await phase(lab, runner, flows, probe, progress);
+    const after = await phase(lab, runner, flows, probe, progress, engine);
     const rows = flows.map((flow): DemoRow => {
       const expected = flow.kind === 'legitimate' ? 'passes' : 'blocked';
       const afterState = after.get(flow.id) ?? 'blocked';

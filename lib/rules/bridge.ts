@@ -19,7 +19,7 @@ import type { BridgeBlock, BridgePort, BridgeSpec } from './types.js';
 
 /** Why a frame was dropped; each class has a per-port counter set `cnt_<class>` and a log budget set. */
 export const L2_CLASSES = ['mac', 'ethertype', 'arp_mac', 'arp_ip'] as const;
-export const IP_CLASSES = ['src', 'dhcps', 'src6', 'ra', 'redirect', 'dhcp6s', 'dst', 'dst6', 'blocked'] as const;
+export const IP_CLASSES = ['src', 'dhcps', 'src6', 'ra', 'redirect', 'dhcp6s', 'nd_target', 'dst', 'dst6', 'blocked'] as const;
 export type DropClass = (typeof L2_CLASSES)[number] | (typeof IP_CLASSES)[number];
 
 const ETHERTYPES = ['ip', 'arp', 'ip6'];
@@ -213,6 +213,13 @@ function dropRules(settings: Settings, cls: DropClass, match: string, { dev }: D
 const chain = (name: string, rules: readonly string[], hook?: string) => [`  chain ${name} {`, ...(hook ? [`    ${hook}`] : []), ...rules.map((rule) => `    ${rule}`), '  }'];
 
 const MASK64 = 'ffff:ffff:ffff:ffff::';
+/**
+ * A neighbour advertisement's target address: 16 bytes after the ICMPv6 type, code, checksum and
+ * flags. nft 1.0.6 has no `icmpv6 taddr`, and a raw field cannot be looked up in an ipv6_addr set,
+ * so the targets have sets of their own keyed on the raw field (elements are 128-bit integers).
+ */
+const ND_TARGET = '@th,64,128';
+const ND_MASK64 = '0xffffffffffffffff0000000000000000';
 
 const FAST_FROM = [
   'meta l4proto != udp meta l4proto != ipv6-icmp iif . ether saddr . ip saddr @fast4',
@@ -243,6 +250,10 @@ export function bridgeSkeleton(settings: Settings, ip: boolean): { readonly dige
           // A /64 (the usual IPv6 allocation) is a hash element too, looked up with the address masked to /64.
           '  set v6p64 { type ifname . ipv6_addr; }',
           '  set v6net { type ifname . ipv6_addr; flags interval; }',
+          // The same addresses as neighbour advertisement targets (see ND_TARGET).
+          `  set nd6 { typeof iifname . ${ND_TARGET}; }`,
+          `  set nd6p64 { typeof iifname . ${ND_TARGET}; }`,
+          `  set nd6net { typeof iifname . ${ND_TARGET}; flags interval; }`,
           '  map block_to { type ifname : verdict; }',
           '  map block_from { type ifname : verdict; }',
           // The fast path: a guest's ordinary traffic is one hash lookup each way.
@@ -276,12 +287,22 @@ export function bridgeSkeleton(settings: Settings, ip: boolean): { readonly dige
             ...dropRules(settings, 'ra', 'icmpv6 type nd-router-advert', from),
             ...dropRules(settings, 'redirect', 'icmpv6 type nd-redirect', from),
             ...dropRules(settings, 'dhcp6s', 'udp sport 547 udp dport 546', from),
+            // IPv6's ARP reply: a neighbour advertisement names the address it claims (its target), which
+            // must be the guest's own, whatever the packet's source. Otherwise a guest could point its
+            // neighbours' and the router's caches for another guest's address at its own MAC.
+            'icmpv6 type nd-neighbor-advert jump from_nd',
             // What a guest sends from :: before it has an address: DAD, MLD during DAD, router solicitations.
             'ip6 saddr :: ip6 daddr ff02::/16 icmpv6 type { nd-router-solicit, nd-neighbor-solicit, mld2-listener-report } return',
             'iifname . ip6 saddr @v6 return',
             `iifname . ip6 saddr & ${MASK64} @v6p64 return`,
             'iifname . ip6 saddr @v6net return',
             ...dropRules(settings, 'src6', '', from),
+          ]),
+          ...chain('from_nd', [
+            `iifname . ${ND_TARGET} @nd6 return`,
+            `iifname . ${ND_TARGET} & ${ND_MASK64} @nd6p64 return`,
+            `iifname . ${ND_TARGET} @nd6net return`,
+            ...dropRules(settings, 'nd_target', '', from),
           ]),
           ...chain('to_ip4', [
             'oifname . ip daddr @v4 return',

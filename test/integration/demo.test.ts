@@ -28,6 +28,7 @@ describe.skipIf(!CAN_USE_NETNS)('vif-guard demo', () => {
       ['steal6-neighbour', 'blocked'],
       ['changed-mac', 'blocked'],
       ['arp-claim', 'blocked'],
+      ['nd-claim', 'blocked'],
       ['rogue-ra', 'blocked'],
       ['vlan-spoof', 'blocked'],
     ]);

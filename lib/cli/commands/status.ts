@@ -45,13 +45,13 @@ export async function runStatus(options: { json: boolean; prometheus: string | u
     return 0;
   }
   const table = renderTable(
-    ['GUEST', 'VIF', 'BRIDGE', 'ADDRESSES', 'MAC', 'STATE', 'SPOOFED PKTS', 'BYTES', 'MAC/ARP', 'ROGUE DHCP/RA', 'NOT-FOR-GUEST'],
+    ['GUEST', 'VIF', 'BRIDGE', 'ADDRESSES', 'MAC', 'STATE', 'SPOOFED PKTS', 'BYTES', 'MAC/ARP/ND', 'ROGUE DHCP/RA', 'NOT-FOR-GUEST'],
     rows.map((row) => {
       const d = row.dropped;
       return [
         row.guest, row.vif, row.bridge ?? '-', row.addresses.join(' ') || '-', row.mac ?? '-', row.state,
         human(row.spoofed.packets), human(row.spoofed.bytes),
-        human(d.mac.packets + d.arpMac.packets + d.arpIp.packets + d.ethertype.packets),
+        human(d.mac.packets + d.arpMac.packets + d.arpIp.packets + d.neighborTarget.packets + d.ethertype.packets),
         human(d.dhcpServer.packets + d.dhcpv6Server.packets + d.routerAdvert.packets + d.redirect.packets),
         human(d.notForGuest4.packets + d.notForGuest6.packets),
       ];

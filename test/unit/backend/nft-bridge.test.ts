@@ -166,6 +166,23 @@ describe('bridge table plans', () => {
     expect(script).not.toContain('"vif1.0"');
   });
 
+  it('neighbour advertisement targets: the IPv6 addresses again, as the 128-bit integers a raw field is compared with', () => {
+    const desired = spec([port('vif1.0', '10.0.0.5 2001:db8::5 2001:db8:1::/64 2001:db8:200::/56')]);
+    const script = planBridge(ABSENT, desired);
+    expect(script).toContain('  set nd6 { typeof iifname . @th,64,128; }');
+    expect(script).toContain('  set nd6net { typeof iifname . @th,64,128; flags interval; }');
+    expect(script).toContain('    icmpv6 type nd-neighbor-advert jump from_nd');
+    // Its own addresses and its link-local (from the MAC 00:16:3e:00:00:01).
+    expect(script).toContain('add element bridge vif_guard nd6 { "vif1.0" . 0xfe8000000000000002163efffe000001, "vif1.0" . 0x20010db8000000000000000000000005 }');
+    // A /64 as its network (the rule masks the target to /64), other prefixes as ranges.
+    expect(script).toContain('add element bridge vif_guard nd6p64 { "vif1.0" . 0x20010db8000100000000000000000000 }');
+    expect(script).toContain('add element bridge vif_guard nd6net { "vif1.0" . 0x20010db8020000000000000000000000-0x20010db8020000ffffffffffffffffff }');
+    // They go with the port.
+    const removed = planBridge(parseBridgeJson([guardedListing(desired)]), spec([port('vif2.0', '10.0.0.6', '00:16:3e:00:00:02')]));
+    expect(removed).toContain('delete element bridge vif_guard nd6net { "vif1.0" . 0x20010db8020000000000000000000000-0x20010db8020000ffffffffffffffffff }');
+    expect(removed).toContain('delete element bridge vif_guard nd6 { "vif1.0" . 0xfe8000000000000002163efffe000001, "vif1.0" . 0x20010db8000000000000000000000005 }');
+  });
+
   it('another layout rebuilds the table; nothing left removes it', () => {
     const ip = spec([port('vif1.0', '10.0.0.5')], true);
     const l2 = spec([port('vif1.0', '10.0.0.5')], false);
