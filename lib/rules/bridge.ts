@@ -221,6 +221,18 @@ const MASK64 = 'ffff:ffff:ffff:ffff::';
 const ND_TARGET = '@th,64,128';
 const ND_MASK64 = '0xffffffffffffffff0000000000000000';
 
+/**
+ * `return` when `key` (a port and an address, e.g. `iifname . ip saddr`) is one of the port's own:
+ * a host address, or inside one of its prefixes. Every check of a port's addresses asks all of its
+ * sets, so none can forget the interval set.
+ */
+const own4 = (key: string) => [`${key} @v4 return`, `${key} @v4net return`];
+const own6 = (key: string, sets = { hosts: 'v6', p64: 'v6p64', nets: 'v6net' }, mask = MASK64) => [
+  `${key} @${sets.hosts} return`,
+  `${key} & ${mask} @${sets.p64} return`,
+  `${key} @${sets.nets} return`,
+];
+
 const FAST_FROM = [
   'meta l4proto != udp meta l4proto != ipv6-icmp iif . ether saddr . ip saddr @fast4',
   'udp sport != 67 iif . ether saddr . ip saddr @fast4',
@@ -270,16 +282,14 @@ export function bridgeSkeleton(settings: Settings, ip: boolean): { readonly dige
       ...dropRules(settings, 'arp_mac', 'iifname @mac_ports iifname . arp saddr ether != @port_mac', from),
       // Sender IP 0.0.0.0 is an address probe (RFC 5227); anything else must be the guest's own.
       'arp saddr ip 0.0.0.0 return',
-      'iifname . arp saddr ip @v4 return',
-      'iifname . arp saddr ip @v4net return',
+      ...own4('iifname . arp saddr ip'),
       ...dropRules(settings, 'arp_ip', '', from),
     ]),
     ...(ip
       ? [
           ...chain('from_ip4', [
             ...dropRules(settings, 'dhcps', 'udp sport 67 udp dport 68', from),
-            'iifname . ip saddr @v4 return',
-            'iifname . ip saddr @v4net return',
+            ...own4('iifname . ip saddr'),
             'udp sport 68 udp dport 67 return',
             ...dropRules(settings, 'src', '', from),
           ]),
@@ -293,26 +303,21 @@ export function bridgeSkeleton(settings: Settings, ip: boolean): { readonly dige
             'icmpv6 type nd-neighbor-advert jump from_nd',
             // What a guest sends from :: before it has an address: DAD, MLD during DAD, router solicitations.
             'ip6 saddr :: ip6 daddr ff02::/16 icmpv6 type { nd-router-solicit, nd-neighbor-solicit, mld2-listener-report } return',
-            'iifname . ip6 saddr @v6 return',
-            `iifname . ip6 saddr & ${MASK64} @v6p64 return`,
-            'iifname . ip6 saddr @v6net return',
+            ...own6('iifname . ip6 saddr'),
             ...dropRules(settings, 'src6', '', from),
           ]),
           ...chain('from_nd', [
-            `iifname . ${ND_TARGET} @nd6 return`,
-            `iifname . ${ND_TARGET} & ${ND_MASK64} @nd6p64 return`,
-            `iifname . ${ND_TARGET} @nd6net return`,
+            ...own6(`iifname . ${ND_TARGET}`, { hosts: 'nd6', p64: 'nd6p64', nets: 'nd6net' }, ND_MASK64),
             ...dropRules(settings, 'nd_target', '', from),
           ]),
           ...chain('to_ip4', [
-            'oifname . ip daddr @v4 return',
-            'oifname . ip daddr @v4net return',
+            ...own4('oifname . ip daddr'),
             'meta pkttype broadcast return',
             'ip daddr 224.0.0.0/4 return',
             'udp sport 67 udp dport 68 return',
             ...dropRules(settings, 'dst', '', to),
           ]),
-          ...chain('to_ip6', ['oifname . ip6 daddr @v6 return', `oifname . ip6 daddr & ${MASK64} @v6p64 return`, 'oifname . ip6 daddr @v6net return', 'ip6 daddr ff00::/8 return', ...dropRules(settings, 'dst6', '', to)]),
+          ...chain('to_ip6', [...own6('oifname . ip6 daddr'), 'ip6 daddr ff00::/8 return', ...dropRules(settings, 'dst6', '', to)]),
         ]
       : []),
     // One base chain for all of it: every base chain a frame passes costs, at 100,000+ frames a second.
