@@ -1,6 +1,6 @@
 import { VifGuardError } from '../errors.js';
 import type { Runner } from '../runner.js';
-import { expandIpv6, parseAddress } from '../guest/validate.js';
+import { addressRange, ipv6ToInt, parseAddress } from '../guest/validate.js';
 import { blockNames, bridgePort, parsePortComment, type CommentFields, type DropClass } from '../rules/bridge.js';
 import type { BridgeBlock, BridgePort, BridgeSpec } from '../rules/types.js';
 import type { Counter } from './save-parse.js';
@@ -226,17 +226,14 @@ function classify(addresses: readonly string[]): { hosts: string[]; p64: string[
   return out;
 }
 
-/** An IPv6 address as the 128-bit integer a raw payload field is compared with (neighbour advertisement targets). */
-function ipv6Int(address: string): bigint {
-  return expandIpv6(address).reduce((n, group) => (n << 16n) | BigInt(group), 0n);
-}
-const hex128 = (n: bigint) => `0x${n.toString(16).padStart(32, '0')}`;
+/** 128-bit integers as nft reads them for a raw payload field (neighbour advertisement targets). */
+const hex = (n: bigint) => `0x${n.toString(16).padStart(32, '0')}`;
+const hex128 = (address: string) => hex(ipv6ToInt(address));
 
-/** An IPv6 prefix as the range of 128-bit integers it covers. */
-function ipv6IntRange(cidr: string): string {
+/** An IPv6 prefix (`2001:db8::/56`) as the range of those integers it covers. */
+function hex128Range(cidr: string): string {
   const [address = '', length = '128'] = cidr.split('/');
-  const start = ipv6Int(address);
-  return `${hex128(start)}-${hex128(start | ((1n << BigInt(128 - Number(length))) - 1n))}`;
+  return addressRange({ family: 6, address, prefix: Number(length), cidr }).map(hex).join('-');
 }
 
 function elementsOf(port: BridgePort, ip: boolean): PortElements {
@@ -256,9 +253,9 @@ function elementsOf(port: BridgePort, ip: boolean): PortElements {
     v6: of(a6.hosts),
     v6p64: of(a6.p64),
     v6net: of(a6.nets),
-    nd6: a6.hosts.map((address) => `${name} . ${hex128(ipv6Int(address))}`),
-    nd6p64: a6.p64.map((address) => `${name} . ${hex128(ipv6Int(address))}`),
-    nd6net: a6.nets.map((cidr) => `${name} . ${ipv6IntRange(cidr)}`),
+    nd6: a6.hosts.map((address) => `${name} . ${hex128(address)}`),
+    nd6p64: a6.p64.map((address) => `${name} . ${hex128(address)}`),
+    nd6net: a6.nets.map((cidr) => `${name} . ${hex128Range(cidr)}`),
     fast4: port.mac && ifindex !== undefined ? hosts4.map((address) => `${ifindex} . ${port.mac} . ${address}`) : [],
     fast6: port.mac && ifindex !== undefined ? hosts6.map((address) => `${ifindex} . ${port.mac} . ${address}`) : [],
     dst4: ifindex !== undefined ? hosts4.map((address) => `${ifindex} . ${address}`) : [],

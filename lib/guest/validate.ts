@@ -154,13 +154,15 @@ export function parseAddressList(value: string, origin: Origin): GuestAddress[] 
   return result;
 }
 
+/** An IPv6 address as a 128-bit number. */
+export function ipv6ToInt(address: string): bigint {
+  return expandIpv6(address).reduce((acc, group) => (acc << 16n) | BigInt(group), 0n);
+}
+
 /** The first and last address of a CIDR, as numbers (BigInt, so IPv6 fits). */
 export function addressRange(address: GuestAddress): [bigint, bigint] {
   const bits = address.family === 4 ? 32 : 128;
-  const start =
-    address.family === 4
-      ? BigInt(ipv4ToInt(address.address))
-      : expandIpv6(address.address).reduce((acc, group) => (acc << 16n) | BigInt(group), 0n);
+  const start = address.family === 4 ? BigInt(ipv4ToInt(address.address)) : ipv6ToInt(address.address);
   return [start, start + (1n << BigInt(bits - address.prefix)) - 1n];
 }
 
