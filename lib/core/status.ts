@@ -151,15 +151,11 @@ export function buildStatus(live: LiveState, expected: readonly GuestPort[] | un
 }
 
 /**
- * Packets vif-guard dropped from this port's guest (spoofed sources, forged MAC/ARP, rogue DHCP/RA):
- * what the guest did. Drops on the way to it (flooded frames for other guests) are not counted.
+ * A row an admin has to look at: not protected as sync would build it, or its guest sent something
+ * that was dropped (`spoofed`, every from-guest reason). Drops on the way to a guest (flooded frames
+ * for other guests) do not count.
  */
-export function droppedFromGuest(row: PortStatus): number {
-  return FROM_GUEST_REASONS.reduce((sum, reason) => sum + row.dropped[reason].packets, 0);
-}
-
-/** A row an admin has to look at: not protected as sync would build it, or its guest sent something that was dropped. */
-export const isProblem = (row: PortStatus): boolean => row.state !== 'protected' || droppedFromGuest(row) > 0;
+export const isProblem = (row: PortStatus): boolean => row.state !== 'protected' || row.spoofed.packets > 0;
 
 /**
  * The rows `status` shows: those whose vif or guest is one of `targets` (all when none are given),
@@ -178,7 +174,7 @@ export function summaryLine(all: readonly PortStatus[], shown: number): string {
   for (const row of all) states.set(row.state, (states.get(row.state) ?? 0) + 1);
   const order: PortState[] = ['protected', 'unprotected', 'drift', 'stale', 'no-addresses'];
   const counts = order.filter((state) => states.has(state)).map((state) => `${states.get(state)} ${state}`);
-  const dropping = all.filter((row) => droppedFromGuest(row) > 0).length;
+  const dropping = all.filter((row) => row.spoofed.packets > 0).length;
   return `${all.length} port(s): ${counts.join(', ') || 'none'}; ${dropping} sent traffic that was dropped${shown === all.length ? '' : `; ${shown} shown`}`;
 }
 

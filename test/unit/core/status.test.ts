@@ -6,7 +6,9 @@ const zero = { packets: 0, bytes: 0 };
 
 function row(vif: string, guest: string, state: PortState, drops: Partial<Record<Reason, number>> = {}): PortStatus {
   const dropped = Object.fromEntries([...FROM_GUEST_REASONS, ...TO_GUEST_REASONS].map((reason) => [reason, { packets: drops[reason] ?? 0, bytes: (drops[reason] ?? 0) * 64 }])) as Record<Reason, typeof zero>;
-  return { guest, vif, bridge: 'xenbr0', addresses: ['10.0.0.1/32'], mac: '00:16:3e:00:00:01', state, spoofed: zero, dropped };
+  // As buildStatus fills it: spoofed is the sum of the from-guest reasons.
+  const spoofed = FROM_GUEST_REASONS.reduce((sum, reason) => ({ packets: sum.packets + dropped[reason].packets, bytes: sum.bytes + dropped[reason].bytes }), zero);
+  return { guest, vif, bridge: 'xenbr0', addresses: ['10.0.0.1/32'], mac: '00:16:3e:00:00:01', state, spoofed, dropped };
 }
 
 const rows = [
