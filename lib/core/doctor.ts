@@ -42,6 +42,9 @@ const read = (path: string): string | undefined => {
 
 const ok = (id: string, message: string): Check => ({ id, level: 'ok', message });
 
+/** Where the ports a capped doctor message leaves out are listed (lib/names.ts). */
+const LISTED = 'vif-guard status --problems lists them';
+
 /** Overlap checks shown one by one; beyond these, one line counts the rest. */
 export const OVERLAPS_SHOWN = 10;
 
@@ -307,16 +310,15 @@ export async function runDoctor(env: DoctorEnv): Promise<Check[]> {
     checks.push(...overlapChecks(inventory.warnings));
     checks.push(
       unaddressed.length
-        ? { id: 'unaddressed', level: 'warning', message: `running vifs with no ip= configured are not protected: ${someOf(unaddressed.map((p) => `${p.ifname} (${p.guest})`), 'vif-guard status --problems lists them', ', ')}`, fix: 'add ip=... to their vif lines, or set unaddressed = block, then vif-guard sync' }
+        ? { id: 'unaddressed', level: 'warning', message: `running vifs with no ip= configured are not protected: ${someOf(unaddressed.map((p) => `${p.ifname} (${p.guest})`), LISTED, ', ')}`, fix: 'add ip=... to their vif lines, or set unaddressed = block, then vif-guard sync' }
         : ok('unaddressed', 'every running vif has addresses configured'),
     );
     if (live && inventory.hypervisor) {
       const rows = buildStatus(live, inventory.ports.map((port) => withIfindex(port)), env.settings, blockResolver(env.settings, readBlocklists()));
       const unprotected = rows.filter((row) => row.state === 'unprotected').map((row) => row.vif);
       const drift = rows.filter((row) => row.state === 'drift' || row.state === 'stale').map((row) => `${row.vif} (${row.state})`);
-      const all = 'vif-guard status --problems lists them';
-      if (unprotected.length) checks.push({ id: 'drift', level: 'error', message: `running vifs without their rules: ${someOf(unprotected, all, ', ')}`, fix: 'vif-guard sync' });
-      else if (drift.length) checks.push({ id: 'drift', level: 'warning', message: `live rules differ from sync's plan: ${someOf(drift, all, ', ')}`, fix: 'vif-guard sync' });
+      if (unprotected.length) checks.push({ id: 'drift', level: 'error', message: `running vifs without their rules: ${someOf(unprotected, LISTED, ', ')}`, fix: 'vif-guard sync' });
+      else if (drift.length) checks.push({ id: 'drift', level: 'warning', message: `live rules differ from sync's plan: ${someOf(drift, LISTED, ', ')}`, fix: 'vif-guard sync' });
       else checks.push(ok('drift', 'live rules match sync\'s plan'));
     }
   } catch (error) {
