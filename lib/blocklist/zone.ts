@@ -16,7 +16,8 @@ export function parseZone(text: string, source: string): GuestAddress[] {
   const bad: string[] = [];
   const lines = text.split('\n');
   for (let i = 0; i < lines.length; i += 1) {
-    const line = (lines[i] ?? '').replace(/[#;].*$/, '').trim();
+    const raw = lines[i] ?? '';
+    const line = (raw.includes('#') || raw.includes(';') ? raw.replace(/[#;].*$/, '') : raw).trim();
     if (line === '') continue;
     try {
       if (/\s/.test(line)) throw new Error('more than one value');

@@ -1,4 +1,4 @@
-import { isIPv4, isIPv6 } from 'node:net';
+import { isIPv6 } from 'node:net';
 import { invalid, type Origin } from '../errors.js';
 
 /** Linux IFNAMSIZ is 16 with the NUL; we also refuse anything iptables would read as an option or wildcard. */
@@ -98,16 +98,46 @@ export function compressIpv6(groups: number[]): string {
 const EXPECTED_ADDRESS = 'an IPv4/IPv6 address or CIDR';
 
 /** The network an address or CIDR names (host bits cleared, canonical text), or undefined when it is neither. */
+/**
+ * A dotted quad as node's isIPv4 accepts it (four decimal octets 0-255, no leading zeros) as a
+ * number, or -1: one pass over the characters, as a zone file holds thousands.
+ */
+export function parseIpv4(text: string): number {
+  let value = 0;
+  let octet = 0;
+  let digits = 0;
+  let dots = 0;
+  for (let i = 0; i < text.length; i += 1) {
+    const c = text.charCodeAt(i);
+    if (c === 46) {
+      if (digits === 0 || dots === 3) return -1;
+      value = value * 256 + octet;
+      octet = 0;
+      digits = 0;
+      dots += 1;
+    } else if (c >= 48 && c <= 57) {
+      if (digits > 0 && octet === 0) return -1;
+      octet = octet * 10 + (c - 48);
+      digits += 1;
+      if (octet > 255) return -1;
+    } else return -1;
+  }
+  return dots === 3 && digits > 0 ? value * 256 + octet : -1;
+}
+
 function network(value: string): GuestAddress | undefined {
   const slash = value.indexOf('/');
   const host = slash < 0 ? value : value.slice(0, slash);
   const prefixText = slash < 0 ? undefined : value.slice(slash + 1);
   if (prefixText !== undefined && !/^\d{1,3}$/.test(prefixText)) return undefined;
-  if (isIPv4(host)) {
+  const v4 = parseIpv4(host);
+  if (v4 >= 0) {
     const prefix = prefixText === undefined ? 32 : Number(prefixText);
     if (prefix > 32) return undefined;
     const size = 2 ** (32 - prefix);
-    const address = intToIpv4(Math.floor(ipv4ToInt(host) / size) * size);
+    const start = Math.floor(v4 / size) * size;
+    // Without leading zeros a valid quad is already canonical.
+    const address = start === v4 ? host : intToIpv4(start);
     return { family: 4, address, prefix, cidr: `${address}/${prefix}` };
   }
   if (isIPv6(host) && !host.includes('%')) {

@@ -14,7 +14,8 @@ import { parseSave } from '../../lib/backend/save-parse.js';
 import { renderRuleBody } from '../../lib/backend/render.js';
 import { portComment, parsePortComment } from '../../lib/rules/port.js';
 import { parseZone } from '../../lib/blocklist/zone.js';
-import { parseBlockPrefix } from '../../lib/guest/validate.js';
+import { ipv4ToInt, parseBlockPrefix, parseIpv4 } from '../../lib/guest/validate.js';
+import { isIPv4 } from 'node:net';
 import { bridgePort, parsePortComment as parseBridgeComment } from '../../lib/rules/bridge.js';
 
 const origin = { source: 'fuzz' };
@@ -151,6 +152,19 @@ describe('every parser returns valid data or a one-line VifGuardError, whatever 
         if (!(token instanceof VifGuardError)) expect(token).toMatch(/^(ip|ipt|iptable|xt)_[A-Za-z_]+$/);
         const rule = safely(() => tokensForRule(a));
         if (!(rule instanceof VifGuardError)) for (const t of rule.tokens) expect(typeof t).toBe('string');
+      }),
+      RUNS,
+    );
+  });
+
+  it('parseIpv4 accepts exactly what node\'s isIPv4 accepts, with the same value', () => {
+    const octet = fc.oneof(fc.integer({ min: 0, max: 300 }).map(String), fc.stringMatching(/^0[0-9]{1,2}$/), fc.constant(''), fc.constant('+1'), fc.constant(' 1'));
+    const quads = fc.array(octet, { minLength: 1, maxLength: 6 }).map((parts) => parts.join('.'));
+    fc.assert(
+      fc.property(fc.oneof(quads, hostile), (text) => {
+        const value = parseIpv4(text);
+        expect(value >= 0).toBe(isIPv4(text));
+        if (value >= 0) expect(value).toBe(ipv4ToInt(text));
       }),
       RUNS,
     );
