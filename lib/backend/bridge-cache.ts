@@ -73,6 +73,20 @@ export class PortRecords {
     }
   }
 
+  /** The ports a name picks, as blocklist targets do: the port of that interface name and every port of the guest of that name. */
+  named(name: string): string[] {
+    const found = new Set<string>(this.get(name) === undefined ? [] : [name]);
+    let from = 0;
+    for (;;) {
+      // A record starts with its guest (`g=<name> `) and holds no tab, so this is the guest field.
+      const at = this.text.indexOf(`\tg=${name} `, from);
+      if (at < 0) return [...found];
+      const { start, end } = this.lineAt(at);
+      found.add(this.text.slice(start, at));
+      from = end;
+    }
+  }
+
   /** The records of these ports (those that have one), without anything after the record's own tab-separated field. */
   recordsOf(ifnames: Iterable<string>): Record<string, string> {
     const found: Record<string, string> = {};

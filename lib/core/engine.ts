@@ -364,6 +364,8 @@ export async function applyFullState(ctx: EngineContext, ports: readonly GuestPo
 
 /** What a `block` or `unblock` changes, decided under the lock from the lists saved then. */
 export interface BlocklistEdit {
+  /** The vif or guest name whose lists change: only its ports are rewritten. */
+  readonly target: string;
   /** Every list once the command is done, from every list saved now. */
   readonly lists: (saved: readonly Blocklist[]) => readonly Blocklist[];
   /** Saves the change once it is committed, still under the lock; if it throws, the kernel is put back as the saved lists say. */
@@ -379,13 +381,13 @@ export async function applyBlocklists(ctx: EngineContext, edit: BlocklistEdit, d
   return withLock(ctx.runner, ctx.lockPath, ctx.settings.lockTimeout, async () => {
     const saved = readBlocklists();
     const lists = edit.lists(saved);
-    const report = await blocklistsUnlocked(ctx, lists, dryRun, saved);
+    const report = await blocklistsUnlocked(ctx, edit.target, lists, dryRun, saved);
     if (dryRun) return report;
     try {
       edit.save();
     } catch (error) {
       // Not saved means the next sync or hook would undo it: the kernel goes back to what is saved.
-      await blocklistsUnlocked({ ...ctx, log: () => undefined }, saved, false, lists).catch(() => undefined);
+      await blocklistsUnlocked({ ...ctx, log: () => undefined }, edit.target, saved, false, lists).catch(() => undefined);
       throw error;
     }
     return report;
@@ -393,10 +395,10 @@ export async function applyBlocklists(ctx: EngineContext, edit: BlocklistEdit, d
 }
 
 /**
- * Make the running ports' blocklists these lists (in place of `saved`). nftables: only block sets,
+ * Make the running ports of `target` (a vif or guest name) have these lists (in place of `saved`). nftables: only block sets,
  * chains and map entries change. iptables: the blocked ports' chains and their ipsets.
  */
-async function blocklistsUnlocked(ctx: EngineContext, lists: readonly Blocklist[], dryRun: boolean, saved: readonly Blocklist[]): Promise<ApplyReport> {
+async function blocklistsUnlocked(ctx: EngineContext, target: string, lists: readonly Blocklist[], dryRun: boolean, saved: readonly Blocklist[]): Promise<ApplyReport> {
   if ((ctx.engine ?? (await chooseEngine(ctx.runner, ctx.settings, ctx.lockPath))) !== 'nftables') {
     // iptables: every running port's chains from the live tables, with these lists' sets; only the
     // chains of ports whose lists changed differ, so only those are rewritten.
@@ -406,11 +408,12 @@ async function blocklistsUnlocked(ctx: EngineContext, lists: readonly Blocklist[
     const blocks = blockResolver(ctx.settings, lists);
     return applyIptables(ctx, dryRun, (filter4, filter6) => buildRuleset(livePorts(filter4, filter6).map((port) => guestPortOfLive(port, filter6)), ctx.settings, 'iptables', blocks), false);
   }
-  // Only the ports whose lists changed: found from the records' guest names and blocklist digests.
+  // Only the target's ports (its vif, or every vif of its guest) whose lists changed: another guest's
+  // ports are never touched by a block or unblock.
   const incremental = await fromCache(ctx, dryRun, lists, (records) => {
     const affected = new Set<string>();
-    for (const [ifname, comment] of records.entries()) {
-      const fields = parsePortComment(comment);
+    for (const ifname of records.named(target)) {
+      const fields = parsePortComment(records.get(ifname) ?? '');
       if (portListsDigest(lists, { ifname, guest: fields?.guest ?? '-' }) !== fields?.block) affected.add(ifname);
     }
     return { affected, desired: (live) => [...live.ports.values()].map(guestPortOf) };
@@ -421,7 +424,7 @@ async function blocklistsUnlocked(ctx: EngineContext, lists: readonly Blocklist[
 /** The running ports a blocklist target (a vif or a guest name) names, from this boot's cache or the kernel. */
 export async function runningPortsOf(ctx: EngineContext, target: string): Promise<string[]> {
   const records = PortRecords.read(portCachePath(ctx.lockPath), bridgeSkeleton(ctx.settings, true).digest);
-  if (records) return records.entries().flatMap(([ifname, comment]) => (ifname === target || comment.startsWith(`g=${target} `) ? [ifname] : []));
+  if (records) return records.named(target);
   return (await protectedPorts(ctx).catch(() => [])).filter((port) => port.ifname === target || port.guest === target).map((port) => port.ifname);
 }
 

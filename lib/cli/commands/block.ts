@@ -37,6 +37,7 @@ async function saveAndApply(target: string, edit: (mine: readonly Blocklist[]) =
   await applyBlocklists(
     dryRun ? ctx : { ...ctx, log: () => undefined },
     {
+      target,
       lists: (saved) => {
         mine = edit(saved.filter((list) => list.target === target));
         return [...saved.filter((list) => list.target !== target), ...mine];

@@ -19,4 +19,11 @@ describe('PortRecords', () => {
     expect(records.recordsOf(['vif1.0'])).toEqual({ 'vif1.0': 'g=web b=xenbr0 m=00:16:3e:00:00:01 k=xen:1/0 i=- bl=- a=10.0.0.1/32' });
     expect(records.withKey('xen:2/0')).toEqual(['vif2.0']);
   });
+
+  it('named picks a vif by name and every vif of a guest by its recorded guest, never by a prefix', () => {
+    expect(records.named('web').sort()).toEqual(['vif1.0', 'vif1.0-emu']);
+    expect(records.named('vif2.0')).toEqual(['vif2.0']);
+    expect(records.named('we')).toEqual([]);
+    expect(records.named('xenbr0')).toEqual([]);
+  });
 });
