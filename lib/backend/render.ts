@@ -2,7 +2,7 @@ import type { Rule } from '../rules/types.js';
 
 // iptables' xtables_save_string(): these characters need no quotes; anything else is quoted and \ " ' escaped.
 const NO_QUOTE = /^[A-Za-z0-9_-]+$/;
-const STRING_OPTIONS = new Set(['--comment', '--log-prefix']);
+const STRING_OPTIONS = new Set(['--comment', '--log-prefix', '--hex-string']);
 
 function renderString(value: string): string {
   if (NO_QUOTE.test(value)) return value;

@@ -153,6 +153,14 @@ export async function checkIptables(env: DoctorEnv, detection: Detection): Promi
       ? ok('physdev', 'the physdev match is available')
       : { id: 'physdev', level: 'error', message: `the physdev match is not available (${result.stderr.trim().split('\n')[0] ?? 'iptables-restore --test failed'})`, fix: 'modprobe xt_physdev' },
   );
+  // The neighbour-advertisement checks (rules/port.ts): without these matches every IPv6 port's chain fails to load.
+  const ndProbe = '*filter\n:vif-guard-doctor - [0:0]\n-A vif-guard-doctor -p ipv6-icmp -m icmp6 --icmpv6-type 136 -m ipv6header ! --header protocol -j RETURN\n-A vif-guard-doctor -m string ! --hex-string "|fe80|" --algo bm --from 48 --to 50 -j RETURN\nCOMMIT\n';
+  const nd = await env.runner.run(`ip6tables-${variant}-restore`, ['--test', '--noflush'], { input: ndProbe });
+  checks.push(
+    nd.exitCode === 0
+      ? ok('nd-matches', 'the ipv6header and string matches (neighbour advertisement checks) are available')
+      : { id: 'nd-matches', level: 'error', message: `the ipv6header or string match is not available (${nd.stderr.trim().split('\n')[0] ?? 'ip6tables-restore --test failed'}): guests' IPv6 chains cannot be loaded`, fix: 'modprobe ip6t_ipv6header xt_string' },
+  );
   return checks;
 }
 

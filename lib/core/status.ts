@@ -65,7 +65,7 @@ function countersFor(live: LiveState, vif: string, eb: EbCounts | undefined): Pi
     routerAdvert: add(nft('ra'), counterOf(live.filter6, inChain, (body) => body.endsWith('--icmpv6-type 134 -j DROP'))),
     redirect: add(nft('redirect'), counterOf(live.filter6, inChain, (body) => body.endsWith('--icmpv6-type 137 -j DROP'))),
     dhcpv6Server: add(nft('dhcp6s'), counterOf(live.filter6, inChain, (body) => body.includes('--sport 547 --dport 546 -j DROP'))),
-    neighborTarget: nft('nd_target'),
+    neighborTarget: add(nft('nd_target'), counterOf(live.filter6, inChain, (body) => body.includes('--icmpv6-type 136') && body.endsWith('-j DROP'))),
     mac: nft('mac'),
     ethertype: nft('ethertype'),
     arpMac: nft('arp_mac'),

@@ -20,8 +20,6 @@ export interface Flow {
   readonly receivers: readonly string[];
   /** Needs python3 for a hand-built frame. */
   readonly raw?: boolean;
-  /** Checked by the nftables backend only (the iptables backends cannot match an advertisement's target). */
-  readonly nftablesOnly?: boolean;
 }
 
 export const DEMO6 = '2001:db8:5100:0';
@@ -42,7 +40,7 @@ export function demoFlows(ip: (name: string) => string, ip6: (name: string) => s
     udp({ id: 'steal6-neighbour', what: 'evil -> web over IPv6 from db\'s address', kind: 'attack', from: 'evil', bind: ip6('db'), sport: 4008, to: ip6('web'), dport: 5000, receivers: ['web'] }),
     { id: 'changed-mac', what: 'evil -> db from its own address, after changing its MAC', kind: 'attack', via: 'mac', from: 'evil', bind: ip('evil'), sport: 4009, to: ip('db'), dport: 5000, receivers: ['db'] },
     { id: 'arp-claim', what: 'evil\'s ARP claims web\'s address (dom0\'s ARP cache)', kind: 'attack', via: 'arp-claim', from: 'evil', bind: ip('web'), sport: 4010, to: dom0Ip, dport: 5001, receivers: ['dom0'] },
-    { id: 'nd-claim', what: 'evil\'s neighbour advertisement claims web\'s IPv6 address (db\'s neighbour cache)', kind: 'attack', via: 'nd-claim', from: 'evil', bind: ip6('web'), sport: 0, to: 'ff02::1', dport: 0, receivers: ['db'], raw: true, nftablesOnly: true },
+    { id: 'nd-claim', what: 'evil\'s neighbour advertisement claims web\'s IPv6 address (db\'s neighbour cache)', kind: 'attack', via: 'nd-claim', from: 'evil', bind: ip6('web'), sport: 0, to: 'ff02::1', dport: 0, receivers: ['db'], raw: true },
     { id: 'rogue-ra', what: 'evil advertises itself as IPv6 router (web\'s routes)', kind: 'attack', via: 'ra', from: 'evil', bind: '', sport: 0, to: 'ff02::1', dport: 0, receivers: ['web'], raw: true },
     { id: 'vlan-spoof', what: 'evil -> db in a VLAN-tagged frame, unassigned address', kind: 'attack', via: 'vlan', from: 'evil', bind: '198.51.100.66', sport: 4011, to: ip('db'), dport: 5000, receivers: ['db'], raw: true },
   ];

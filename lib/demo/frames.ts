@@ -61,11 +61,19 @@ export function routerAdvertisement(src: string, routerMac: string, prefix: stri
 /**
  * ICMPv6 neighbour advertisement: `target` is the address it claims, `mac` the link-layer address
  * it claims for it (target link-layer option); unsolicited with the override flag, as a guest
- * poisoning its neighbours' caches would send it.
+ * poisoning its neighbours' caches would send it. With `decoy`, behind a hop-by-hop header that puts
+ * that address where a plain advertisement's target would be (an attempt to fool an offset match).
  */
-export function neighborAdvertisement(src: string, dst: string, target: string, mac: string): number[] {
+export function neighborAdvertisement(src: string, dst: string, target: string, mac: string, decoy?: string): number[] {
   const na = [136, 0, 0, 0, 0x20, 0, 0, 0, ...ipv6Bytes(target), 2, 1, ...macBytes(mac)];
-  return ipv6(src, dst, 58, na, 2);
+  const plain = ipv6(src, dst, 58, na, 2);
+  if (decoy === undefined) return plain;
+  // `decoy` in a hop-by-hop option, at bytes 48-63 where a plain advertisement's target is: type 0x1e
+  // (RFC 4727's experimental type, "skip if unknown", so receivers accept it; PadN must be zeros). The
+  // ICMPv6 checksum covers the same pseudo-header (upper-layer length, next header 58) either way.
+  const hopByHop = [58, 2, 0x1e, 20, 0, 0, 0, 0, ...ipv6Bytes(decoy)];
+  const icmp = plain.slice(40);
+  return [...plain.slice(0, 4), ...u16(hopByHop.length + icmp.length), 0, ...plain.slice(7, 40), ...hopByHop, ...icmp];
 }
 
 export const ETHERTYPE = { ipv4: 0x0800, arp: 0x0806, ipv6: 0x86dd } as const;

@@ -40,7 +40,7 @@ function probePath(runner: Runner): string | undefined {
   return undefined;
 }
 
-async function phase(lab: DemoLab, runner: Runner, flows: readonly Flow[], probe: string | undefined, progress: (line: string) => void, engine?: 'nftables' | 'iptables'): Promise<Map<string, Observed>> {
+async function phase(lab: DemoLab, runner: Runner, flows: readonly Flow[], probe: string | undefined, progress: (line: string) => void): Promise<Map<string, Observed>> {
   const cli = process.argv[1] ?? '';
   const observed = new Map<string, Observed>();
   const receivers = new Map<string, string>([['dom0', lab.dom0], ...lab.guests.map((g): [string, string] => [g.name, g.ns])]);
@@ -68,7 +68,7 @@ async function phase(lab: DemoLab, runner: Runner, flows: readonly Flow[], probe
   };
   for (const flow of flows) {
     const guest = lab.guest(flow.from);
-    if ((flow.raw && !probe) || (flow.nftablesOnly && engine === 'iptables')) {
+    if (flow.raw && !probe) {
       observed.set(flow.id, 'skipped');
       continue;
     }
@@ -155,7 +155,6 @@ export async function runDemo(runner: Runner, progress: (line: string) => void):
     const flows = demoFlows((name) => lab.guest(name).address, (name) => lab.guest(name).address6, lab.dom0Ip);
     progress('sending every flow without protection');
     const before = await phase(lab, runner, flows, probe, progress);
-    let engine: 'nftables' | 'iptables' | undefined;
     for (const guest of lab.guests) {
       progress(`online ${guest.vif}: running the vif-up hook for ${guest.name} (ip=${guest.address} ${guest.address6}, mac=${guest.mac})`);
       const args = ['netns', 'exec', lab.dom0, 'env', ...lab.env, process.execPath, hookPath('vif-up'), '--command', 'online', '--dev', guest.vif, '--type-if', 'vif',
@@ -164,12 +163,9 @@ export async function runDemo(runner: Runner, progress: (line: string) => void):
       if (result.exitCode !== 0) throw new VifGuardError('APPLY', `the vif-up hook failed for ${guest.vif}: ${result.stdout.trim() || result.stderr.trim()}`);
       const said = result.stderr.trim().split('\n').pop();
       if (said) progress(`  hook: ${said.replace(/^vif-guard: /, '')}`);
-      // The hook names the backend it used: "protected (nftables: ...)" or "(iptables-nft ipv4: ...)".
-      engine ??= said?.includes('(nftables') ? 'nftables' : said?.includes('(iptables-') ? 'iptables' : undefined;
     }
-    if (engine === 'iptables') progress('the iptables backend does not check neighbour advertisements\' targets: that row is skipped');
     progress('sending every flow again, with protection');
-    const after = await phase(lab, runner, flows, probe, progress, engine);
+    const after = await phase(lab, runner, flows, probe, progress);
     const rows = flows.map((flow): DemoRow => {
       const expected = flow.kind === 'legitimate' ? 'passes' : 'blocked';
       const afterState = after.get(flow.id) ?? 'blocked';

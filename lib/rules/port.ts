@@ -1,6 +1,8 @@
 import type { GuestPort } from '../guest/model.js';
 import { ipv4Addresses } from '../guest/model.js';
 import { linkLocalFromMac } from '../guest/eui64.js';
+import { ipv6ToInt, type GuestAddress } from '../guest/validate.js';
+import { collapse } from './bridge.js';
 import type { Settings } from '../config/settings.js';
 import type { ChainSpec, Rule } from './types.js';
 import { portInChain, portOutChain } from './names.js';
@@ -8,7 +10,7 @@ import { portInChain, portOutChain } from './names.js';
 const DHCP_CLIENT: Rule = ['-p', 'udp', '-m', 'udp', '--sport', '68', '--dport', '67'];
 const DHCP_SERVER: Rule = ['-p', 'udp', '-m', 'udp', '--sport', '67', '--dport', '68'];
 
-export type DropClass = 'src' | 'dhcps' | 'dst' | 'src6' | 'dhcp6s' | 'ra' | 'dst6' | 'blocked';
+export type DropClass = 'src' | 'dhcps' | 'dst' | 'src6' | 'dhcp6s' | 'ra' | 'nd_target' | 'dst6' | 'blocked';
 
 /** A port's blocklist sets (iptables backend): sources it must not receive from, destinations it must not send to. */
 export interface PortIpsets {
@@ -25,9 +27,9 @@ function blocklistDrops(settings: Settings, ifname: string, set: string | undefi
   return [...logRule(settings, 'blocked', ifname, match), [...match, '-j', 'DROP']];
 }
 
-/** LOG prefix, at most 29 characters: `vifg-dhcp6s:` (12) + a 15-character name + space. */
+/** LOG prefix, at most the 29 characters LOG takes: `vifg-dhcp6s:` (12) + a 15-character name + space; `vifg-nd_target:` can cut a long name short. */
 export function logPrefix(dropClass: DropClass, ifname: string): string {
-  return `vifg-${dropClass}:${ifname} `;
+  return `vifg-${dropClass}:${ifname} `.slice(0, 29);
 }
 
 function logRule(settings: Settings, dropClass: DropClass, ifname: string, match: Rule = []): Rule[] {
@@ -74,16 +76,60 @@ const DHCP6_SERVER: Rule = ['-p', 'udp', '-m', 'udp', '--sport', '547', '--dport
 // during DAD (RFC 3590) and router solicitations (RFC 4861 6.3.7), all to link-scope multicast.
 const UNSPECIFIED_OK = [133, 135, 143];
 
+const NA: Rule = ICMP6(136);
+/**
+ * A neighbour advertisement behind extension headers (headers other than exactly the ICMPv6 one):
+ * its target is no longer at bytes 48-63, where the target check looks, so it is dropped; neighbour
+ * discovery never needs them. (`--soft` would mean all of the listed headers, not any.)
+ */
+const NA_EXTENSIONS: Rule = [...NA, '-m', 'ipv6header', '!', '--header', 'protocol'];
+/** The target's offset: after the 40-byte IPv6 header and the advertisement's type, code, checksum and flags. */
+const TARGET_AT = 48;
+/** More than this many patterns (odd prefix lengths expand) and the port may advertise nothing: see naTargetRule. */
+export const MAX_TARGET_PATTERNS = 128;
+
+/**
+ * The advertisement's target as byte patterns, one per own address or prefix: all of its bytes for an
+ * address, the prefix's bytes for a prefix, and a prefix that does not end on a byte boundary as
+ * every pattern of its next byte length (a /60 is sixteen /64s). undefined when there are too many.
+ */
+export function targetPatterns(addresses: readonly GuestAddress[]): string[] | undefined {
+  const patterns: string[] = [];
+  for (const address of collapse(addresses)) {
+    const bytes = Math.ceil(address.prefix / 8);
+    const spare = BigInt(bytes * 8 - address.prefix);
+    const top = ipv6ToInt(address.address) >> BigInt(128 - bytes * 8);
+    for (let low = 0n; low < 1n << spare; low += 1n) patterns.push((top | low).toString(16).padStart(bytes * 2, '0'));
+    if (patterns.length > MAX_TARGET_PATTERNS) return undefined;
+  }
+  return patterns;
+}
+
+/**
+ * A neighbour advertisement whose target is none of the port's own addresses (IPv6's forged ARP
+ * reply): one string match per pattern at the target's offset, all negated, so the rule matches only
+ * when every one fails. ip6tables has no field for the target; xt_string with --from/--to pins each
+ * pattern to exactly those bytes. A port whose prefixes expand past MAX_TARGET_PATTERNS gets the bare
+ * match: it may advertise nothing, failing closed.
+ */
+function naTargetRule(port: GuestPort): Rule {
+  const own = [...(port.mac ? [linkLocalFromMac(port.mac)] : []), ...port.addresses.filter((address) => address.family === 6)];
+  const patterns = targetPatterns(own) ?? [];
+  return [...NA, ...patterns.flatMap((hex) => ['-m', 'string', '!', '--hex-string', `|${hex}|`, '--algo', 'bm', '--from', String(TARGET_AT), '--to', String(TARGET_AT + hex.length / 2)])];
+}
+
 function ipv6Sources(port: GuestPort): string[] {
   const own = port.addresses.filter((address) => address.family === 6).map((address) => address.cidr);
   return port.mac ? [linkLocalFromMac(port.mac).cidr, ...own.filter((cidr) => cidr !== linkLocalFromMac(port.mac ?? '').cidr)] : own;
 }
 
 /**
- * IPv6 from the guest: router advertisements, redirects and DHCPv6 server replies dropped first;
- * `::` only for DAD, MLD and RS; then its MAC-derived link-local and its own addresses.
+ * IPv6 from the guest: router advertisements, redirects, DHCPv6 server replies and neighbour
+ * advertisements for addresses not its own dropped first; `::` only for DAD, MLD and RS; then its
+ * MAC-derived link-local and its own addresses.
  */
 export function buildPortIn6Chain(port: GuestPort, settings: Settings, sets?: PortIpsets): ChainSpec {
+  const naTarget = naTargetRule(port);
   const rules: Rule[] = [
     ...blocklistDrops(settings, port.ifname, sets?.out6, 'dst'),
     ...logRule(settings, 'ra', port.ifname, ICMP6(134)),
@@ -91,6 +137,10 @@ export function buildPortIn6Chain(port: GuestPort, settings: Settings, sets?: Po
     [...ICMP6(137), '-j', 'DROP'],
     ...logRule(settings, 'dhcp6s', port.ifname, DHCP6_SERVER),
     [...DHCP6_SERVER, '-j', 'DROP'],
+    ...logRule(settings, 'nd_target', port.ifname, NA_EXTENSIONS),
+    [...NA_EXTENSIONS, '-j', 'DROP'],
+    ...logRule(settings, 'nd_target', port.ifname, naTarget),
+    [...naTarget, '-j', 'DROP'],
     ...UNSPECIFIED_OK.map((type): Rule => ['-s', '::/128', '-d', 'ff02::/16', ...ICMP6(type), '-j', 'RETURN']),
     ...ipv6Sources(port).map((cidr): Rule => ['-s', cidr, '-j', 'RETURN']),
     ...logRule(settings, 'src6', port.ifname),

@@ -32,6 +32,21 @@ describe('doctor checks that a namespace cannot break', () => {
     });
   });
 
+  it('the neighbour-advertisement matches missing is an error with its fix; present, it says so', async () => {
+    const missing = "ip6tables-restore v1.8.9 (nf_tables): Couldn't load match `ipv6header':No such file or directory\n";
+    const { runner } = createRecordingRunner(
+      (call) => (call.command === 'ip6tables-nft-restore' ? { exitCode: 2, stderr: missing } : undefined),
+      ['iptables-nft-restore', 'iptables-nft-save', 'ip6tables-nft-restore'],
+    );
+    const detection = await detectBackend(runner, 'nft', 5);
+    const checks = await checkIptables({ runner, settings: { ...DEFAULT_SETTINGS, backend: 'nft' }, root: '/', procSys: '/proc/sys' }, detection);
+    expect(checks.find((check) => check.id === 'nd-matches')).toMatchObject({ level: 'error', fix: 'modprobe ip6t_ipv6header xt_string' });
+    expect(checks.find((check) => check.id === 'nd-matches')?.message).toContain("Couldn't load match `ipv6header'");
+    const { runner: fine } = createRecordingRunner(() => undefined, ['iptables-nft-restore', 'iptables-nft-save', 'ip6tables-nft-restore']);
+    const okChecks = await checkIptables({ runner: fine, settings: { ...DEFAULT_SETTINGS, backend: 'nft' }, root: '/', procSys: '/proc/sys' }, await detectBackend(fine, 'nft', 5));
+    expect(okChecks.find((check) => check.id === 'nd-matches')?.level).toBe('ok');
+  });
+
   it.each([
     [900, 1000, 'error'],
     [800, 1000, 'warning'],

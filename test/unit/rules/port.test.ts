@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { buildPortInChain, buildPortOutChain, logPrefix, parsePortComment, portComment } from '../../../lib/rules/port.js';
+import { buildPortIn6Chain, buildPortInChain, buildPortOutChain, logPrefix, MAX_TARGET_PATTERNS, parsePortComment, portComment, targetPatterns } from '../../../lib/rules/port.js';
+import { renderRuleBody } from '../../../lib/backend/render.js';
 import { buildRuleset } from '../../../lib/rules/build.js';
 import { bridgeSkeleton } from '../../../lib/rules/bridge.js';
 import { DEFAULT_SETTINGS } from '../../../lib/config/settings.js';
@@ -45,7 +46,38 @@ describe('per-port chains', () => {
   });
 
   it('log prefixes fit iptables\' 29 characters for the longest interface name', () => {
-    for (const dropClass of ['src', 'dhcps', 'dst'] as const) expect(logPrefix(dropClass, 'x'.repeat(15)).length).toBeLessThanOrEqual(29);
+    for (const dropClass of ['src', 'dhcps', 'dst', 'dhcp6s', 'nd_target', 'blocked'] as const) expect(logPrefix(dropClass, 'x'.repeat(15)).length).toBeLessThanOrEqual(29);
+    expect(logPrefix('nd_target', 'vif12.0')).toBe('vifg-nd_target:vif12.0 ');
+  });
+
+  it('neighbour advertisement targets: an address is all 16 bytes, a prefix its own bytes, an odd prefix every pattern of its next byte length', () => {
+    const patterns = (text: string) => targetPatterns(parseAddressList(text, { source: 't' }));
+    expect(patterns('2001:db8::5')).toEqual(['20010db8000000000000000000000005']);
+    expect(patterns('2001:db8:1:2::/64 2001:db8:1:2::7')).toEqual(['20010db800010002']);
+    expect(patterns('2001:db8:8200::/56')).toEqual(['20010db8820000']);
+    expect(patterns('2001:db8:1:10::/60')).toEqual(Array.from({ length: 16 }, (_, i) => `20010db80001001${i.toString(16)}`));
+    expect(patterns('2001:db8:1:2::/63')).toEqual(['20010db800010002', '20010db800010003']);
+    // Past the cap there are none: the port may then advertise nothing (fails closed).
+    expect(patterns('2001:db8:100::/41 2001:db8:300::/41')?.length).toBeUndefined();
+    expect(patterns('2001:db8:100::/41')?.length).toBe(128);
+    expect(MAX_TARGET_PATTERNS).toBe(128);
+  });
+
+  it('from the guest (IPv6): an advertisement behind extension headers, or for an address not its own, is dropped before any source passes', () => {
+    const chain = buildPortIn6Chain(port, { ...DEFAULT_SETTINGS, log: false });
+    const rules = chain.rules.map(renderRuleBody);
+    const extensions = rules.indexOf('-p ipv6-icmp -m icmp6 --icmpv6-type 136 -m ipv6header ! --header protocol -j DROP');
+    const target = rules.findIndex((rule) => rule.startsWith('-p ipv6-icmp -m icmp6 --icmpv6-type 136 -m string'));
+    // As ip6tables-save prints it: its link-local (from the MAC) and its one address, each pinned to bytes 48-63.
+    expect(rules[target]).toBe(
+      '-p ipv6-icmp -m icmp6 --icmpv6-type 136 -m string ! --hex-string "|fe8000000000000002163efffe7c1f6e|" --algo bm --from 48 --to 64 -m string ! --hex-string "|20010db8000000000000000000000005|" --algo bm --from 48 --to 64 -j DROP',
+    );
+    expect(extensions).toBeGreaterThan(-1);
+    expect(target).toBeGreaterThan(extensions);
+    expect(target).toBeLessThan(rules.findIndex((rule) => rule.endsWith('-j RETURN')));
+    // A port with nothing to advertise gets the bare match: every advertisement dropped.
+    const bare = buildPortIn6Chain({ ...port, mac: undefined, addresses: [] }, { ...DEFAULT_SETTINGS, log: false }).rules.map(renderRuleBody);
+    expect(bare).toContain('-p ipv6-icmp -m icmp6 --icmpv6-type 136 -j DROP');
   });
 
   it('the port comment round-trips', () => {
