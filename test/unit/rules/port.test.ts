@@ -109,7 +109,8 @@ describe('buildRuleset', () => {
     const on = bridgeSkeleton(DEFAULT_SETTINGS, true).body.join('\n');
     expect(on).toContain('meta pkttype other notrack comment "from a guest"');
     expect(on).toMatch(/iifname != @guarded_[0-9a-f]{12} meta pkttype other ether daddr @macs notrack accept/);
-    expect(on).toContain('meta pkttype other udp sport != 67 iif . ether saddr . ip saddr @fast4 notrack accept');
+    expect(on).toContain('meta pkttype other iif . ether saddr . ip saddr @fast4 th sport != 67 notrack accept');
+    expect(on).toContain('meta pkttype other meta l4proto != ipv6-icmp iif . ether saddr . ip6 saddr @fast6 th sport != 547 notrack accept');
     expect(bridgeSkeleton({ ...DEFAULT_SETTINGS, notrack: false }, true).body.join('\n')).not.toContain('notrack');
   });
 });
