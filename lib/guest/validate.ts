@@ -97,7 +97,6 @@ export function compressIpv6(groups: number[]): string {
 
 const EXPECTED_ADDRESS = 'an IPv4/IPv6 address or CIDR';
 
-/** The network an address or CIDR names (host bits cleared, canonical text), or undefined when it is neither. */
 /**
  * A dotted quad as node's isIPv4 accepts it (four decimal octets 0-255, no leading zeros) as a
  * number, or -1: one pass over the characters, as a zone file holds thousands.
@@ -125,6 +124,7 @@ export function parseIpv4(text: string): number {
   return dots === 3 && digits > 0 ? value * 256 + octet : -1;
 }
 
+/** The network an address or CIDR names (host bits cleared, canonical text), or undefined when it is neither. */
 function network(value: string): GuestAddress | undefined {
   const slash = value.indexOf('/');
   const host = slash < 0 ? value : value.slice(0, slash);
