@@ -11,7 +11,7 @@ import { readBlocklists } from '../blocklist/store.js';
 import { withIfindex } from '../kernel/ifindex.js';
 import { buildStatus, type LiveState } from './status.js';
 import { collectInventory } from './inventory.js';
-import { isGuarded } from '../rules/port.js';
+import { advertisesNothing, isGuarded, MAX_TARGET_PATTERNS } from '../rules/port.js';
 import { someOf } from '../names.js';
 
 export type Level = 'ok' | 'warning' | 'error';
@@ -321,6 +321,16 @@ export async function runDoctor(env: DoctorEnv): Promise<Check[]> {
         ? { id: 'unaddressed', level: 'warning', message: `running vifs with no ip= configured are not protected: ${someOf(unaddressed.map((p) => `${p.ifname} (${p.guest})`), LISTED, ', ')}`, fix: 'add ip=... to their vif lines, or set unaddressed = block, then vif-guard sync' }
         : ok('unaddressed', 'every running vif has addresses configured'),
     );
+    // Only where ip6tables enforces the advertisement check: the bridge table's sets take any number.
+    const silenced = engine === 'iptables' ? inventory.ports.filter((port) => isGuarded(port, env.settings) && advertisesNothing(port)) : [];
+    if (silenced.length) {
+      checks.push({
+        id: 'nd-patterns',
+        level: 'warning',
+        message: `guests whose IPv6 addresses need more than ${MAX_TARGET_PATTERNS} neighbour-advertisement patterns can advertise none on the iptables backend, so their IPv6 neighbours cannot reach them: ${someOf(silenced.map((p) => `${p.ifname} (${p.guest})`), LISTED, ', ')}`,
+        fix: 'give them a covering prefix (a /64 or /56) instead of many single addresses or odd-length prefixes, or use the nftables backend',
+      });
+    }
     if (live && inventory.hypervisor) {
       const rows = buildStatus(live, inventory.ports.map((port) => withIfindex(port)), env.settings, blockResolver(env.settings, readBlocklists()));
       const unprotected = rows.filter((row) => row.state === 'unprotected').map((row) => row.vif);

@@ -85,8 +85,12 @@ const NA: Rule = ICMP6(136);
 const NA_EXTENSIONS: Rule = [...NA, '-m', 'ipv6header', '!', '--header', 'protocol'];
 /** The target's offset: after the 40-byte IPv6 header and the advertisement's type, code, checksum and flags. */
 const TARGET_AT = 48;
-/** More than this many patterns (odd prefix lengths expand) and the port may advertise nothing: see naTargetRule. */
-export const MAX_TARGET_PATTERNS = 128;
+/**
+ * More than this many patterns (odd prefix lengths expand) and the port may advertise nothing (see
+ * naTargetRule): iptables-restore takes at most 255 arguments a line, and the LOG twin of the rule is
+ * 18 plus 11 per pattern, with `-t filter` and the program's name before them.
+ */
+export const MAX_TARGET_PATTERNS = 20;
 
 /**
  * The advertisement's target as byte patterns, one per own address or prefix: all of its bytes for an
@@ -112,9 +116,17 @@ export function targetPatterns(addresses: readonly GuestAddress[]): string[] | u
  * pattern to exactly those bytes. A port whose prefixes expand past MAX_TARGET_PATTERNS gets the bare
  * match: it may advertise nothing, failing closed.
  */
+function ownTargets(port: GuestPort): string[] | undefined {
+  return targetPatterns([...(port.mac ? [linkLocalFromMac(port.mac)] : []), ...port.addresses.filter((address) => address.family === 6)]);
+}
+
+/** Whether the port's IPv6 addresses need more patterns than one rule takes: on the iptables backends it may then send no neighbour advertisement. */
+export function advertisesNothing(port: GuestPort): boolean {
+  return ownTargets(port) === undefined;
+}
+
 function naTargetRule(port: GuestPort): Rule {
-  const own = [...(port.mac ? [linkLocalFromMac(port.mac)] : []), ...port.addresses.filter((address) => address.family === 6)];
-  const patterns = targetPatterns(own) ?? [];
+  const patterns = ownTargets(port) ?? [];
   return [...NA, ...patterns.flatMap((hex) => ['-m', 'string', '!', '--hex-string', `|${hex}|`, '--algo', 'bm', '--from', String(TARGET_AT), '--to', String(TARGET_AT + hex.length / 2)])];
 }
 

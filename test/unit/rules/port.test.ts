@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { buildPortIn6Chain, buildPortInChain, buildPortOutChain, logPrefix, MAX_TARGET_PATTERNS, parsePortComment, portComment, targetPatterns } from '../../../lib/rules/port.js';
+import { advertisesNothing, buildPortIn6Chain, buildPortInChain, buildPortOutChain, logPrefix, MAX_TARGET_PATTERNS, parsePortComment, portComment, targetPatterns } from '../../../lib/rules/port.js';
 import { renderRuleBody } from '../../../lib/backend/render.js';
 import { buildRuleset } from '../../../lib/rules/build.js';
 import { bridgeSkeleton } from '../../../lib/rules/bridge.js';
@@ -57,10 +57,22 @@ describe('per-port chains', () => {
     expect(patterns('2001:db8:8200::/56')).toEqual(['20010db8820000']);
     expect(patterns('2001:db8:1:10::/60')).toEqual(Array.from({ length: 16 }, (_, i) => `20010db80001001${i.toString(16)}`));
     expect(patterns('2001:db8:1:2::/63')).toEqual(['20010db800010002', '20010db800010003']);
-    // Past the cap there are none: the port may then advertise nothing (fails closed).
-    expect(patterns('2001:db8:100::/41 2001:db8:300::/41')?.length).toBeUndefined();
-    expect(patterns('2001:db8:100::/41')?.length).toBe(128);
-    expect(MAX_TARGET_PATTERNS).toBe(128);
+    // Past the cap there are none: the port may then advertise nothing (fails closed; doctor names it).
+    expect(patterns('2001:db8:1:10::/60 2001:db8:2::/64 2001:db8:3::/64 2001:db8:4::/64 2001:db8:5::/64')?.length).toBe(MAX_TARGET_PATTERNS);
+    expect(patterns('2001:db8:1:10::/60 2001:db8:2::/64 2001:db8:3::/64 2001:db8:4::/64 2001:db8:5::/64 2001:db8:6::/64')).toBeUndefined();
+  });
+
+  it('the largest advertisement rule, logged, fits the 255 arguments iptables-restore takes a line', () => {
+    const max = { ...port, mac: undefined, addresses: parseAddressList('2001:db8:1:10::/60 2001:db8:2::/64 2001:db8:3::/64 2001:db8:4::/64 2001:db8:5::/64', { source: 't' }) };
+    const chain = buildPortIn6Chain(max, DEFAULT_SETTINGS);
+    const longest = Math.max(...chain.rules.map((rule) => rule.length));
+    // iptables-restore adds its name, -t and the table before `-A <chain>` and the rule's tokens; it fails at 254.
+    expect(3 + 2 + longest).toBeLessThan(254);
+    expect(chain.rules.filter((rule) => rule.includes('--hex-string'))).toHaveLength(2);
+    // The same addresses and a MAC (its link-local is one more pattern): past the cap, which doctor reports.
+    expect(advertisesNothing(max)).toBe(false);
+    expect(advertisesNothing({ ...max, mac: '00:16:3e:00:00:01' })).toBe(true);
+    expect(advertisesNothing(port)).toBe(false);
   });
 
   it('from the guest (IPv6): an advertisement behind extension headers, or for an address not its own, is dropped before any source passes', () => {
