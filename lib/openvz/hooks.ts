@@ -2,7 +2,7 @@ import { loadSettings } from '../config/load.js';
 import { exitCodeFor, toVifGuardError, VifGuardError } from '../errors.js';
 import { ensureBridgeNetfilter } from '../kernel/bridge-nf.js';
 import { DEFAULT_LOCK_PATH } from '../lock.js';
-import { isGuarded } from '../rules/port.js';
+import { advertisementWarning, advertisesNothing, isGuarded } from '../rules/port.js';
 import { createRunner } from '../runner.js';
 import { applyPortChange, type EngineContext } from '../core/engine.js';
 import { validateCtid } from './config.js';
@@ -22,9 +22,10 @@ async function protect(ctx: EngineContext, port: GuestPort): Promise<void> {
   const prepareIptables = async () => {
     for (const action of await ensureBridgeNetfilter(ctx.runner, process.env.VIF_GUARD_PROC_BRIDGE)) ctx.log(action);
   };
-  await applyPortChange({ ...ctx, prepareIptables }, { kind: 'up', port });
+  const report = await applyPortChange({ ...ctx, prepareIptables }, { kind: 'up', port });
   const addresses = port.addresses.map((a) => a.cidr).join(' ');
   ctx.log(isGuarded(port, ctx.settings) ? `${port.ifname} (${port.guest}, ${addresses}) protected` : `${port.ifname} (${port.guest}) has no addresses in containers.conf: left unprotected (unaddressed = allow)`);
+  if (report.engine === 'iptables' && isGuarded(port, ctx.settings) && advertisesNothing(port)) ctx.log(`warning: ${advertisementWarning(port)}`);
 }
 
 /**

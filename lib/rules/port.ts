@@ -125,6 +125,11 @@ export function advertisesNothing(port: GuestPort): boolean {
   return ownTargets(port) === undefined;
 }
 
+/** What hooks and sync log for such a port on the iptables backends (doctor lists them too). */
+export function advertisementWarning(port: GuestPort): string {
+  return `${port.ifname} (${port.guest}): its IPv6 addresses need more than ${MAX_TARGET_PATTERNS} neighbour-advertisement patterns, so on the iptables backend it may send none and its IPv6 neighbours cannot reach it; give it a covering prefix (a /64 or /56) or use the nftables backend`;
+}
+
 function naTargetRule(port: GuestPort): Rule {
   const patterns = ownTargets(port) ?? [];
   return [...NA, ...patterns.flatMap((hex) => ['-m', 'string', '!', '--hex-string', `|${hex}|`, '--algo', 'bm', '--from', String(TARGET_AT), '--to', String(TARGET_AT + hex.length / 2)])];

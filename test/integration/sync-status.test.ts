@@ -135,6 +135,19 @@ describe.skipIf(!CAN_USE_NETNS).each(VARIANTS)('sync and status on iptables-%s',
     expect(await xen.save('filter')).not.toContain('vif2.0');
   }, 60_000);
 
+  it('a guest with more IPv6 prefixes than one advertisement rule takes may advertise nothing, and sync says so', async () => {
+    const many = Array.from({ length: 21 }, (_, i) => `2001:db8:${(i + 1).toString(16)}::/64`).join(' ');
+    writeFileSync(join(configDir, 'alpha.cfg'), `name = "alpha"\nvif = [ 'mac=${lab.guest('alpha').mac},ip=${subnet}.11 ${many},bridge=xenbr0' ]\n`);
+    const summary = await syncJson();
+    expect(summary.warnings.join('\n')).toContain('vif1.0 (alpha): its IPv6 addresses need more than 20 neighbour-advertisement patterns');
+    const save6 = (await lab.inDom0(`ip6tables-${variant}-save`, '-t', 'filter')).stdout;
+    expect(save6).toContain('-A vif-guard-i-vif1.0 -p ipv6-icmp -m icmp6 --icmpv6-type 136 -j DROP');
+    // Back to one address: its advertisements are checked against it again.
+    writeFileSync(join(configDir, 'alpha.cfg'), `name = "alpha"\nvif = [ 'mac=${lab.guest('alpha').mac},ip=${subnet}.11 ${subnet}.200,bridge=xenbr0' ]\n`);
+    expect((await syncJson()).warnings.join('\n')).not.toContain('neighbour-advertisement');
+    expect((await lab.inDom0(`ip6tables-${variant}-save`, '-t', 'filter')).stdout).not.toContain('-A vif-guard-i-vif1.0 -p ipv6-icmp -m icmp6 --icmpv6-type 136 -j DROP');
+  }, 60_000);
+
   it('a bad domU config stops sync before anything changes', async () => {
     writeFileSync(join(configDir, 'bad.cfg'), `name = "bad"\nvif = [ 'ip=10.0.0.1 -j ACCEPT' ]\n`);
     const before = ours(await xen.save('filter'));

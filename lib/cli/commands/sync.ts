@@ -1,6 +1,6 @@
 import { applyFullState, type ApplyReport } from '../../core/engine.js';
 import { collectInventory, type Inventory } from '../../core/inventory.js';
-import { isGuarded } from '../../rules/port.js';
+import { advertisementWarning, advertisesNothing, isGuarded } from '../../rules/port.js';
 import { portOfChain } from '../../rules/names.js';
 import { createContext, log, printJson } from '../context.js';
 import { someOf } from '../../names.js';
@@ -75,7 +75,9 @@ export async function runSync(options: { dryRun: boolean; json: boolean }): Prom
     options.dryRun,
   );
   const unaddressed = (inventory?.ports ?? []).filter((port) => !isGuarded(port, ctx.settings)).map((port) => port.ifname);
-  const summary = summarise(report, guarded, unaddressed, inventory?.warnings ?? []);
+  const silenced = report.engine === 'iptables' ? (inventory?.ports ?? []).filter((port) => isGuarded(port, ctx.settings) && advertisesNothing(port)).map(advertisementWarning) : [];
+  if (!options.json) for (const warning of silenced) log(`warning: ${warning}`);
+  const summary = summarise(report, guarded, unaddressed, [...(inventory?.warnings ?? []), ...silenced]);
   if (options.json) {
     printJson(summary);
     return 0;
