@@ -331,8 +331,10 @@ for unit in vif-guard-sync.service vif-guard-resync.service vif-guard-resync.tim
 done
 if have_systemd; then
     run systemctl daemon-reload
-    # Starting the unit runs the first sync: guests already running get their rules now.
-    run systemctl enable --now vif-guard-sync.service || die "systemctl enable --now vif-guard-sync.service failed (journalctl -u vif-guard-sync)"
+    # Restarting the unit runs sync: on a first install guests already running get their rules now, and
+    # on an upgrade they get this version's (the unit stays active after a run, so `enable --now` would not).
+    run systemctl enable vif-guard-sync.service || die "systemctl enable vif-guard-sync.service failed"
+    run systemctl restart vif-guard-sync.service || die "systemctl restart vif-guard-sync.service failed (journalctl -u vif-guard-sync)"
     say "enabled vif-guard-sync.service (the periodic vif-guard-resync.timer is installed, not enabled)"
 elif [ -z "$DESTDIR" ] && [ "$KERNEL" = 1 ] && command -v xenstore-list >/dev/null 2>&1; then
     run "$PREFIX/sbin/vif-guard" sync || die "vif-guard sync failed"
