@@ -109,13 +109,7 @@ export function targetPatterns(addresses: readonly GuestAddress[]): string[] | u
   return patterns;
 }
 
-/**
- * A neighbour advertisement whose target is none of the port's own addresses (IPv6's forged ARP
- * reply): one string match per pattern at the target's offset, all negated, so the rule matches only
- * when every one fails. ip6tables has no field for the target; xt_string with --from/--to pins each
- * pattern to exactly those bytes. A port whose prefixes expand past MAX_TARGET_PATTERNS gets the bare
- * match: it may advertise nothing, failing closed.
- */
+/** The patterns of the port's link-local and IPv6 addresses and prefixes; undefined past the cap. */
 function ownTargets(port: GuestPort): string[] | undefined {
   return targetPatterns([...(port.mac ? [linkLocalFromMac(port.mac)] : []), ...port.addresses.filter((address) => address.family === 6)]);
 }
@@ -130,6 +124,13 @@ export function advertisementWarning(port: GuestPort): string {
   return `${port.ifname} (${port.guest}): its IPv6 addresses need more than ${MAX_TARGET_PATTERNS} neighbour-advertisement patterns, so on the iptables backend it may send none and its IPv6 neighbours cannot reach it; give it a covering prefix (a /64 or /56) or use the nftables backend`;
 }
 
+/**
+ * A neighbour advertisement whose target is none of the port's own addresses (IPv6's forged ARP
+ * reply): one string match per pattern at the target's offset, all negated, so the rule matches only
+ * when every one fails. ip6tables has no field for the target; xt_string with --from/--to pins each
+ * pattern to exactly those bytes. A port whose prefixes expand past MAX_TARGET_PATTERNS gets the bare
+ * match: it may advertise nothing, failing closed.
+ */
 function naTargetRule(port: GuestPort): Rule {
   const patterns = ownTargets(port) ?? [];
   return [...NA, ...patterns.flatMap((hex) => ['-m', 'string', '!', '--hex-string', `|${hex}|`, '--algo', 'bm', '--from', String(TARGET_AT), '--to', String(TARGET_AT + hex.length / 2)])];
