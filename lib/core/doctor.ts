@@ -322,7 +322,7 @@ export async function runDoctor(env: DoctorEnv): Promise<Check[]> {
         : ok('unaddressed', 'every running vif has addresses configured'),
     );
     // Only where ip6tables enforces the advertisement check: the bridge table's sets take any number.
-    const silenced = engine === 'iptables' ? inventory.ports.filter((port) => isGuarded(port, env.settings) && advertisesNothing(port)) : [];
+    const silenced = engine === 'iptables' ? inventory.ports.filter((port) => advertisesNothing(port, env.settings)) : [];
     if (silenced.length) {
       checks.push({
         id: 'nd-patterns',

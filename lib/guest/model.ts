@@ -1,4 +1,5 @@
 import type { GuestAddress } from './validate.js';
+import { linkLocalFromMac } from './eui64.js';
 
 /** One guarded network port on the host: a Xen vif or tap, or an OpenVZ veth. Values are validated. */
 export interface GuestPort {
@@ -17,4 +18,10 @@ export interface GuestPort {
 
 export function ipv4Addresses(port: GuestPort): GuestAddress[] {
   return port.addresses.filter((address) => address.family === 4);
+}
+
+/** The IPv6 addresses a guest may use as its own: the link-local its MAC gives it (first), then its configured ones. */
+export function ipv6Identity(port: GuestPort): GuestAddress[] {
+  const own = port.addresses.filter((address) => address.family === 6);
+  return port.mac ? [linkLocalFromMac(port.mac), ...own] : own;
 }

@@ -25,7 +25,7 @@ async function protect(ctx: EngineContext, port: GuestPort): Promise<void> {
   const report = await applyPortChange({ ...ctx, prepareIptables }, { kind: 'up', port });
   const addresses = port.addresses.map((a) => a.cidr).join(' ');
   ctx.log(isGuarded(port, ctx.settings) ? `${port.ifname} (${port.guest}, ${addresses}) protected` : `${port.ifname} (${port.guest}) has no addresses in containers.conf: left unprotected (unaddressed = allow)`);
-  if (report.engine === 'iptables' && isGuarded(port, ctx.settings) && advertisesNothing(port)) ctx.log(`warning: ${advertisementWarning(port)}`);
+  if (report.engine === 'iptables' && advertisesNothing(port, ctx.settings)) ctx.log(`warning: ${advertisementWarning(port)}`);
 }
 
 /**

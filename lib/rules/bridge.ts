@@ -1,8 +1,7 @@
 import { shortDigest } from '../digest.js';
 import type { Settings } from '../config/settings.js';
-import type { GuestPort } from '../guest/model.js';
+import { ipv4Addresses, ipv6Identity, type GuestPort } from '../guest/model.js';
 import { addressRange, intToIpv4, ipv4ToInt, type GuestAddress } from '../guest/validate.js';
-import { linkLocalFromMac } from '../guest/eui64.js';
 import type { BridgeBlock, BridgePort, BridgeSpec } from './types.js';
 
 /*
@@ -93,9 +92,8 @@ export function blockRules(ifname: string, settings: Settings): { to: string[]; 
 
 /** The elements one guarded port contributes, and the comment that records its configuration. */
 export function bridgePort(port: GuestPort, block?: BridgeBlock): BridgePort {
-  const v4 = collapse(port.addresses.filter((address) => address.family === 4));
-  const own6 = port.addresses.filter((address) => address.family === 6);
-  const v6 = collapse(port.mac ? [linkLocalFromMac(port.mac), ...own6] : own6);
+  const v4 = collapse(ipv4Addresses(port));
+  const v6 = collapse(ipv6Identity(port));
   return {
     ifname: port.ifname,
     ifindex: port.ifindex,

@@ -1,6 +1,5 @@
 import type { GuestPort } from '../guest/model.js';
-import { ipv4Addresses } from '../guest/model.js';
-import { linkLocalFromMac } from '../guest/eui64.js';
+import { ipv4Addresses, ipv6Identity } from '../guest/model.js';
 import { ipv6ToInt, type GuestAddress } from '../guest/validate.js';
 import { collapse } from './bridge.js';
 import type { Settings } from '../config/settings.js';
@@ -111,12 +110,12 @@ export function targetPatterns(addresses: readonly GuestAddress[]): string[] | u
 
 /** The patterns of the port's link-local and IPv6 addresses and prefixes; undefined past the cap. */
 function ownTargets(port: GuestPort): string[] | undefined {
-  return targetPatterns([...(port.mac ? [linkLocalFromMac(port.mac)] : []), ...port.addresses.filter((address) => address.family === 6)]);
+  return targetPatterns(ipv6Identity(port));
 }
 
-/** Whether the port's IPv6 addresses need more patterns than one rule takes: on the iptables backends it may then send no neighbour advertisement. */
-export function advertisesNothing(port: GuestPort): boolean {
-  return ownTargets(port) === undefined;
+/** Whether a guarded port's IPv6 addresses need more patterns than one rule takes: on the iptables backends it may then send no neighbour advertisement. */
+export function advertisesNothing(port: GuestPort, settings: Settings): boolean {
+  return isGuarded(port, settings) && ownTargets(port) === undefined;
 }
 
 /** What hooks and sync log for such a port on the iptables backends (doctor lists them too). */
@@ -137,8 +136,9 @@ function naTargetRule(port: GuestPort): Rule {
 }
 
 function ipv6Sources(port: GuestPort): string[] {
-  const own = port.addresses.filter((address) => address.family === 6).map((address) => address.cidr);
-  return port.mac ? [linkLocalFromMac(port.mac).cidr, ...own.filter((cidr) => cidr !== linkLocalFromMac(port.mac ?? '').cidr)] : own;
+  const cidrs = ipv6Identity(port).map((address) => address.cidr);
+  // The link-local once, even when it is also configured.
+  return port.mac ? cidrs.filter((cidr, i) => i === 0 || cidr !== cidrs[0]) : cidrs;
 }
 
 /**

@@ -35,7 +35,7 @@ async function up(ctx: EngineContext, request: HotplugRequest, xenstore: Xenstor
   };
   const report = await applyPortChange({ ...ctx, prepareIptables }, { kind: 'up', port });
   ctx.log(`${describe(port)} protected (${summary(report)})`);
-  if (report.engine === 'iptables' && advertisesNothing(port)) ctx.log(`warning: ${advertisementWarning(port)}`);
+  if (report.engine === 'iptables' && advertisesNothing(port, ctx.settings)) ctx.log(`warning: ${advertisementWarning(port)}`);
 }
 
 async function down(ctx: EngineContext, request: HotplugRequest, xenstore: Xenstore): Promise<void> {

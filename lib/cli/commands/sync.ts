@@ -75,7 +75,7 @@ export async function runSync(options: { dryRun: boolean; json: boolean }): Prom
     options.dryRun,
   );
   const unaddressed = (inventory?.ports ?? []).filter((port) => !isGuarded(port, ctx.settings)).map((port) => port.ifname);
-  const silenced = report.engine === 'iptables' ? (inventory?.ports ?? []).filter((port) => isGuarded(port, ctx.settings) && advertisesNothing(port)).map(advertisementWarning) : [];
+  const silenced = report.engine === 'iptables' ? (inventory?.ports ?? []).filter((port) => advertisesNothing(port, ctx.settings)).map(advertisementWarning) : [];
   if (!options.json) for (const warning of silenced) log(`warning: ${warning}`);
   const summary = summarise(report, guarded, unaddressed, [...(inventory?.warnings ?? []), ...silenced]);
   if (options.json) {

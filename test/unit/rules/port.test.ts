@@ -70,9 +70,9 @@ describe('per-port chains', () => {
     expect(3 + 2 + longest).toBeLessThan(254);
     expect(chain.rules.filter((rule) => rule.includes('--hex-string'))).toHaveLength(2);
     // The same addresses and a MAC (its link-local is one more pattern): past the cap, which doctor reports.
-    expect(advertisesNothing(max)).toBe(false);
-    expect(advertisesNothing({ ...max, mac: '00:16:3e:00:00:01' })).toBe(true);
-    expect(advertisesNothing(port)).toBe(false);
+    expect(advertisesNothing(max, DEFAULT_SETTINGS)).toBe(false);
+    expect(advertisesNothing({ ...max, mac: '00:16:3e:00:00:01' }, DEFAULT_SETTINGS)).toBe(true);
+    expect(advertisesNothing(port, DEFAULT_SETTINGS)).toBe(false);
   });
 
   it('from the guest (IPv6): an advertisement behind extension headers, or for an address not its own, is dropped before any source passes', () => {
