@@ -1,5 +1,7 @@
 import { spawn } from 'node:child_process';
-import { accessSync, constants } from 'node:fs';
+import { accessSync, closeSync, constants, fstatSync, openSync, readSync, unlinkSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { VifGuardError } from './errors.js';
 
 export interface RunOptions {
@@ -8,6 +10,12 @@ export interface RunOptions {
   readonly timeout?: number;
   /** Extra file descriptors to hand to the child as fd 3, 4, ... */
   readonly extraFds?: readonly number[];
+  /**
+   * The child's stdout goes to an unlinked temporary file, read once it exits. For a child that
+   * prints megabytes while node's thread is busy with other work: through a pipe it would stall
+   * whenever the pipe's 64 KiB are full, and finish only after node gets back to reading.
+   */
+  readonly spool?: boolean;
 }
 
 export interface RunResult {
@@ -70,7 +78,7 @@ export function createRunner(options: RunnerOptions = {}): Runner {
     async run(command, args, runOptions = {}) {
       const file = which(command);
       if (!file) throw new VifGuardError('MISSING_TOOL', `${command} is not installed (searched ${dirs.slice(0, 8).join(':')})`);
-      if (runOptions.extraFds?.length || options.light) return spawnCapture(file, args, runOptions, runOptions.timeout ?? defaultTimeout);
+      if (runOptions.extraFds?.length || runOptions.spool || options.light) return spawnCapture(file, args, runOptions, runOptions.timeout ?? defaultTimeout);
       // Imported on first use: hook bundles never evaluate it.
       const { execa } = await import('execa');
       const result = await execa(file, [...args], {
@@ -93,15 +101,38 @@ export function createRunner(options: RunnerOptions = {}): Runner {
   };
 }
 
+let spools = 0;
+
+/** A new file only this process can name (O_EXCL: never a planted symlink), already unlinked. */
+function openSpool(): number {
+  const path = join(tmpdir(), `vif-guard.${process.pid}.${(spools += 1)}.out`);
+  const fd = openSync(path, 'wx+', 0o600);
+  unlinkSync(path);
+  return fd;
+}
+
+function readSpool(fd: number): string {
+  const buffer = Buffer.alloc(fstatSync(fd).size);
+  let done = 0;
+  while (done < buffer.length) {
+    const read = readSync(fd, buffer, done, buffer.length - done, done);
+    if (read === 0) break;
+    done += read;
+  }
+  closeSync(fd);
+  return buffer.subarray(0, done).toString();
+}
+
 /**
- * node's spawn: for hooks (see RunnerOptions.light), and for flock, which needs the parent's lock
- * descriptor as its fd 3 (execa does not pass extra descriptors).
+ * node's spawn: for hooks (see RunnerOptions.light), for flock, which needs the parent's lock
+ * descriptor as its fd 3 (execa does not pass extra descriptors), and for a spooled stdout.
  */
 function spawnCapture(file: string, args: readonly string[], options: RunOptions, timeout: number): Promise<RunResult> {
   return new Promise((resolve) => {
     const fds = options.extraFds ?? [];
+    const spool = options.spool ? openSpool() : undefined;
     const child = spawn(file, [...args], {
-      stdio: [options.input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe', ...fds],
+      stdio: [options.input === undefined ? 'ignore' : 'pipe', spool ?? 'pipe', 'pipe', ...fds],
       env: { ...process.env, LC_ALL: 'C', LANG: 'C' },
     });
     const out: Buffer[] = [];
@@ -118,7 +149,8 @@ function spawnCapture(file: string, args: readonly string[], options: RunOptions
       if (done) return;
       done = true;
       clearTimeout(timer);
-      resolve({ command: file, args, exitCode, stdout: Buffer.concat(out).toString(), stderr: Buffer.concat(err).toString() + extra, timedOut });
+      const stdout = spool === undefined ? Buffer.concat(out).toString() : readSpool(spool);
+      resolve({ command: file, args, exitCode, stdout, stderr: Buffer.concat(err).toString() + extra, timedOut });
     };
     child.on('error', (error) => finish(127, error.message));
     child.on('close', (code) => finish(code ?? 128));

@@ -174,6 +174,21 @@ describe.skipIf(!CAN_USE_NETNS)('nftables backend: Xen hooks, sync, blocklists',
     expect((await xen.cli(['sync'])).stderr).toContain('nothing to do');
   }, 60_000);
 
+  it('sync repairs elements changed by hand: a guest given a neighbour\'s address, its own removed', async () => {
+    const [web, evil] = [lab.guest('web'), lab.guest('evil')];
+    const v4 = async () => (await lab.inDom0('nft', 'list', 'set', 'bridge', 'vif_guard', 'v4')).stdout;
+    const before = await v4();
+    await lab.inDom0('nft', 'delete', 'element', 'bridge', 'vif_guard', 'v4', `{ "${evil.vif}" . ${evil.address} }`);
+    await lab.inDom0('nft', 'add', 'element', 'bridge', 'vif_guard', 'v4', `{ "${evil.vif}" . ${web.address} }`);
+    const sync = await xen.cli(['sync']);
+    expect(sync.exitCode, sync.stderr).toBe(0);
+    expect(sync.stderr).not.toContain('nothing to do');
+    expect(await v4()).toBe(before);
+    const arrived = await exchange(matrix());
+    expect(arrived.dom0).toEqual(new Set(['own-to-dom0', 'dhcp-discover']));
+    expect((await xen.cli(['sync'])).stderr).toContain('nothing to do');
+  }, 60_000);
+
   it('unblock removes one list, then all; block --list shows what is saved', async () => {
     const list = JSON.parse((await xen.cli(['block', '--list', '--json'])).stdout) as { name: string; prefixes: number; ports: string[] }[];
     expect(list.map((entry) => [entry.name, entry.prefixes, entry.ports])).toEqual([['cn', 8600, ['vif1.0']], ['uplink', 1, ['vif1.0']]]);

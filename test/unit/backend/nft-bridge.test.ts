@@ -1,10 +1,11 @@
 import { describe, expect, it } from 'vitest';
-import { ABSENT, parseBridgeJson, planBridge, portMatches } from '../../../lib/backend/nft-bridge.js';
+import { ABSENT, parseBridgeJson, planBridge, portMatches, readBridgeSets } from '../../../lib/backend/nft-bridge.js';
 import { bridgePort, bridgeSkeleton, buildBridgeSpec, collapse, parsePortComment, portComment } from '../../../lib/rules/bridge.js';
 import { DEFAULT_SETTINGS } from '../../../lib/config/settings.js';
 import { parseAddressList } from '../../../lib/guest/validate.js';
 import type { GuestPort } from '../../../lib/guest/model.js';
 import type { BridgeSpec } from '../../../lib/rules/types.js';
+import { createRecordingRunner } from '../../helpers/recording-runner.js';
 
 const settings = { ...DEFAULT_SETTINGS, log: false };
 const port = (ifname: string, ip: string, mac: string | undefined = '00:16:3e:00:00:01', key?: string): GuestPort => ({
@@ -206,5 +207,40 @@ describe('bridge table plans', () => {
     const l2 = spec([port('vif1.0', '10.0.0.5 2001:db8::1')], false);
     expect(l2.ports[0]?.comment).toMatch(/a=10.0.0.5\/32$/);
     expect(planBridge(ABSENT, l2)).not.toContain('add element bridge vif_guard v6');
+  });
+
+  describe('sync reads every set in one interactive nft', () => {
+    const desired = spec([port('vif1.0', '10.0.0.5 2001:db8::/64'), port('vif2.0', '10.0.0.6', '00:16:3e:00:00:02')]);
+    const sets = (JSON.parse(tableListing(desired)) as { nftables: { set?: { name: string; table: string } }[] }).nftables.filter((item) => item.set?.table === 'vif_guard');
+    /** nft -j -i: each input line a command, each found set one JSON document on a line of its own. */
+    const interactive = (missing: readonly string[] = []) => (call: { args: readonly string[]; input: string | undefined }) => {
+      if (call.args.join(' ') === '-j list table bridge vif_guard') return { stdout: tableListing(desired) };
+      const names = (call.input ?? '').trim().split('\n').map((line) => line.split(' ').at(-1)!);
+      const found = names.filter((name) => !missing.includes(name));
+      return {
+        stdout: found.map((name) => `${JSON.stringify({ nftables: [{ metainfo: {} }, sets.find((item) => item.set?.name === name) ?? { set: { family: 'bridge', table: 'vif_guard', name, elem: [] } }] })}\n`).join(''),
+        stderr: missing.map((name) => `Error: No such file or directory\nlist set bridge vif_guard ${name}\n`).join(''),
+      };
+    };
+
+    it('one process, every set, the same state a whole-table listing gives', async () => {
+      const { runner, calls } = createRecordingRunner(interactive());
+      const live = await readBridgeSets(runner, desired);
+      expect(calls.map((call) => call.args.join(' '))).toEqual(['-j -i']);
+      expect(calls[0]?.input?.split('\n').filter(Boolean)).toEqual([`guarded_${desired.digest}`, 'v4', 'v4net', 'port_mac', 'mac_ports', 'macs', 'v6', 'v6p64', 'v6net'].map((name) => `list set bridge vif_guard ${name}`));
+      const whole = parseBridgeJson([tableListing(desired)]);
+      expect([...live.ports.keys()]).toEqual([...whole.ports.keys()]);
+      for (const wanted of desired.ports) expect(portMatches(live.ports.get(wanted.ifname), wanted, true)).toBe(true);
+      expect(planBridge(live, desired)).toBe('');
+    });
+
+    it('a set missing, or an nft without interactive mode: the whole table is listed instead', async () => {
+      const gone = createRecordingRunner(interactive(['v6p64']));
+      expect(planBridge(await readBridgeSets(gone.runner, desired), desired)).toBe('');
+      expect(gone.calls.map((call) => call.args.join(' '))).toEqual(['-j -i', '-j list table bridge vif_guard']);
+      const old = createRecordingRunner((call) => (call.args.includes('-i') ? { exitCode: 1, stderr: 'Error: interactive CLI not supported in this build\n' } : interactive()(call)));
+      expect(planBridge(await readBridgeSets(old.runner, desired), desired)).toBe('');
+      expect(old.calls.map((call) => call.args.join(' '))).toEqual(['-j -i', '-j list table bridge vif_guard']);
+    });
   });
 });
