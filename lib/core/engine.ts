@@ -17,7 +17,7 @@ import { bridgeFromRecords, readBridgeSets, planBridge, portUnchanged, readBridg
 import { blockedPort, buildFilterTable, buildPortChains, buildRuleset, NO_TABLES } from '../rules/build.js';
 import { bridgePort, bridgeSkeleton, buildBridgeSpec, parsePortComment } from '../rules/bridge.js';
 import { hasBlocklists, portListsDigest, readBlocklists, readBlocklistsOf, type Blocklist } from '../blocklist/store.js';
-import { existingInterfaces, withIfindex } from '../kernel/ifindex.js';
+import { existingInterfaces, interfaceIndexes, withIfindex } from '../kernel/ifindex.js';
 import { isGuarded } from '../rules/port.js';
 import type { BridgeBlock, IpsetSpec, Ruleset, TableSpec } from '../rules/types.js';
 import { renderRuleBody } from '../backend/render.js';
@@ -134,7 +134,10 @@ async function applyNftables(ctx: EngineContext, dryRun: boolean, desiredFor: De
   reading.catch(() => undefined);
   const lists = savedLists ?? readBlocklists();
   // A fixed list (sync) does not depend on the table: it is read, and its spec built, while nft lists the sets.
-  const fixed = typeof desiredFor === 'function' ? undefined : buildDesired(ctx, await desiredFor.fixed(), () => false, lists);
+  // Every interface's index listed (by ip, on another core) while the guests are read.
+  const indexing = typeof desiredFor === 'function' ? undefined : interfaceIndexes(ctx.runner);
+  const fixedPorts = typeof desiredFor === 'function' ? undefined : await desiredFor.fixed();
+  const fixed = fixedPorts === undefined ? undefined : buildDesired(ctx, fixedPorts, () => false, lists, undefined, await indexing);
   const liveBridge = await reading;
   const records = new Map<GuestPort, LiveBridgePort>();
   const base = [...liveBridge.ports.values()].map((record) => {
@@ -195,9 +198,12 @@ async function applyNftables(ctx: EngineContext, dryRun: boolean, desiredFor: De
   return { engine: 'nftables', backend: 'nftables', variant: 'nftables', plans, bridgeScript, warnings, dryRun, ports };
 }
 
-/** The bridge table for these ports; ports not carried over from the live table get their interface index (the fast path's key) from sysfs. */
-function buildDesired(ctx: EngineContext, requested: readonly GuestPort[], live: (port: GuestPort) => boolean, lists: readonly Blocklist[], reuse?: Parameters<typeof buildBridgeSpec>[4]) {
-  const existing = requested.length > 8 ? existingInterfaces() : undefined;
+/**
+ * The bridge table for these ports; ports not carried over from the live table get their interface
+ * index (the fast path's key) from `indexes` (sync: every interface's, from one listing) or sysfs.
+ */
+function buildDesired(ctx: EngineContext, requested: readonly GuestPort[], live: (port: GuestPort) => boolean, lists: readonly Blocklist[], reuse?: Parameters<typeof buildBridgeSpec>[4], indexes?: ReadonlyMap<string, number>) {
+  const existing = indexes ?? (requested.length > 8 ? existingInterfaces() : undefined);
   const wantedPorts = requested.map((port) => (live(port) ? port : withIfindex(port, existing)));
   return buildBridgeSpec(wantedPorts, ctx.settings, true, blockResolver(ctx.settings, lists), reuse);
 }
