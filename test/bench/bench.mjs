@@ -36,8 +36,16 @@ process.on('SIGINT', () => {
   process.exit(130);
 });
 
-/** A dom0 with xenbr0 and two real guests (vifA.0, vifB.0) on veths. */
-function buildLab(tag) {
+/** The bridge of the i-th synthetic port: a Linux bridge takes at most 1,024 ports, so a host with thousands of guests has several. */
+const bridgeOf = (i) => `xenbr${Math.floor((i + 3) / 1000)}`;
+
+/**
+ * A dom0 with xenbr0 and two real guests (vifA.0, vifB.0) on veths, and an interface for each
+ * synthetic port (`ports`: their names) and for the hooks' vifnew.0: taps, 1,000 to a bridge, as a
+ * host with that many guests has them. The nftables fast path's sets are keyed by interface index,
+ * and sync reads every index, so without the interfaces both would be measured nearly empty.
+ */
+function buildLab(tag, ports = []) {
   const d0 = `vgb-${process.pid}-${tag}`;
   const [a, b] = [`${d0}-a`, `${d0}-b`];
   for (const name of [d0, a, b]) {
@@ -53,8 +61,15 @@ function buildLab(tag) {
     ns(d0, ['sh', '-c', `ip link set vifbench${i}.0 master xenbr0 up`]);
     guests.push({ ns: g, vif: `vifbench${i}.0`, ip: `10.250.0.${i}`, mac });
   }
+  const bridges = [...new Set(ports.map((_, i) => bridgeOf(i)))].filter((name) => name !== 'xenbr0');
+  const batch = [
+    ...bridges.flatMap((name) => [`link add ${name} type bridge`, `link set ${name} up`]),
+    ...[...ports, 'vifnew.0'].flatMap((name, i) => [`tuntap add ${name} mode tap`, `link set ${name} master ${name === 'vifnew.0' ? 'xenbr0' : bridgeOf(i)} up`]),
+  ];
+  ns(d0, ['ip', '-batch', '-'], { input: `${batch.join('\n')}\n` });
   return { d0, guests };
 }
+const vifNames = (count) => Array.from({ length: count }, (_, i) => `vif${i + 1}.0`);
 
 function destroyLab(lab) {
   for (const name of [lab.d0, ...lab.guests.map((g) => g.ns)]) {
@@ -73,7 +88,7 @@ const { DEFAULT_SETTINGS } = await import(${JSON.stringify(resolve('dist/lib/con
 const { parseAddressList } = await import(${JSON.stringify(resolve('dist/lib/guest/validate.js'))});
 const [variant, count, real, layer2Tool] = [process.argv[2], Number(process.argv[3]), JSON.parse(process.argv[4]), process.argv[5]];
 const hex = (n) => n.toString(16).padStart(2, '0');
-const ports = Array.from({ length: count }, (_, i) => ({ ifname: 'vif' + (i + 1) + '.0', guest: 'g' + i, bridge: 'xenbr0', mac: '00:16:3e:' + hex(i >> 16 & 255) + ':' + hex(i >> 8 & 255) + ':' + hex(i & 255), addresses: parseAddressList('10.' + (100 + (i >> 16)) + '.' + ((i >> 8) & 255) + '.' + ((i & 255) || 1), { source: 'bench' }) }));
+const ports = Array.from({ length: count }, (_, i) => ({ ifname: 'vif' + (i + 1) + '.0', guest: 'g' + i, bridge: 'xenbr' + Math.floor((i + 3) / 1000), mac: '00:16:3e:' + hex(i >> 16 & 255) + ':' + hex(i >> 8 & 255) + ':' + hex(i & 255), addresses: parseAddressList('10.' + (100 + (i >> 16)) + '.' + ((i >> 8) & 255) + '.' + ((i & 255) || 1), { source: 'bench' }) }));
 for (const g of real) ports.push({ ifname: g.vif, guest: g.vif, bridge: 'xenbr0', mac: g.mac, addresses: parseAddressList(g.ip, { source: 'bench' }) });
 // The same settings the hooks use (logging on): otherwise the first hook would rewrite every chain.
 const ctx = { runner: createRunner(), settings: { ...DEFAULT_SETTINGS, backend: variant, layer2Tool }, lockPath: ${JSON.stringify(join(dir, 'lock'))}, log: () => {} };
@@ -211,7 +226,7 @@ function writeZone(count) {
 
 try {
   if (want('forwarding') || want('blocklist')) {
-    const lab = buildLab('fwd');
+    const lab = buildLab('fwd', vifNames(GUESTS));
     const PAIRS = QUICK ? 3 : 7;
     progress(`forwarding rate: ${PAIRS} pairs of runs of ${SECONDS}s, the same bridge with no firewall and with ${GUESTS} guests protected`);
     ns(lab.d0, ['sh', '-c', BRNF(0)]);
@@ -303,7 +318,7 @@ try {
 
   if (want('iptables')) {
     progress(`forwarding on the iptables backend (hosts without nf_tables), ${GUESTS} guests`);
-    const ipt = buildLab('ipt');
+    const ipt = buildLab('ipt', vifNames(GUESTS));
     ns(ipt.d0, ['sh', '-c', BRNF(0)]);
     const bareIpt = median([forwardKpps(ipt), forwardKpps(ipt), forwardKpps(ipt)]);
     ns(ipt.d0, ['sh', '-c', BRNF(1)]);
@@ -326,14 +341,14 @@ try {
   // whose inventory is files this bench can lay out faithfully: vzlist, CTID.conf, containers.conf).
   if (want('sync')) {
     progress(`vif-guard sync, the command, ${GUESTS} OpenVZ containers`);
-    const lab = buildLab('vz');
+    const lab = buildLab('vz', Array.from({ length: GUESTS }, (_, i) => `veth${1000 + i}.0`));
     const vz = join(dir, 'vz');
     for (const sub of ['conf', 'running', 'bin']) mkdirSync(join(vz, sub), { recursive: true });
     const hex = (n) => n.toString(16).padStart(2, '0');
     const sections = [];
     for (let i = 0; i < GUESTS; i += 1) {
       const ct = 1000 + i;
-      writeFileSync(join(vz, 'conf', `${ct}.conf`), `ONBOOT="yes"\nNETIF="ifname=eth0,bridge=xenbr0,mac=00:18:51:${hex((i >> 16) & 255)}:${hex((i >> 8) & 255)}:${hex(i & 255)},host_ifname=veth${ct}.0,host_mac=FE:FF:FF:FF:FF:FF"\n`);
+      writeFileSync(join(vz, 'conf', `${ct}.conf`), `ONBOOT="yes"\nNETIF="ifname=eth0,bridge=${bridgeOf(i)},mac=00:18:51:${hex((i >> 16) & 255)}:${hex((i >> 8) & 255)}:${hex(i & 255)},host_ifname=veth${ct}.0,host_mac=FE:FF:FF:FF:FF:FF"\n`);
       writeFileSync(join(vz, 'running', String(ct)), '');
       sections.push(`[${ct}]\neth0 = 10.${100 + (i >> 16)}.${(i >> 8) & 255}.${i & 255}\n`);
     }
@@ -385,11 +400,11 @@ console.log(JSON.stringify(times));
 
   const offline = [];
   for (const backend of want('hooks') ? ['nftables', 'nft', 'legacy'] : []) {
-    const small = buildLab(`h10-${backend}`);
+    const small = buildLab(`h10-${backend}`, vifNames(10));
     protect(small, backend, 10);
     const ms10 = hookMs(small, backend);
     destroyLab(small);
-    const big = buildLab(`hbig-${backend}`);
+    const big = buildLab(`hbig-${backend}`, vifNames(GUESTS));
     protect(big, backend, GUESTS);
     const msBig = hookMs(big, backend);
     destroyLab(big);
@@ -407,7 +422,7 @@ console.log(JSON.stringify(times));
   if (want('ebtables')) {
     const ms = {};
     for (const [key, count] of [['small', 10], ['big', GUESTS]]) {
-      const lab = buildLab(`eb${key}`);
+      const lab = buildLab(`eb${key}`, vifNames(count));
       protect(lab, 'nft', count, 'ebtables');
       ms[key] = hookMs(lab, 'nft', 'ebtables');
       destroyLab(lab);
