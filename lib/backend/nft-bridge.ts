@@ -1,7 +1,7 @@
 import { VifGuardError } from '../errors.js';
 import type { Runner } from '../runner.js';
 import { addressRange, ipv6ToInt, parseAddress } from '../guest/validate.js';
-import { blockNames, bridgePort, parsePortComment, type CommentFields, type DropClass } from '../rules/bridge.js';
+import { blockNames, bridgePort, LEARNED_SETS, parsePortComment, type CommentFields, type DropClass } from '../rules/bridge.js';
 import type { BridgeBlock, BridgePort, BridgeSpec } from '../rules/types.js';
 import type { Counter } from './save-parse.js';
 
@@ -73,7 +73,7 @@ function portFromComment(ifname: string, comment: string | undefined): LiveBridg
   try {
     const addresses = fields.addresses.map((cidr) => parseAddress(cidr, { source: `bridge ${NFT_TABLE} element ${ifname}` }));
     // The comment as it is in the kernel (with its blocklist digest), not as this port would now be written.
-    return { ...bridgePort({ ifname, guest: fields.guest, bridge: fields.bridge, mac: fields.mac, addresses, key: fields.key, ifindex: fields.ifindex }), comment: comment ?? '', fields };
+    return { ...bridgePort({ ifname, guest: fields.guest, bridge: fields.bridge, mac: fields.mac, addresses, key: fields.key }), comment: comment ?? '', fields };
   } catch {
     return undefined;
   }
@@ -89,7 +89,6 @@ function lazyPort(ifname: string, comment: string, fields: CommentFields): LiveB
   };
   return {
     ifname,
-    ifindex: fields.ifindex,
     comment,
     fields,
     fromComment: true,
@@ -156,7 +155,7 @@ export function parseBridgeJson(texts: readonly string[]): LiveBridge & { readon
     const ifname = element.text;
     const fields = element.comment === undefined ? undefined : parsePortComment(element.comment);
     if (whole) {
-      ports.set(ifname, { ifname, ifindex: fields?.ifindex, mac: portMac.get(ifname)?.[0], v4: v4.get(ifname) ?? [], v6: v6.get(ifname) ?? [], comment: element.comment ?? '', fields });
+      ports.set(ifname, { ifname, mac: portMac.get(ifname)?.[0], v4: v4.get(ifname) ?? [], v6: v6.get(ifname) ?? [], comment: element.comment ?? '', fields });
       continue;
     }
     if (!fields || fields.addresses === undefined) {
@@ -205,10 +204,7 @@ interface PortElements {
   readonly nd6: string[];
   readonly nd6p64: string[];
   readonly nd6net: string[];
-  readonly fast4: string[];
-  readonly fast6: string[];
-  readonly dst4: string[];
-  readonly dst6: string[];
+  readonly blocked: string[];
 }
 
 /**
@@ -239,10 +235,8 @@ function hex128Range(cidr: string): string {
 function elementsOf(port: BridgePort, ip: boolean): PortElements {
   const name = quote(port.ifname);
   const [a4, a6] = [classify(port.v4), classify(ip ? port.v6 : [])];
-  // The fast path (rules/bridge.ts): host addresses of ports with a known MAC and no blocklist.
+  // The fast path (rules/bridge.ts) is learned; what it needs written is which ports have a blocklist.
   const blocked = port.block !== undefined || (port as LiveBridgePort).fields?.block !== undefined;
-  const ifindex = port.ifindex ?? (port as LiveBridgePort).fields?.ifindex;
-  const [hosts4, hosts6] = ip && !blocked ? [a4.hosts, a6.hosts] : [[], []];
   const of = (list: readonly string[]) => list.map((address) => `${name} . ${address}`);
   return {
     guarded: [`${name}${port.comment ? ` comment ${quote(port.comment)}` : ''}`],
@@ -256,10 +250,7 @@ function elementsOf(port: BridgePort, ip: boolean): PortElements {
     nd6: a6.hosts.map((address) => `${name} . ${hex128(address)}`),
     nd6p64: a6.p64.map((address) => `${name} . ${hex128(address)}`),
     nd6net: a6.nets.map((cidr) => `${name} . ${hex128Range(cidr)}`),
-    fast4: port.mac && ifindex !== undefined ? hosts4.map((address) => `${ifindex} . ${port.mac} . ${address}`) : [],
-    fast6: port.mac && ifindex !== undefined ? hosts6.map((address) => `${ifindex} . ${port.mac} . ${address}`) : [],
-    dst4: ifindex !== undefined ? hosts4.map((address) => `${ifindex} . ${address}`) : [],
-    dst6: ifindex !== undefined ? hosts6.map((address) => `${ifindex} . ${address}`) : [],
+    blocked: ip && blocked ? [name] : [],
   };
 }
 
@@ -267,7 +258,7 @@ const sameList = (a: readonly string[], b: readonly string[]) => a.length === b.
 
 /** The same MAC and addresses (in any order): a cheap check before building element texts. */
 function sameElements(a: BridgePort, b: BridgePort, ip: boolean): boolean {
-  return a.mac === b.mac && a.ifindex === b.ifindex && sameList(a.v4, b.v4) && (!ip || sameList(a.v6, b.v6));
+  return a.mac === b.mac && sameList(a.v4, b.v4) && (!ip || sameList(a.v6, b.v6));
 }
 
 /**
@@ -285,9 +276,9 @@ export function portMatches(live: BridgePort | undefined, desired: BridgePort, i
   return SETS.every((key) => a[key].length === b[key].length && a[key].every((element) => b[key].includes(element)));
 }
 
-const SETS: readonly (keyof PortElements)[] = ['guarded', 'macPorts', 'portMac', 'v4', 'v4net', 'v6', 'v6p64', 'v6net', 'nd6', 'nd6p64', 'nd6net', 'fast4', 'fast6', 'dst4', 'dst6'];
+const SETS: readonly (keyof PortElements)[] = ['guarded', 'macPorts', 'portMac', 'v4', 'v4net', 'v6', 'v6p64', 'v6net', 'nd6', 'nd6p64', 'nd6net', 'blocked'];
 const SET_NAME = (key: keyof PortElements, digest: string) =>
-  ({ guarded: `guarded_${digest}`, macPorts: 'mac_ports', portMac: 'port_mac', v4: 'v4', v4net: 'v4net', v6: 'v6', v6p64: 'v6p64', v6net: 'v6net', nd6: 'nd6', nd6p64: 'nd6p64', nd6net: 'nd6net', fast4: 'fast4', fast6: 'fast6', dst4: 'dst4', dst6: 'dst6' })[key];
+  ({ guarded: `guarded_${digest}`, macPorts: 'mac_ports', portMac: 'port_mac', v4: 'v4', v4net: 'v4net', v6: 'v6', v6p64: 'v6p64', v6net: 'v6net', nd6: 'nd6', nd6p64: 'nd6p64', nd6net: 'nd6net', blocked: 'blocked' })[key];
 const macsOf = (ports: Iterable<BridgePort>) => [...new Set([...ports].flatMap((port) => (port.mac ? [port.mac] : [])))].sort();
 
 const T = `bridge ${NFT_TABLE}`;
@@ -361,10 +352,13 @@ export function planBridge(live: LiveBridge, desired: BridgeSpec | undefined): s
   const removed = new Map<keyof PortElements, string[]>(SETS.map((key) => [key, []]));
   const added = new Map<keyof PortElements, string[]>(SETS.map((key) => [key, []]));
   const gone: string[] = [];
+  // What the fast path learned may no longer hold once a port it knows changes or goes.
+  let stale = false;
   for (const ifname of new Set([...live.ports.keys(), ...wanted.keys()])) {
     const before = live.ports.get(ifname);
     const after = wanted.get(ifname);
     if (before !== undefined && after !== undefined && portUnchanged(before, after, desired.ip)) continue;
+    if (before !== undefined) stale = true;
     const old = before ? elementsOf(before, desired.ip) : undefined;
     const now = after ? elementsOf(after, desired.ip) : undefined;
     for (const key of SETS) {
@@ -390,6 +384,9 @@ export function planBridge(live: LiveBridge, desired: BridgeSpec | undefined): s
   for (const set of counterSets(desired, live)) lines.push(...remove(set, gone));
   for (const key of SETS) lines.push(...add(SET_NAME(key, desired.digest), added.get(key) ?? []));
   lines.push(...blockChanges);
+  // Flushed in the same transaction: no frame meets the new elements with the old learned ones.
+  // A flush names no element, so nft need not list the host's interfaces to parse one.
+  if (desired.ip && (stale || blockChanges.length > 0)) lines.push(...LEARNED_SETS.map((set) => `flush set ${T} ${set}`));
   const [haveMacs, wantMacs] = [live.macs, macsOf(desired.ports)];
   const [haveSet, wantSet] = [new Set(haveMacs), new Set(wantMacs)];
   lines.push(...remove('macs', haveMacs.filter((mac) => !wantSet.has(mac))), ...add('macs', wantMacs.filter((mac) => !haveSet.has(mac))));

@@ -8,7 +8,6 @@ import type { Detection } from '../backend/iptables.js';
 import { blockResolver, readEverything } from './engine.js';
 import { chooseEngine, layer2Tool, nftablesUnavailable } from './choose.js';
 import { readBlocklists } from '../blocklist/store.js';
-import { withIfindex } from '../kernel/ifindex.js';
 import { buildStatus, type LiveState } from './status.js';
 import { collectInventory } from './inventory.js';
 import { advertisesNothing, isGuarded, MAX_TARGET_PATTERNS } from '../rules/port.js';
@@ -332,7 +331,7 @@ export async function runDoctor(env: DoctorEnv): Promise<Check[]> {
       });
     }
     if (live && inventory.hypervisor) {
-      const rows = buildStatus(live, inventory.ports.map((port) => withIfindex(port)), env.settings, blockResolver(env.settings, readBlocklists()));
+      const rows = buildStatus(live, inventory.ports, env.settings, blockResolver(env.settings, readBlocklists()));
       const unprotected = rows.filter((row) => row.state === 'unprotected').map((row) => row.vif);
       const drift = rows.filter((row) => row.state === 'drift' || row.state === 'stale').map((row) => `${row.vif} (${row.state})`);
       if (unprotected.length) checks.push({ id: 'drift', level: 'error', message: `running vifs without their rules: ${someOf(unprotected, LISTED, ', ')}`, fix: 'vif-guard sync' });

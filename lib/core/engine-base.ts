@@ -117,7 +117,6 @@ export function guestPortOf(port: LiveBridgePort): GuestPort {
     bridge: fields?.bridge,
     mac: fields?.mac ?? port.mac,
     key: fields?.key,
-    ifindex: fields?.ifindex ?? port.ifindex,
     get addresses() {
       addresses ??= (fields?.addresses ?? [...port.v4, ...port.v6]).flatMap((text) => {
         try {

@@ -17,7 +17,6 @@ import { bridgeFromRecords, readBridgeSets, planBridge, portUnchanged, readBridg
 import { blockedPort, buildFilterTable, buildPortChains, buildRuleset, NO_TABLES } from '../rules/build.js';
 import { bridgePort, bridgeSkeleton, buildBridgeSpec, parsePortComment } from '../rules/bridge.js';
 import { hasBlocklists, portListsDigest, readBlocklists, readBlocklistsOf, type Blocklist } from '../blocklist/store.js';
-import { existingInterfaces, interfaceIndexes, withIfindex } from '../kernel/ifindex.js';
 import { isGuarded } from '../rules/port.js';
 import type { BridgeBlock, IpsetSpec, Ruleset, TableSpec } from '../rules/types.js';
 import { renderRuleBody } from '../backend/render.js';
@@ -134,10 +133,7 @@ async function applyNftables(ctx: EngineContext, dryRun: boolean, desiredFor: De
   reading.catch(() => undefined);
   const lists = savedLists ?? readBlocklists();
   // A fixed list (sync) does not depend on the table: it is read, and its spec built, while nft lists the sets.
-  // Every interface's index listed (by ip, on another core) while the guests are read.
-  const indexing = typeof desiredFor === 'function' ? undefined : interfaceIndexes(ctx.runner);
-  const fixedPorts = typeof desiredFor === 'function' ? undefined : await desiredFor.fixed();
-  const fixed = fixedPorts === undefined ? undefined : buildDesired(ctx, fixedPorts, () => false, lists, undefined, await indexing);
+  const fixed = typeof desiredFor === 'function' ? undefined : buildDesired(ctx, await desiredFor.fixed(), lists);
   const liveBridge = await reading;
   const records = new Map<GuestPort, LiveBridgePort>();
   const base = [...liveBridge.ports.values()].map((record) => {
@@ -160,7 +156,7 @@ async function applyNftables(ctx: EngineContext, dryRun: boolean, desiredFor: De
     const record = bulk ? undefined : records.get(port);
     return record && record.fields?.block === block?.digest ? record : undefined;
   };
-  const desired = typeof desiredFor === 'function' ? buildDesired(ctx, desiredFor(base), (port) => records.has(port), lists, reuse) : fixed;
+  const desired = typeof desiredFor === 'function' ? buildDesired(ctx, desiredFor(base), lists, reuse) : fixed;
   const bridgeScript = planBridge(liveBridge, desired);
   const rebuilt = liveBridge.digest !== desired?.digest;
   const wanted = new Map((desired?.ports ?? []).map((port) => [port.ifname, port]));
@@ -198,14 +194,9 @@ async function applyNftables(ctx: EngineContext, dryRun: boolean, desiredFor: De
   return { engine: 'nftables', backend: 'nftables', variant: 'nftables', plans, bridgeScript, warnings, dryRun, ports };
 }
 
-/**
- * The bridge table for these ports; ports not carried over from the live table get their interface
- * index (the fast path's key) from `indexes` (sync: every interface's, from one listing) or sysfs.
- */
-function buildDesired(ctx: EngineContext, requested: readonly GuestPort[], live: (port: GuestPort) => boolean, lists: readonly Blocklist[], reuse?: Parameters<typeof buildBridgeSpec>[4], indexes?: ReadonlyMap<string, number>) {
-  const existing = indexes ?? (requested.length > 8 ? existingInterfaces() : undefined);
-  const wantedPorts = requested.map((port) => (live(port) ? port : withIfindex(port, existing)));
-  return buildBridgeSpec(wantedPorts, ctx.settings, true, blockResolver(ctx.settings, lists), reuse);
+/** The bridge table for these ports. */
+function buildDesired(ctx: EngineContext, requested: readonly GuestPort[], lists: readonly Blocklist[], reuse?: Parameters<typeof buildBridgeSpec>[4]) {
+  return buildBridgeSpec(requested, ctx.settings, true, blockResolver(ctx.settings, lists), reuse);
 }
 
 async function applyIptables(ctx: EngineContext, dryRun: boolean, desiredFor: (filter4: LiveTable, filter6: LiveTable, bridgePorts: readonly GuestPort[]) => Ruleset, bulk: boolean): Promise<ApplyReport> {
@@ -272,7 +263,7 @@ function ebtablesTarget(ctx: EngineContext, bulk: boolean) {
 async function hookFromCache(ctx: EngineContext, change: PortChange, dryRun: boolean): Promise<ApplyReport | undefined> {
   return fromCache(ctx, dryRun, hookLists(change), (records) => ({
     affected: touchedIn(change, records),
-    desired: () => (change.kind === 'up' && isGuarded(change.port, ctx.settings) ? [withIfindex(change.port)] : []),
+    desired: () => (change.kind === 'up' && isGuarded(change.port, ctx.settings) ? [change.port] : []),
   }));
 }
 

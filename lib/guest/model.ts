@@ -12,8 +12,6 @@ export interface GuestPort {
   readonly addresses: readonly GuestAddress[];
   /** Where the port comes from, independent of its name: `xen:<domid>/<devid>`, `vz:<ctid>/<ifname>`. */
   readonly key?: string | undefined;
-  /** The interface's index in dom0 when it exists (the nftables backend's fast path is keyed on it). */
-  readonly ifindex?: number | undefined;
 }
 
 export function ipv4Addresses(port: GuestPort): GuestAddress[] {

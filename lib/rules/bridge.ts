@@ -96,7 +96,6 @@ export function bridgePort(port: GuestPort, block?: BridgeBlock): BridgePort {
   const v6 = collapse(ipv6Identity(port));
   return {
     ifname: port.ifname,
-    ifindex: port.ifindex,
     mac: port.mac,
     v4: v4.map(plain),
     v6: v6.map(plain),
@@ -105,9 +104,9 @@ export function bridgePort(port: GuestPort, block?: BridgeBlock): BridgePort {
   };
 }
 
-/** A port's record in layer 2 alone (the iptables backend): IPv4 for ARP only, and no fast path, so no interface index either. */
+/** A port's record in layer 2 alone (the iptables backend): IPv4 for ARP only. */
 export function layer2Port(port: GuestPort): BridgePort {
-  return bridgePort({ ...port, addresses: port.addresses.filter((address) => address.family === 4), ifindex: undefined });
+  return bridgePort({ ...port, addresses: port.addresses.filter((address) => address.family === 4) });
 }
 
 /** A port's blocklists as the bridge table needs them; the prefixes are parsed only if they must be written. */
@@ -170,7 +169,7 @@ export function blockElements(inbound: readonly GuestAddress[], outbound: readon
  * without reading every set. Addresses that do not fit are written `a=*` (then the sets are read).
  */
 export function portComment(port: GuestPort, blockDigest?: string): string {
-  const head = `g=${port.guest} b=${port.bridge ?? '-'} m=${port.mac ?? '-'} k=${port.key ?? '-'} i=${port.ifindex ?? '-'} bl=${blockDigest ?? '-'}`;
+  const head = `g=${port.guest} b=${port.bridge ?? '-'} m=${port.mac ?? '-'} k=${port.key ?? '-'} bl=${blockDigest ?? '-'}`;
   const full = `${head} a=${port.addresses.map((address) => address.cidr).join(',') || '-'}`;
   return full.length <= COMMENT_MAX ? full : `${head} a=*`;
 }
@@ -180,7 +179,6 @@ export interface CommentFields {
   readonly bridge: string | undefined;
   readonly mac: string | undefined;
   readonly key: string | undefined;
-  readonly ifindex: number | undefined;
   /** Digest of the port's blocklists, when it has any. */
   readonly block: string | undefined;
   /** undefined when the comment said `a=*`. */
@@ -188,11 +186,12 @@ export interface CommentFields {
 }
 
 export function parsePortComment(comment: string): CommentFields | undefined {
-  const match = /^g=(\S+) b=(\S+) m=(\S+) k=(\S+) i=(\d+|-) bl=(\S+) a=(\S+)$/.exec(comment);
+  // Records written before the fast path was learned also carry the interface's index (` i=7`).
+  const match = /^g=(\S+) b=(\S+) m=(\S+) k=(\S+)(?: i=(?:\d+|-))? bl=(\S+) a=(\S+)$/.exec(comment);
   if (!match) return undefined;
-  const [, guest = '-', bridge = '-', mac = '-', key = '-', ifindex = '-', block = '-', addresses = '-'] = match;
+  const [, guest = '-', bridge = '-', mac = '-', key = '-', block = '-', addresses = '-'] = match;
   const opt = (value: string) => (value === '-' ? undefined : value);
-  return { guest, bridge: opt(bridge), mac: opt(mac), key: opt(key), ifindex: ifindex === '-' ? undefined : Number(ifindex), block: opt(block), addresses: addresses === '*' ? undefined : addresses === '-' ? [] : addresses.split(',') };
+  return { guest, bridge: opt(bridge), mac: opt(mac), key: opt(key), block: opt(block), addresses: addresses === '*' ? undefined : addresses === '-' ? [] : addresses.split(',') };
 }
 
 interface Direction {
@@ -231,6 +230,25 @@ const own6 = (key: string, sets = { hosts: 'v6', p64: 'v6p64', nets: 'v6net' }, 
   `${key} @${sets.nets} return`,
 ];
 
+/** Most elements a learned fast-path set holds; when full it learns nothing more, and the full checks still apply. */
+export const LEARNED_MAX = 262144;
+
+/**
+ * What the full checks teach the fast path: a port's own host address (the hash sets, never a
+ * prefix: a /64 would let a guest fill the set), with the port's MAC, from ports whose MAC is
+ * known (any MAC passes the others), and nothing for a port with a blocklist. Each is a rule of its
+ * own, without a verdict: a full set makes `add` fail, and that must not stop the `return` after it.
+ */
+const LEARN = {
+  from4: 'iifname @mac_ports iifname != @blocked iifname . ip saddr @v4 add @fast4 { iif . ether saddr . ip saddr }',
+  from6: 'iifname @mac_ports iifname != @blocked iifname . ip6 saddr @v6 add @fast6 { iif . ether saddr . ip6 saddr }',
+  to4: 'oifname != @blocked oifname . ip daddr @v4 add @dst4 { oif . ip daddr }',
+  to6: 'oifname != @blocked oifname . ip6 daddr @v6 add @dst6 { oif . ip6 daddr }',
+};
+
+/** The fast path's sets, flushed whenever something they learned may no longer hold. */
+export const LEARNED_SETS = ['fast4', 'fast6', 'dst4', 'dst6'] as const;
+
 /**
  * One rule per family. `th sport` is the first two bytes of any transport header, so everything but
  * a DHCP (v6) server reply passes here; the rest (a TCP port 67, an ICMP type 0 code 67, fragments,
@@ -268,12 +286,19 @@ export function bridgeSkeleton(settings: Settings, ip: boolean): { readonly dige
           `  set nd6net { typeof iifname . ${ND_TARGET}; flags interval; }`,
           '  map block_to { type ifname : verdict; }',
           '  map block_from { type ifname : verdict; }',
-          // The fast path: a guest's ordinary traffic is one hash lookup each way.
-          // Keyed on the interface index, not its name: hashing a 16-byte name per frame cost ~7% of the rate.
-          '  set fast4 { type iface_index . ether_addr . ipv4_addr; }',
-          '  set fast6 { type iface_index . ether_addr . ipv6_addr; }',
-          '  set dst4 { type iface_index . ipv4_addr; }',
-          '  set dst6 { type iface_index . ipv6_addr; }',
+          // The fast path: a guest's ordinary traffic is one hash lookup each way. Keyed on the
+          // interface index, not its name: hashing a 16-byte name per frame cost ~7% of the rate.
+          // Learned, not written: the full checks below add what they accept (LEARN). nft lists every
+          // interface on the host before it parses an index (~50 ms with 4,000 guests' vifs), so a
+          // hook that wrote these elements paid that on every start and shutdown. A learned element
+          // is only ever something the full checks accepted for that port; a change that could make
+          // one stale (a port updated or removed, a blocklist) flushes the four sets (planBridge).
+          `  set fast4 { type iface_index . ether_addr . ipv4_addr; size ${LEARNED_MAX}; flags dynamic; }`,
+          `  set fast6 { type iface_index . ether_addr . ipv6_addr; size ${LEARNED_MAX}; flags dynamic; }`,
+          `  set dst4 { type iface_index . ipv4_addr; size ${LEARNED_MAX}; flags dynamic; }`,
+          `  set dst6 { type iface_index . ipv6_addr; size ${LEARNED_MAX}; flags dynamic; }`,
+          // Ports with a blocklist: the fast path would skip it, so they learn nothing.
+          '  set blocked { type ifname; }',
         ]
       : []),
     ...classes.map((cls) => `  set cnt_${cls} { type ifname; size 65536; flags dynamic; counter; }`),
@@ -289,6 +314,7 @@ export function bridgeSkeleton(settings: Settings, ip: boolean): { readonly dige
       ? [
           ...chain('from_ip4', [
             ...dropRules(settings, 'dhcps', 'udp sport 67 udp dport 68', from),
+            LEARN.from4,
             ...own4('iifname . ip saddr'),
             'udp sport 68 udp dport 67 return',
             ...dropRules(settings, 'src', '', from),
@@ -303,6 +329,7 @@ export function bridgeSkeleton(settings: Settings, ip: boolean): { readonly dige
             'icmpv6 type nd-neighbor-advert jump from_nd',
             // What a guest sends from :: before it has an address: DAD, MLD during DAD, router solicitations.
             'ip6 saddr :: ip6 daddr ff02::/16 icmpv6 type { nd-router-solicit, nd-neighbor-solicit, mld2-listener-report } return',
+            LEARN.from6,
             ...own6('iifname . ip6 saddr'),
             ...dropRules(settings, 'src6', '', from),
           ]),
@@ -311,13 +338,14 @@ export function bridgeSkeleton(settings: Settings, ip: boolean): { readonly dige
             ...dropRules(settings, 'nd_target', '', from),
           ]),
           ...chain('to_ip4', [
+            LEARN.to4,
             ...own4('oifname . ip daddr'),
             'meta pkttype broadcast return',
             'ip daddr 224.0.0.0/4 return',
             'udp sport 67 udp dport 68 return',
             ...dropRules(settings, 'dst', '', to),
           ]),
-          ...chain('to_ip6', [...own6('oifname . ip6 daddr'), 'ip6 daddr ff00::/8 return', ...dropRules(settings, 'dst6', '', to)]),
+          ...chain('to_ip6', [LEARN.to6, ...own6('oifname . ip6 daddr'), 'ip6 daddr ff00::/8 return', ...dropRules(settings, 'dst6', '', to)]),
         ]
       : []),
     // One base chain for all of it: every base chain a frame passes costs, at 100,000+ frames a second.

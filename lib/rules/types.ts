@@ -27,8 +27,6 @@ export interface TableSpec {
 /** What one guarded port puts in `bridge vif_guard`: set elements only (see rules/bridge.ts). */
 export interface BridgePort {
   readonly ifname: string;
-  /** Index of the interface when it existed at apply time: the fast path's key (see rules/bridge.ts). */
-  readonly ifindex?: number | undefined;
   readonly mac: string | undefined;
   /** Sources it may use (and destinations it receives): nft element texts, prefixes collapsed. */
   readonly v4: readonly string[];

@@ -120,10 +120,10 @@ describe('every parser returns valid data or a one-line VifGuardError, whatever 
 
   it('bridge records: a port\'s comment reads back as what it was built from', () => {
     fc.assert(
-      fc.property(fc.array(fc.ipV4(), { minLength: 1, maxLength: 30 }), fc.constantFrom('web', 'db-01', 'x_y'), fc.option(fc.integer({ min: 1, max: 1 << 30 })), (ips, guest, ifindex) => {
-        const port = { ifname: 'vif9.0', guest, bridge: 'xenbr0', mac: '00:16:3e:00:00:09', addresses: parseAddressList(ips.filter((ip) => !/^(0|127|22[4-9]|2[3-5]\d)\./.test(ip)).join(' ') || '10.0.0.1', origin), key: 'xen:9/0', ifindex: ifindex ?? undefined };
+      fc.property(fc.array(fc.ipV4(), { minLength: 1, maxLength: 30 }), fc.constantFrom('web', 'db-01', 'x_y'), (ips, guest) => {
+        const port = { ifname: 'vif9.0', guest, bridge: 'xenbr0', mac: '00:16:3e:00:00:09', addresses: parseAddressList(ips.filter((ip) => !/^(0|127|22[4-9]|2[3-5]\d)\./.test(ip)).join(' ') || '10.0.0.1', origin), key: 'xen:9/0' };
         const fields = parseBridgeComment(bridgePort(port).comment);
-        expect(fields).toMatchObject({ guest, bridge: 'xenbr0', mac: port.mac, key: 'xen:9/0', ifindex: ifindex ?? undefined });
+        expect(fields).toMatchObject({ guest, bridge: 'xenbr0', mac: port.mac, key: 'xen:9/0' });
         if (fields?.addresses) expect(fields.addresses).toEqual(port.addresses.map((address) => address.cidr));
       }),
       { numRuns: 300 },

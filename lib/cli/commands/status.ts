@@ -1,7 +1,6 @@
 import { writeAtomic } from '../../files.js';
 import { blockResolver, readEverything } from '../../core/engine.js';
 import { readBlocklists } from '../../blocklist/store.js';
-import { withIfindex } from '../../kernel/ifindex.js';
 import { collectInventory } from '../../core/inventory.js';
 import { buildStatus, renderPrometheus, selectRows, summaryLine, type PortStatus } from '../../core/status.js';
 import { toVifGuardError } from '../../errors.js';
@@ -18,7 +17,7 @@ export async function collectStatus(): Promise<{ rows: PortStatus[]; backend: st
     const inventory = await collectInventory(ctx.runner, ctx.settings);
     warnings.push(...inventory.warnings);
     // With their interface index, as the engine records them (the nftables backend's fast path).
-    expected = inventory.hypervisor ? inventory.ports.map((port) => withIfindex(port)) : undefined;
+    expected = inventory.hypervisor ? inventory.ports : undefined;
   } catch (error) {
     warnings.push(`cannot compare with the configs: ${toVifGuardError(error).shortMessage}`);
   }

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { ABSENT, parseBridgeJson, planBridge, portMatches, readBridgeSets } from '../../../lib/backend/nft-bridge.js';
-import { bridgePort, bridgeSkeleton, buildBridgeSpec, collapse, parsePortComment, portComment } from '../../../lib/rules/bridge.js';
+import { bridgePort, bridgeSkeleton, buildBridgeSpec, collapse, LEARNED_MAX, parsePortComment, portComment } from '../../../lib/rules/bridge.js';
 import { DEFAULT_SETTINGS } from '../../../lib/config/settings.js';
 import { parseAddressList } from '../../../lib/guest/validate.js';
 import type { GuestPort } from '../../../lib/guest/model.js';
@@ -82,7 +82,7 @@ describe('bridge table layout', () => {
     const p = bridgePort(port('vif1.0', '10.0.0.5 10.0.0.0/24 2001:db8::/64 2001:db8::7', '00:16:3e:00:00:01', 'xen:1/0'));
     expect(p.v4).toEqual(['10.0.0.0/24']);
     expect(p.v6).toEqual(['fe80::216:3eff:fe00:1', '2001:db8::/64']);
-    expect(parsePortComment(p.comment)).toEqual({ guest: 'g-vif1.0', bridge: 'xenbr0', mac: '00:16:3e:00:00:01', key: 'xen:1/0', ifindex: undefined, block: undefined, addresses: ['10.0.0.5/32', '10.0.0.0/24', '2001:db8::/64', '2001:db8::7/128'] });
+    expect(parsePortComment(p.comment)).toEqual({ guest: 'g-vif1.0', bridge: 'xenbr0', mac: '00:16:3e:00:00:01', key: 'xen:1/0', block: undefined, addresses: ['10.0.0.5/32', '10.0.0.0/24', '2001:db8::/64', '2001:db8::7/128'] });
   });
 
   it('identical prefixes collapse to one; disjoint ones stay', () => {
@@ -113,7 +113,28 @@ describe('bridge table plans', () => {
     expect(script).toContain('  set v4 { type ifname . ipv4_addr; }');
     expect(script).toContain('  set v4net { type ifname . ipv4_addr; flags interval; }');
     expect(script).toContain('add element bridge vif_guard port_mac { "vif1.0" . 00:16:3e:00:00:01 }');
-    expect(script).toMatch(/add element bridge vif_guard guarded_[0-9a-f]{12} \{ "vif1.0" comment "g=g-vif1.0 b=xenbr0 m=00:16:3e:00:00:01 k=- i=- bl=- a=10.0.0.5\/32,10.0.0.64\/30" \}/);
+    expect(script).toMatch(/add element bridge vif_guard guarded_[0-9a-f]{12} \{ "vif1.0" comment "g=g-vif1.0 b=xenbr0 m=00:16:3e:00:00:01 k=- bl=- a=10.0.0.5\/32,10.0.0.64\/30" \}/);
+    // The fast path is learned by the full checks: declared, bounded, never written.
+    expect(script).toContain(`  set fast4 { type iface_index . ether_addr . ipv4_addr; size ${LEARNED_MAX}; flags dynamic; }`);
+    expect(script).toContain('iifname @mac_ports iifname != @blocked iifname . ip saddr @v4 add @fast4 { iif . ether saddr . ip saddr }');
+    expect(script).not.toMatch(/element bridge vif_guard (fast|dst)[46]/);
+  });
+
+  it('a new port leaves what was learned; one that changes or goes flushes it, and a blocklist keeps its port from learning', () => {
+    const one = spec([port('vif1.0', '10.0.0.5')]);
+    const two = spec([port('vif1.0', '10.0.0.5'), port('vif2.0', '10.0.0.6', '00:16:3e:00:00:02')]);
+    const flushes = (script: string) => script.split('\n').filter((line) => line.startsWith('flush set bridge vif_guard '));
+    expect(flushes(planBridge(parseBridgeJson([guardedListing(one)]), two))).toEqual([]);
+    const all = ['fast4', 'fast6', 'dst4', 'dst6'].map((set) => `flush set bridge vif_guard ${set}`);
+    expect(flushes(planBridge(parseBridgeJson([guardedListing(two)]), one))).toEqual(all);
+    const blocked = buildBridgeSpec([port('vif1.0', '10.0.0.5')], settings, true, () => ({ digest: 'abc123', rules: { to: [], from: [] }, elements: () => ({ in4: ['192.0.2.0/24'], in6: [], out4: [], out6: [] }) }));
+    const script = planBridge(parseBridgeJson([guardedListing(one)]), blocked);
+    expect(script).toContain('add element bridge vif_guard blocked { "vif1.0" }');
+    expect(flushes(script).filter((line) => /(fast|dst)[46]$/.test(line))).toEqual(all);
+  });
+
+  it('records written with the interface index (before the fast path was learned) still read', () => {
+    expect(parsePortComment('g=web b=xenbr0 m=00:16:3e:00:00:01 k=xen:1/0 i=7 bl=- a=10.0.0.5/32')).toEqual({ guest: 'web', bridge: 'xenbr0', mac: '00:16:3e:00:00:01', key: 'xen:1/0', block: undefined, addresses: ['10.0.0.5/32'] });
   });
 
   it('the same state again sends nothing, read from the hook listing or the whole table', () => {
@@ -131,9 +152,9 @@ describe('bridge table plans', () => {
     expect(lines).toContain('add element bridge vif_guard macs { 00:16:3e:00:00:02 }');
   });
 
-  it('a changed address moves only that element; deletes cannot fail on an element already gone', () => {
-    const before = spec([{ ...port('vif1.0', '10.0.0.5 10.0.0.9'), ifindex: 7 }]);
-    const after = spec([{ ...port('vif1.0', '10.0.0.6 10.0.0.9'), ifindex: 7 }]);
+  it('a changed address moves only that element, and the fast path forgets what it learned; deletes cannot fail on an element already gone', () => {
+    const before = spec([port('vif1.0', '10.0.0.5 10.0.0.9')]);
+    const after = spec([port('vif1.0', '10.0.0.6 10.0.0.9')]);
     const lines = planBridge(parseBridgeJson([guardedListing(before)]), after).trimEnd().split('\n');
     const guarded = `guarded_${after.digest}`;
     expect(lines).toEqual([
@@ -141,14 +162,12 @@ describe('bridge table plans', () => {
       expect.stringMatching(new RegExp(`^delete element bridge vif_guard ${guarded} \\{ "vif1.0" comment`)),
       'add element bridge vif_guard v4 { "vif1.0" . 10.0.0.5 }',
       'delete element bridge vif_guard v4 { "vif1.0" . 10.0.0.5 }',
-      'add element bridge vif_guard fast4 { 7 . 00:16:3e:00:00:01 . 10.0.0.5 }',
-      'delete element bridge vif_guard fast4 { 7 . 00:16:3e:00:00:01 . 10.0.0.5 }',
-      'add element bridge vif_guard dst4 { 7 . 10.0.0.5 }',
-      'delete element bridge vif_guard dst4 { 7 . 10.0.0.5 }',
       expect.stringMatching(new RegExp(`^add element bridge vif_guard ${guarded} \\{ "vif1.0" comment ".*a=10.0.0.6/32,10.0.0.9/32" \\}$`)),
       'add element bridge vif_guard v4 { "vif1.0" . 10.0.0.6 }',
-      'add element bridge vif_guard fast4 { 7 . 00:16:3e:00:00:01 . 10.0.0.6 }',
-      'add element bridge vif_guard dst4 { 7 . 10.0.0.6 }',
+      'flush set bridge vif_guard fast4',
+      'flush set bridge vif_guard fast6',
+      'flush set bridge vif_guard dst4',
+      'flush set bridge vif_guard dst6',
     ]);
   });
 
