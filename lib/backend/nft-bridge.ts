@@ -20,6 +20,8 @@ export interface LiveBridgePort extends BridgePort {
   readonly fields: CommentFields | undefined;
   /** Elements derived from the comment (a hook's read), not read from the sets (the whole table). */
   readonly fromComment?: boolean;
+  /** Whether the `blocked` set holds it, when the sets were read (it keeps the port from teaching the fast path). */
+  readonly inBlocked?: boolean;
 }
 
 export interface LiveBridge {
@@ -133,6 +135,7 @@ export function parseBridgeJson(texts: readonly string[]): LiveBridge & { readon
   const guardedName = [...sets.keys()].find((name) => /^guarded_[0-9a-f]{12}$/.test(name));
   if (!guardedName && chains.length === 0 && sets.size === 0) return { ...ABSENT, complete: true };
   const whole = sets.has('v4');
+  const blocked = new Set((sets.get('blocked') ?? []).map((element) => element.text));
   const byPort = (name: string) => {
     const map = new Map<string, string[]>();
     for (const element of sets.get(name) ?? []) {
@@ -155,7 +158,8 @@ export function parseBridgeJson(texts: readonly string[]): LiveBridge & { readon
     const ifname = element.text;
     const fields = element.comment === undefined ? undefined : parsePortComment(element.comment);
     if (whole) {
-      ports.set(ifname, { ifname, mac: portMac.get(ifname)?.[0], v4: v4.get(ifname) ?? [], v6: v6.get(ifname) ?? [], comment: element.comment ?? '', fields });
+      const inBlocked = sets.has('blocked') ? blocked.has(ifname) : undefined;
+      ports.set(ifname, { ifname, mac: portMac.get(ifname)?.[0], v4: v4.get(ifname) ?? [], v6: v6.get(ifname) ?? [], comment: element.comment ?? '', fields, inBlocked });
       continue;
     }
     if (!fields || fields.addresses === undefined) {
@@ -236,7 +240,7 @@ function elementsOf(port: BridgePort, ip: boolean): PortElements {
   const name = quote(port.ifname);
   const [a4, a6] = [classify(port.v4), classify(ip ? port.v6 : [])];
   // The fast path (rules/bridge.ts) is learned; what it needs written is which ports have a blocklist.
-  const blocked = port.block !== undefined || (port as LiveBridgePort).fields?.block !== undefined;
+  const blocked = (port as LiveBridgePort).inBlocked ?? (port.block !== undefined || (port as LiveBridgePort).fields?.block !== undefined);
   const of = (list: readonly string[]) => list.map((address) => `${name} . ${address}`);
   return {
     guarded: [`${name}${port.comment ? ` comment ${quote(port.comment)}` : ''}`],
@@ -258,7 +262,8 @@ const sameList = (a: readonly string[], b: readonly string[]) => a.length === b.
 
 /** The same MAC and addresses (in any order): a cheap check before building element texts. */
 function sameElements(a: BridgePort, b: BridgePort, ip: boolean): boolean {
-  return a.mac === b.mac && sameList(a.v4, b.v4) && (!ip || sameList(a.v6, b.v6));
+  const inBlocked = (a as LiveBridgePort).inBlocked;
+  return a.mac === b.mac && sameList(a.v4, b.v4) && (!ip || (sameList(a.v6, b.v6) && (inBlocked === undefined || inBlocked === (b.block !== undefined))));
 }
 
 /**
@@ -429,7 +434,7 @@ export async function readBridge(runner: Runner, expected: Pick<BridgeSpec, 'dig
  * listed instead.
  */
 export async function readBridgeSets(runner: Runner, expected: Pick<BridgeSpec, 'digest' | 'ip'>): Promise<LiveBridge> {
-  const names = [`guarded_${expected.digest}`, 'v4', 'v4net', 'port_mac', 'mac_ports', 'macs', ...(expected.ip ? ['v6', 'v6p64', 'v6net'] : [])];
+  const names = [`guarded_${expected.digest}`, 'v4', 'v4net', 'port_mac', 'mac_ports', 'macs', ...(expected.ip ? ['v6', 'v6p64', 'v6net', 'blocked'] : [])];
   const input = names.map((name) => `list set bridge ${NFT_TABLE} ${name}\n`).join('');
   const result = await runner.run('nft', ['-j', '-i'], { input, spool: true });
   const texts = result.exitCode === 0 ? result.stdout.split('\n').filter((line) => line.startsWith('{')) : [];

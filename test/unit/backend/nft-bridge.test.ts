@@ -133,6 +133,20 @@ describe('bridge table plans', () => {
     expect(flushes(script).filter((line) => /(fast|dst)[46]$/.test(line))).toEqual(all);
   });
 
+  it('a blocked port missing from the blocked set (edited by hand) is put back, and the fast path flushed', () => {
+    const blocked = buildBridgeSpec([port('vif1.0', '10.0.0.5')], settings, true, () => ({ digest: 'abc123', rules: { to: [], from: [] }, elements: () => ({ in4: ['192.0.2.0/24'], in6: [], out4: [], out6: [] }) }));
+    if (!blocked) throw new Error('no spec');
+    const listing = (members: string[]) => {
+      const json = JSON.parse(tableListing(blocked)) as { nftables: unknown[] };
+      json.nftables.push({ set: { family: 'bridge', table: 'vif_guard', name: 'blocked', elem: members } });
+      return JSON.stringify(json);
+    };
+    // The blocklist's own sets and chains are not in this listing: only what the blocked set changes is asserted.
+    const lines = (members: string[]) => planBridge(parseBridgeJson([listing(members)]), blocked).split('\n').filter((line) => / (blocked|fast4|dst4)\b/.test(line) && !line.includes('bl_'));
+    expect(lines(['vif1.0'])).toEqual([]);
+    expect(lines([])).toEqual(['add element bridge vif_guard blocked { "vif1.0" }', 'flush set bridge vif_guard fast4', 'flush set bridge vif_guard dst4']);
+  });
+
   it('records written with the interface index (before the fast path was learned) still read', () => {
     expect(parsePortComment('g=web b=xenbr0 m=00:16:3e:00:00:01 k=xen:1/0 i=7 bl=- a=10.0.0.5/32')).toEqual({ guest: 'web', bridge: 'xenbr0', mac: '00:16:3e:00:00:01', key: 'xen:1/0', block: undefined, addresses: ['10.0.0.5/32'] });
   });
@@ -246,7 +260,7 @@ describe('bridge table plans', () => {
       const { runner, calls } = createRecordingRunner(interactive());
       const live = await readBridgeSets(runner, desired);
       expect(calls.map((call) => call.args.join(' '))).toEqual(['-j -i']);
-      expect(calls[0]?.input?.split('\n').filter(Boolean)).toEqual([`guarded_${desired.digest}`, 'v4', 'v4net', 'port_mac', 'mac_ports', 'macs', 'v6', 'v6p64', 'v6net'].map((name) => `list set bridge vif_guard ${name}`));
+      expect(calls[0]?.input?.split('\n').filter(Boolean)).toEqual([`guarded_${desired.digest}`, 'v4', 'v4net', 'port_mac', 'mac_ports', 'macs', 'v6', 'v6p64', 'v6net', 'blocked'].map((name) => `list set bridge vif_guard ${name}`));
       const whole = parseBridgeJson([tableListing(desired)]);
       expect([...live.ports.keys()]).toEqual([...whole.ports.keys()]);
       for (const wanted of desired.ports) expect(portMatches(live.ports.get(wanted.ifname), wanted, true)).toBe(true);
