@@ -236,11 +236,15 @@ function hex128Range(cidr: string): string {
   return addressRange({ family: 6, address, prefix: Number(length), cidr }).map(hex).join('-');
 }
 
+/** Whether the port has a blocklist: in the `blocked` set when the sets were read, else by its record or spec. */
+function isBlocked(port: BridgePort): boolean {
+  const live = port as LiveBridgePort;
+  return live.inBlocked ?? (port.block !== undefined || live.fields?.block !== undefined);
+}
+
 function elementsOf(port: BridgePort, ip: boolean): PortElements {
   const name = quote(port.ifname);
   const [a4, a6] = [classify(port.v4), classify(ip ? port.v6 : [])];
-  // The fast path (rules/bridge.ts) is learned; what it needs written is which ports have a blocklist.
-  const blocked = (port as LiveBridgePort).inBlocked ?? (port.block !== undefined || (port as LiveBridgePort).fields?.block !== undefined);
   const of = (list: readonly string[]) => list.map((address) => `${name} . ${address}`);
   return {
     guarded: [`${name}${port.comment ? ` comment ${quote(port.comment)}` : ''}`],
@@ -254,7 +258,8 @@ function elementsOf(port: BridgePort, ip: boolean): PortElements {
     nd6: a6.hosts.map((address) => `${name} . ${hex128(address)}`),
     nd6p64: a6.p64.map((address) => `${name} . ${hex128(address)}`),
     nd6net: a6.nets.map((cidr) => `${name} . ${hex128Range(cidr)}`),
-    blocked: ip && blocked ? [name] : [],
+    // The fast path (rules/bridge.ts) is learned; what it needs written is which ports have a blocklist.
+    blocked: ip && isBlocked(port) ? [name] : [],
   };
 }
 
@@ -262,8 +267,7 @@ const sameList = (a: readonly string[], b: readonly string[]) => a.length === b.
 
 /** The same MAC and addresses (in any order): a cheap check before building element texts. */
 function sameElements(a: BridgePort, b: BridgePort, ip: boolean): boolean {
-  const inBlocked = (a as LiveBridgePort).inBlocked;
-  return a.mac === b.mac && sameList(a.v4, b.v4) && (!ip || (sameList(a.v6, b.v6) && (inBlocked === undefined || inBlocked === (b.block !== undefined))));
+  return a.mac === b.mac && sameList(a.v4, b.v4) && (!ip || (sameList(a.v6, b.v6) && isBlocked(a) === isBlocked(b)));
 }
 
 /**

@@ -2,7 +2,7 @@ import { loadSettings } from '../config/load.js';
 import { exitCodeFor, toVifGuardError, VifGuardError } from '../errors.js';
 import { ensureBridgeNetfilter } from '../kernel/bridge-nf.js';
 import { DEFAULT_LOCK_PATH } from '../lock.js';
-import { advertisementWarning, advertisesNothing, isGuarded } from '../rules/port.js';
+import { advertisementWarnings, isGuarded } from '../rules/port.js';
 import { createRunner } from '../runner.js';
 import { applyPortChange, type EngineContext } from '../core/engine.js';
 import { validateCtid } from './config.js';
@@ -25,7 +25,7 @@ async function protect(ctx: EngineContext, port: GuestPort): Promise<void> {
   const report = await applyPortChange({ ...ctx, prepareIptables }, { kind: 'up', port });
   const addresses = port.addresses.map((a) => a.cidr).join(' ');
   ctx.log(isGuarded(port, ctx.settings) ? `${port.ifname} (${port.guest}, ${addresses}) protected` : `${port.ifname} (${port.guest}) has no addresses in containers.conf: left unprotected (unaddressed = allow)`);
-  if (report.engine === 'iptables' && advertisesNothing(port, ctx.settings)) ctx.log(`warning: ${advertisementWarning(port)}`);
+  for (const warning of advertisementWarnings(report.engine, [port], ctx.settings)) ctx.log(`warning: ${warning}`);
 }
 
 /**

@@ -106,7 +106,7 @@ export function bridgePort(port: GuestPort, block?: BridgeBlock): BridgePort {
 
 /** A port's record in layer 2 alone (the iptables backend): IPv4 for ARP only. */
 export function layer2Port(port: GuestPort): BridgePort {
-  return bridgePort({ ...port, addresses: port.addresses.filter((address) => address.family === 4) });
+  return bridgePort({ ...port, addresses: ipv4Addresses(port) });
 }
 
 /** A port's blocklists as the bridge table needs them; the prefixes are parsed only if they must be written. */

@@ -118,9 +118,17 @@ export function advertisesNothing(port: GuestPort, settings: Settings): boolean 
   return isGuarded(port, settings) && ownTargets(port) === undefined;
 }
 
-/** What hooks and sync log for such a port on the iptables backends (doctor lists them too). */
-export function advertisementWarning(port: GuestPort): string {
+function advertisementWarning(port: GuestPort): string {
   return `${port.ifname} (${port.guest}): its IPv6 addresses need more than ${MAX_TARGET_PATTERNS} neighbour-advertisement patterns, so on the iptables backend it may send none and its IPv6 neighbours cannot reach it; give it a covering prefix (a /64 or /56) or use the nftables backend`;
+}
+
+/**
+ * What hooks and sync log for ports that may advertise nothing, after `engine` applied them: only the
+ * iptables engine enforces the check with byte patterns (the bridge table's sets take any number;
+ * doctor lists such guests too).
+ */
+export function advertisementWarnings(engine: string, ports: readonly GuestPort[], settings: Settings): string[] {
+  return engine === 'iptables' ? ports.filter((port) => advertisesNothing(port, settings)).map(advertisementWarning) : [];
 }
 
 /**

@@ -3,7 +3,7 @@ import { exitCodeFor, toVifGuardError } from '../errors.js';
 import type { GuestPort } from '../guest/model.js';
 import { ensureBridgeNetfilter } from '../kernel/bridge-nf.js';
 import { DEFAULT_LOCK_PATH } from '../lock.js';
-import { advertisementWarning, advertisesNothing, isGuarded } from '../rules/port.js';
+import { advertisementWarnings, isGuarded } from '../rules/port.js';
 import { createRunner } from '../runner.js';
 import { applyPortChange, type ApplyReport, type EngineContext } from '../core/engine.js';
 import { parseHookArguments, parseLibxlInvocation, type HotplugAction, type HotplugRequest } from './hotplug.js';
@@ -35,7 +35,7 @@ async function up(ctx: EngineContext, request: HotplugRequest, xenstore: Xenstor
   };
   const report = await applyPortChange({ ...ctx, prepareIptables }, { kind: 'up', port });
   ctx.log(`${describe(port)} protected (${summary(report)})`);
-  if (report.engine === 'iptables' && advertisesNothing(port, ctx.settings)) ctx.log(`warning: ${advertisementWarning(port)}`);
+  for (const warning of advertisementWarnings(report.engine, [port], ctx.settings)) ctx.log(`warning: ${warning}`);
 }
 
 async function down(ctx: EngineContext, request: HotplugRequest, xenstore: Xenstore): Promise<void> {

@@ -42,8 +42,8 @@ const bridgeOf = (i) => `xenbr${Math.floor((i + 3) / 1000)}`;
 /**
  * A dom0 with xenbr0 and two real guests (vifA.0, vifB.0) on veths, and (nftables labs) an interface for each
  * synthetic port (`ports`: their names) and for the hooks' vifnew.0: taps, 1,000 to a bridge, as a
- * host with that many guests has them. The nftables fast path's sets are keyed by interface index,
- * and sync reads every index, so without the interfaces both would be measured nearly empty.
+ * host with that many guests has them: nft lists every interface to parse an interface index, and
+ * the fast path's sets (keyed by index) are filled for them (fillLearned).
  */
 function buildLab(tag, ports = []) {
   const d0 = `vgb-${process.pid}-${tag}`;

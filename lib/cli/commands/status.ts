@@ -16,7 +16,6 @@ export async function collectStatus(): Promise<{ rows: PortStatus[]; backend: st
   try {
     const inventory = await collectInventory(ctx.runner, ctx.settings);
     warnings.push(...inventory.warnings);
-    // With their interface index, as the engine records them (the nftables backend's fast path).
     expected = inventory.hypervisor ? inventory.ports : undefined;
   } catch (error) {
     warnings.push(`cannot compare with the configs: ${toVifGuardError(error).shortMessage}`);

@@ -1,6 +1,6 @@
 import { applyFullState, type ApplyReport } from '../../core/engine.js';
 import { collectInventory, type Inventory } from '../../core/inventory.js';
-import { advertisementWarning, advertisesNothing, isGuarded } from '../../rules/port.js';
+import { advertisementWarnings, isGuarded } from '../../rules/port.js';
 import { portOfChain } from '../../rules/names.js';
 import { createContext, log, printJson } from '../context.js';
 import { someOf } from '../../names.js';
@@ -76,7 +76,7 @@ export async function runSync(options: { dryRun: boolean; json: boolean }): Prom
     options.dryRun,
   );
   const unaddressed = (inventory?.ports ?? []).filter((port) => !isGuarded(port, ctx.settings)).map((port) => port.ifname);
-  const silenced = report.engine === 'iptables' ? (inventory?.ports ?? []).filter((port) => advertisesNothing(port, ctx.settings)).map(advertisementWarning) : [];
+  const silenced = advertisementWarnings(report.engine, inventory?.ports ?? [], ctx.settings);
   if (!options.json) for (const warning of silenced) log(`warning: ${warning}`);
   const summary = summarise(report, guarded, unaddressed, [...(inventory?.warnings ?? []), ...silenced]);
   if (options.json) {
