@@ -29,15 +29,21 @@ export function parseContainerAddresses(text: string, file: string): ContainerAd
 /**
  * The part of containers.conf that can speak for one container: its `[CTID]` sections (however many
  * times they appear; ini merges them), and what precedes the first section (a stray key there fails
- * as it does for the whole file). Sections are cut where ini cuts them, and a header that could
- * name the container only after ini unquotes it (quotes, backslashes) is kept too. A hook reads
- * this: the whole file of 4,000 containers cost a container's start ~60 ms; sync reads it all.
+ * as it does for the whole file). Sections are cut where ini cuts them. A header whose name is
+ * known only once ini unquotes it (quotes, backslashes) could name any container, and ini merges it
+ * with every other header of that name, whose later values win: with one in the file, the whole
+ * file is read (keeping that section alone made a hook fail on a value a later section replaced,
+ * found by fuzzing). A hook reads this: the whole file of 4,000 containers cost a container's start
+ * ~60 ms; sync reads it all.
  */
 export function sectionsFor(text: string, ctid: string): string {
   const kept: string[] = [];
   let keep = true;
   for (const line of text.split(/[\r\n]+/)) {
-    if (INI_SECTION.test(line)) keep = line.includes(ctid) || /["'\\]/.test(line);
+    if (INI_SECTION.test(line)) {
+      if (/["'\\]/.test(line)) return text;
+      keep = line.includes(ctid);
+    }
     if (keep) kept.push(line);
   }
   return kept.join('\n');

@@ -29,7 +29,16 @@ describe('containers.conf, one container at a time (hooks)', () => {
       expect(cidrs(parseContainerAddresses(sectionsFor(text, ctid), FILE), ctid)).toEqual(cidrs(whole, ctid));
     }
     expect(cidrs(whole, '101')).toEqual([['eth0', ['10.0.0.101/32', '2001:db8::/64']], ['eth1', ['10.0.1.101/32']], ['eth2', ['10.0.2.101/32']]]);
-    expect(sectionsFor(text, '101')).not.toContain('10.0.0.100');
+    // A quoted header could be any container's, merged with any other of its name: the whole file is read.
+    expect(sectionsFor(text, '101')).toBe(text);
+    const plain = text.split('\r\n').slice(0, -4).join('\n');
+    expect(sectionsFor(plain, '101')).not.toContain('10.0.0.100');
+  });
+
+  it('a quoted header merged with a later one of the same name: its replaced value does not fail another container (fuzzing found it)', () => {
+    const text = '["1010"]\neth0 = bogus\n[ 1010 ]\neth0 = 10.1.2.3';
+    expect(cidrs(parseContainerAddresses(text, FILE), '1010')).toEqual([['eth0', ['10.1.2.3/32']]]);
+    expect(cidrs(parseContainerAddresses(sectionsFor(text, '202'), FILE), '202')).toEqual([]);
   });
 
   it("another container's bad entry fails sync's whole read but not this container's hook", () => {
