@@ -152,6 +152,14 @@ export async function checkIptables(env: DoctorEnv, detection: Detection): Promi
       ? ok('physdev', 'the physdev match is available')
       : { id: 'physdev', level: 'error', message: `the physdev match is not available (${result.stderr.trim().split('\n')[0] ?? 'iptables-restore --test failed'})`, fix: 'modprobe xt_physdev' },
   );
+  // The DHCP rules (rules/port.ts) match ports with multiport: without it every guest's chain fails to load.
+  const portProbe = '*filter\n:vif-guard-doctor - [0:0]\n-A vif-guard-doctor -p udp -m multiport --sports 67 -m multiport --dports 68 -j RETURN\nCOMMIT\n';
+  const ports = await env.runner.run(`iptables-${variant}-restore`, ['--test', '--noflush'], { input: portProbe });
+  checks.push(
+    ports.exitCode === 0
+      ? ok('multiport', 'the multiport match (DHCP rules) is available')
+      : { id: 'multiport', level: 'error', message: `the multiport match is not available (${ports.stderr.trim().split('\n')[0] ?? 'iptables-restore --test failed'}): guests' chains cannot be loaded`, fix: 'modprobe xt_multiport' },
+  );
   // The neighbour-advertisement checks (rules/port.ts): without these matches every IPv6 port's chain fails to load.
   const ndProbe = '*filter\n:vif-guard-doctor - [0:0]\n-A vif-guard-doctor -p ipv6-icmp -m icmp6 --icmpv6-type 136 -m ipv6header ! --header protocol -j RETURN\n-A vif-guard-doctor -m string ! --hex-string "|fe80|" --algo bm --from 48 --to 50 -j RETURN\nCOMMIT\n';
   const nd = await env.runner.run(`ip6tables-${variant}-restore`, ['--test', '--noflush'], { input: ndProbe });

@@ -6,7 +6,8 @@ import type { DropClass } from '../rules/bridge.js';
 import { chainMatches, jumpsInPlace } from '../backend/diff.js';
 import { buildRuleset, type Engine } from '../rules/build.js';
 import { portInChain, portOfChain, portOutChain } from '../rules/names.js';
-import { isGuarded, portMetaOfRules } from '../rules/port.js';
+import { DHCP6_SERVER, DHCP_SERVER, isGuarded, portMetaOfRules } from '../rules/port.js';
+import { renderRuleBody } from '../backend/render.js';
 import type { BridgeBlock, ChainSpec, TableSpec } from '../rules/types.js';
 import { VifGuardError } from '../errors.js';
 import { ebtablesCounters, ebtablesCurrent, type LiveEbtables } from '../backend/ebtables.js';
@@ -51,6 +52,10 @@ function counterOf(live: LiveTable, chain: string, pick: (body: string) => boole
   return entry.rules.reduce((sum, body, i) => (pick(body) ? add(sum, entry.counters[i] ?? ZERO) : sum), ZERO);
 }
 
+// The DHCP server drops as iptables-save prints them (their LOG twins end in LOG's options).
+const DHCP_DROP = renderRuleBody([...DHCP_SERVER, '-j', 'DROP']);
+const DHCP6_DROP = renderRuleBody([...DHCP6_SERVER, '-j', 'DROP']);
+
 /** Drops per reason: from the iptables chains (iptables backend) and the bridge table's per-port counter sets. */
 function countersFor(live: LiveState, vif: string, eb: EbCounts | undefined): Pick<PortStatus, 'spoofed' | 'dropped'> {
   const inChain = portInChain(vif);
@@ -60,11 +65,11 @@ function countersFor(live: LiveState, vif: string, eb: EbCounts | undefined): Pi
   const nft = (cls: DropClass) => add(perClass?.get(cls) ?? ZERO, ebClass?.get(cls) ?? ZERO);
   const dropped: Record<Reason, Counter> = {
     source4: add(nft('src'), counterOf(live.filter4, inChain, (body) => body.includes('--comment') && body.endsWith('-j DROP'))),
-    dhcpServer: add(nft('dhcps'), counterOf(live.filter4, inChain, (body) => body.includes('--sport 67 --dport 68 -j DROP'))),
+    dhcpServer: add(nft('dhcps'), counterOf(live.filter4, inChain, (body) => body.endsWith(DHCP_DROP))),
     source6: add(nft('src6'), counterOf(live.filter6, inChain, (body) => body.includes('--comment') && body.endsWith('-j DROP'))),
     routerAdvert: add(nft('ra'), counterOf(live.filter6, inChain, (body) => body.endsWith('--icmpv6-type 134 -j DROP'))),
     redirect: add(nft('redirect'), counterOf(live.filter6, inChain, (body) => body.endsWith('--icmpv6-type 137 -j DROP'))),
-    dhcpv6Server: add(nft('dhcp6s'), counterOf(live.filter6, inChain, (body) => body.includes('--sport 547 --dport 546 -j DROP'))),
+    dhcpv6Server: add(nft('dhcp6s'), counterOf(live.filter6, inChain, (body) => body.endsWith(DHCP6_DROP))),
     neighborTarget: add(nft('nd_target'), counterOf(live.filter6, inChain, (body) => body.includes('--icmpv6-type 136') && body.endsWith('-j DROP'))),
     mac: nft('mac'),
     ethertype: nft('ethertype'),

@@ -43,7 +43,7 @@ describe.skipIf(!CAN_USE_NETNS).each(VARIANTS)('doctor on iptables-%s', (variant
     const report = await doctor();
     expect(problems(report)).toEqual([]);
     expect(report.status).toBe(0);
-    expect(report.checks.map((check) => check.id)).toEqual(expect.arrayContaining(['br_netfilter', 'bridge-nf-call-iptables', 'physdev', 'both-backends', 'conntrack', 'notrack', 'hooks', 'xl.conf', 'unaddressed', 'drift']));
+    expect(report.checks.map((check) => check.id)).toEqual(expect.arrayContaining(['br_netfilter', 'bridge-nf-call-iptables', 'physdev', 'multiport', 'both-backends', 'conntrack', 'notrack', 'hooks', 'xl.conf', 'unaddressed', 'drift']));
   }, 60_000);
 
   it('bridge-nf-call-iptables off is an error with its fix', async () => {

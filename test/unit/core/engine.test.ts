@@ -44,14 +44,14 @@ describe('applyPortChange', () => {
 -A vif-guard-fwd -j vif-guard-out
 -A vif-guard-in -m physdev --physdev-in vm01 -j vif-guard-i-vm01
 -A vif-guard-out -m physdev --physdev-out vm01 --physdev-is-bridged -j vif-guard-o-vm01
--A vif-guard-i-vm01 -p udp -m udp --sport 67 --dport 68 -j DROP
+-A vif-guard-i-vm01 -p udp -m multiport --sports 67 -m multiport --dports 68 -j DROP
 -A vif-guard-i-vm01 -s 10.0.0.5/32 -j RETURN
--A vif-guard-i-vm01 -p udp -m udp --sport 68 --dport 67 -j RETURN
+-A vif-guard-i-vm01 -p udp -m multiport --sports 68 -m multiport --dports 67 -j RETURN
 -A vif-guard-i-vm01 -m comment --comment "vif-guard port=vm01 guest=vm01 bridge=xenbr0 mac=00:16:3e:00:00:01 key=-" -j DROP
 -A vif-guard-o-vm01 -d 10.0.0.5/32 -j RETURN
 -A vif-guard-o-vm01 -m pkttype --pkt-type broadcast -j RETURN
 -A vif-guard-o-vm01 -d 224.0.0.0/4 -j RETURN
--A vif-guard-o-vm01 -p udp -m udp --sport 67 --dport 68 -j RETURN
+-A vif-guard-o-vm01 -p udp -m multiport --sports 67 -m multiport --dports 68 -j RETURN
 -A vif-guard-o-vm01 -j DROP
 -I FORWARD 1 -m physdev --physdev-is-bridged -j vif-guard-fwd
 -I INPUT 1 -m physdev --physdev-is-in -j vif-guard-in

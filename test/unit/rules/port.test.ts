@@ -20,11 +20,11 @@ describe('per-port chains', () => {
     expect(buildPortInChain(port, DEFAULT_SETTINGS)).toEqual({
       name: 'vif-guard-i-vm01',
       rules: [
-        ['-p', 'udp', '-m', 'udp', '--sport', '67', '--dport', '68', '-m', 'limit', '--limit', '6/min', '--limit-burst', '10', '-j', 'LOG', '--log-prefix', 'vifg-dhcps:vm01 '],
-        ['-p', 'udp', '-m', 'udp', '--sport', '67', '--dport', '68', '-j', 'DROP'],
+        ['-p', 'udp', '-m', 'multiport', '--sports', '67', '-m', 'multiport', '--dports', '68', '-m', 'limit', '--limit', '6/min', '--limit-burst', '10', '-j', 'LOG', '--log-prefix', 'vifg-dhcps:vm01 '],
+        ['-p', 'udp', '-m', 'multiport', '--sports', '67', '-m', 'multiport', '--dports', '68', '-j', 'DROP'],
         ['-s', '172.16.39.105/32', '-j', 'RETURN'],
         ['-s', '172.16.39.106/31', '-j', 'RETURN'],
-        ['-p', 'udp', '-m', 'udp', '--sport', '68', '--dport', '67', '-j', 'RETURN'],
+        ['-p', 'udp', '-m', 'multiport', '--sports', '68', '-m', 'multiport', '--dports', '67', '-j', 'RETURN'],
         ['-m', 'limit', '--limit', '6/min', '--limit-burst', '10', '-j', 'LOG', '--log-prefix', 'vifg-src:vm01 '],
         ['-m', 'comment', '--comment', 'vif-guard port=vm01 guest=vm01 bridge=xenbr0 mac=00:16:3e:7c:1f:6e key=-', '-j', 'DROP'],
       ],
@@ -39,7 +39,7 @@ describe('per-port chains', () => {
         ['-d', '172.16.39.106/31', '-j', 'RETURN'],
         ['-m', 'pkttype', '--pkt-type', 'broadcast', '-j', 'RETURN'],
         ['-d', '224.0.0.0/4', '-j', 'RETURN'],
-        ['-p', 'udp', '-m', 'udp', '--sport', '67', '--dport', '68', '-j', 'RETURN'],
+        ['-p', 'udp', '-m', 'multiport', '--sports', '67', '-m', 'multiport', '--dports', '68', '-j', 'RETURN'],
         ['-j', 'DROP'],
       ],
     });
@@ -115,6 +115,14 @@ describe('buildRuleset', () => {
     const nft = buildRuleset(ports, { ...DEFAULT_SETTINGS, layer2: false }, 'nftables');
     expect(nft.tables.every((table) => table.chains.length === 0 && table.jumps.length === 0)).toBe(true);
     expect(nft.bridge?.ip).toBe(true);
+  });
+
+  it('no rule uses an option that libxtables resolves through getaddrinfo (a dump of every interface per option)', () => {
+    // udp/tcp's --sport/--dport look the value up as a service name first; multiport parses numbers as numbers.
+    const ruleset = buildRuleset([port, { ...port, ifname: 'vm02', mac: '00:16:3e:7c:1f:6f' }], { ...DEFAULT_SETTINGS, log: true, unaddressed: 'block' }, 'iptables');
+    const tokens = ruleset.tables.flatMap((table) => table.chains.flatMap((chain) => chain.rules.flat()));
+    expect(tokens).toContain('--sports');
+    for (const option of ['--sport', '--dport', '--source-port', '--destination-port']) expect(tokens).not.toContain(option);
   });
 
   it('NOTRACK covers the guarded ports and their MACs, or nothing when the setting is off', () => {
