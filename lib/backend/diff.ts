@@ -46,15 +46,12 @@ export function planTable(live: LiveTable, desired: TableSpec): TablePlan {
 
   const rewrites: string[] = [];
   for (const chain of desired.chains) {
-    if (!live.chains.has(chain.name)) {
-      lines.push(`:${chain.name} - [0:0]`);
-      added.push(chain.name);
-    } else if (chainMatches(live, chain)) {
-      continue;
-    } else {
-      rewrites.push(`-F ${chain.name}`);
-      changed.push(chain.name);
-    }
+    if (!live.chains.has(chain.name)) added.push(chain.name);
+    else if (!chainMatches(live, chain)) changed.push(chain.name);
+  }
+  const send = new Set([...added, ...changed]);
+  for (const chain of sendOrder(desired.chains.filter((c) => send.has(c.name)))) {
+    rewrites.push(live.chains.has(chain.name) ? `-F ${chain.name}` : `:${chain.name} - [0:0]`);
     for (const rule of chain.rules) rewrites.push(`-A ${chain.name} ${renderRuleBody(rule)}`);
   }
 
@@ -81,6 +78,37 @@ export function planTable(live: LiveTable, desired: TableSpec): TablePlan {
 
   lines.push(...jumpDeletes, ...rewrites, ...jumpInserts, ...removals);
   return { table: live.table, family: desired.family, lines, added, changed, removed };
+}
+
+const byNameDescending = (a: ChainSpec, b: ChainSpec): number => (a.name < b.name ? 1 : a.name > b.name ? -1 : 0);
+
+/** The chain a rule jumps or goes to, if any. */
+function jumpTarget(rule: readonly string[]): string | undefined {
+  const at = rule.findIndex((token) => token === '-j' || token === '-g');
+  return at < 0 ? undefined : rule[at + 1];
+}
+
+/**
+ * The order chains are declared and filled in: each after the chains it jumps to (iptables-nft
+ * checks a jump's target as it goes), otherwise by name, descending. iptables-nft-restore files every
+ * command's chain and jump target in a linked list kept in name order (nft-cache.c,
+ * cache_chain_list_insert), walked from the head each time: with every chain declared first, each
+ * rule walked to its chain's place among all 8,800 of 4,000 guests, and a sync from nothing spent
+ * 3.2 s in IPv4's restore. Declared in descending order, just before its rules, a chain is at the head.
+ */
+function sendOrder(chains: readonly ChainSpec[]): ChainSpec[] {
+  const byName = new Map(chains.map((chain) => [chain.name, chain]));
+  const done = new Set<string>();
+  const order: ChainSpec[] = [];
+  const visit = (chain: ChainSpec): void => {
+    if (done.has(chain.name)) return;
+    done.add(chain.name);
+    const targets = chain.rules.map(jumpTarget).flatMap((name) => (name === undefined ? [] : (byName.get(name) ?? [])));
+    for (const target of targets.sort(byNameDescending)) visit(target);
+    order.push(chain);
+  };
+  for (const chain of [...chains].sort(byNameDescending)) visit(chain);
+  return order;
 }
 
 export function renderRestorePayload(plan: TablePlan): string {

@@ -104,11 +104,20 @@ type Desired = { readonly fixed: () => Promise<readonly GuestPort[]> } | ((base:
 
 async function applyTables(ctx: EngineContext, live: LiveState, tables: readonly TableSpec[], dryRun: boolean, bulk: boolean): Promise<TablePlan[]> {
   const plans = tables.map((table) => planTable(live.tables[table.family], table));
+  const restores: (() => Promise<void>)[] = [];
   for (const plan of plans) {
     const payload = renderRestorePayload(plan);
     if (payload === '') continue;
     if (dryRun) ctx.log(`${plan.family === 6 ? 'ip6tables' : 'iptables'}-restore:\n${payload.trimEnd()}`);
-    else await live.backends[plan.family].restore(payload, bulk ? BULK_SECONDS : undefined);
+    else restores.push(() => live.backends[plan.family].restore(payload, bulk ? BULK_SECONDS : undefined));
+  }
+  // iptables-nft's families are separate nf_tables tables: restored side by side (a sync from nothing
+  // of 4,000 guests spends ~3.7 s and ~4.7 s in them). Legacy's share the xtables lock: one by one.
+  if (live.variant === 'legacy') for (const restore of restores) await restore();
+  else {
+    const results = await Promise.allSettled(restores.map((restore) => restore()));
+    const failed = results.find((result): result is PromiseRejectedResult => result.status === 'rejected');
+    if (failed) throw failed.reason;
   }
   return plans;
 }

@@ -27,11 +27,11 @@ const desired: TableSpec = {
 };
 
 describe('planTable', () => {
-  it('from nothing: declares chains, fills them, puts the jump first; never names a foreign rule', () => {
+  it('from nothing: declares chains (each after those it jumps to), fills them, puts the jump first; never names a foreign rule', () => {
     const plan = planTable(parseSave(FOREIGN, 'filter'), desired);
     expect(renderRestorePayload(plan)).toBe(`*filter
-:vif-guard-fwd - [0:0]
 :vif-guard-in - [0:0]
+:vif-guard-fwd - [0:0]
 -A vif-guard-fwd -j vif-guard-in
 -I FORWARD 1 -m physdev --physdev-is-bridged -j vif-guard-fwd
 COMMIT
@@ -111,7 +111,18 @@ function restoreOnModel(table: Map<string, string[]>, lines: readonly string[]):
     if (verb?.startsWith(':')) table.set(verb.slice(1), []);
     else if (verb === '-A') {
       if (!table.has(chain)) throw new Error(`no chain ${chain}`);
+      // iptables-nft checks a jump's target as it goes: it must be declared first.
+      const target = / -[jg] (vif-guard-\S+)/.exec(` ${body}`)?.[1];
+      if (target !== undefined && !table.has(target)) throw new Error(`jump to ${target} before it exists`);
       table.get(chain)?.push(body);
+    } else if (verb === '-I') {
+      const [, ...ruleTokens] = rest;
+      if (!table.has(chain)) throw new Error(`no chain ${chain}`);
+      table.get(chain)?.unshift(ruleTokens.join(' '));
+    } else if (verb === '-D') {
+      const rules = table.get(chain) ?? [];
+      if (!rules.includes(body)) throw new Error(`no rule to delete in ${chain}: ${body}`);
+      rules.splice(rules.indexOf(body), 1);
     } else if (verb === '-F') {
       if (!table.has(chain)) throw new Error(`no chain ${chain}`);
       table.set(chain, []);
@@ -130,6 +141,47 @@ function modelOf(spec: TableSpec): Map<string, string[]> {
   for (const jump of spec.jumps) table.set(jump.chain, [...(table.get(jump.chain) ?? []), renderRuleBody(jump.rule)]);
   return table;
 }
+
+/** The model as iptables-save prints it, with foreign built-in chains. */
+function saveOf(table: Map<string, string[]>): string {
+  const names = [...new Set(['INPUT', 'FORWARD', 'OUTPUT', ...table.keys()])];
+  const declare = names.map((name) => (name.startsWith('vif-guard') ? `:${name} - [0:0]` : `:${name} ACCEPT [0:0]`));
+  const rules = [...table].flatMap(([name, bodies]) => bodies.map((body) => `-A ${name} ${body}`));
+  return `*filter\n${[...declare, ...rules].join('\n')}\nCOMMIT\n`;
+}
+
+describe('planTable on a model of the table', () => {
+  const ports = (names: readonly string[]) =>
+    names.map((ifname) => ({ ifname, in: { name: `vif-guard-i-${ifname}`, rules: [['-j', 'DROP']] }, out: { name: `vif-guard-o-${ifname}`, rules: [['-j', ifname.length % 2 ? 'DROP' : 'RETURN']] } }));
+  const name = fc.stringMatching(/^(vif[1-9][0-9]{0,2}\.[0-3]|vm[a-c0-9]{1,3})$/);
+
+  it('turns any set of ports into any other: every jump target declared before the jump, stale chains gone', () => {
+    fc.assert(
+      fc.property(fc.uniqueArray(name, { maxLength: 40 }), fc.uniqueArray(name, { maxLength: 40 }), (before, after) => {
+        const live = modelOf(buildFilterTable(4, ports(before)));
+        const desiredTable = buildFilterTable(4, ports(after));
+        const plan = planTable(parseSave(saveOf(before.length === 0 ? new Map() : live), 'filter'), desiredTable);
+        const model = before.length === 0 ? new Map([['INPUT', []], ['FORWARD', []], ['OUTPUT', []]]) : live;
+        for (const builtin of ['INPUT', 'FORWARD', 'OUTPUT']) if (!model.has(builtin)) model.set(builtin, []);
+        restoreOnModel(model, plan.lines);
+        const want = modelOf(desiredTable);
+        for (const builtin of ['INPUT', 'FORWARD', 'OUTPUT']) if (!want.has(builtin)) want.set(builtin, []);
+        expect(Object.fromEntries([...model].sort())).toEqual(Object.fromEntries([...want].sort()));
+      }),
+      { numRuns: 300 },
+    );
+  });
+
+  it('declares each chain just before its rules, in descending name order but after the chains it jumps to', () => {
+    const plan = planTable(parseSave(saveOf(new Map()), 'filter'), buildFilterTable(4, ports(['vif1.0', 'vif2.0'])));
+    const declared = plan.lines.filter((line) => line.startsWith(':')).map((line) => line.slice(1).split(' ')[0]);
+    expect(declared.indexOf('vif-guard-o-vif2.0')).toBeLessThan(declared.indexOf('vif-guard-o-vif1.0'));
+    expect(declared.at(-1)).toBe('vif-guard-fwd');
+    plan.lines.forEach((line, i) => {
+      if (line.startsWith('-A ')) expect([`:${line.split(' ')[1]} - [0:0]`, plan.lines[i - 1]?.startsWith(`-A ${line.split(' ')[1]} `) ? plan.lines[i - 1] : '']).toContain(plan.lines[i - 1]);
+    });
+  });
+});
 
 describe('planPortEvent', () => {
   const ports = (names: readonly string[]) =>

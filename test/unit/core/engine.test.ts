@@ -34,25 +34,26 @@ describe('applyPortChange', () => {
       'ip6tables-nft-restore --noflush -w 20',
       'nft -f -',
     ]);
+    // Each chain declared just before its rules, after the chains it jumps to (diff.ts, sendOrder).
     expect(calls[6]?.input).toBe(`*filter
-:vif-guard-fwd - [0:0]
-:vif-guard-in - [0:0]
-:vif-guard-out - [0:0]
-:vif-guard-i-vm01 - [0:0]
 :vif-guard-o-vm01 - [0:0]
--A vif-guard-fwd -j vif-guard-in
--A vif-guard-fwd -j vif-guard-out
--A vif-guard-in -m physdev --physdev-in vm01 -j vif-guard-i-vm01
--A vif-guard-out -m physdev --physdev-out vm01 --physdev-is-bridged -j vif-guard-o-vm01
--A vif-guard-i-vm01 -p udp -m multiport --sports 67 -m multiport --dports 68 -j DROP
--A vif-guard-i-vm01 -s 10.0.0.5/32 -j RETURN
--A vif-guard-i-vm01 -p udp -m multiport --sports 68 -m multiport --dports 67 -j RETURN
--A vif-guard-i-vm01 -m comment --comment "vif-guard port=vm01 guest=vm01 bridge=xenbr0 mac=00:16:3e:00:00:01 key=-" -j DROP
 -A vif-guard-o-vm01 -d 10.0.0.5/32 -j RETURN
 -A vif-guard-o-vm01 -m pkttype --pkt-type broadcast -j RETURN
 -A vif-guard-o-vm01 -d 224.0.0.0/4 -j RETURN
 -A vif-guard-o-vm01 -p udp -m multiport --sports 67 -m multiport --dports 68 -j RETURN
 -A vif-guard-o-vm01 -j DROP
+:vif-guard-out - [0:0]
+-A vif-guard-out -m physdev --physdev-out vm01 --physdev-is-bridged -j vif-guard-o-vm01
+:vif-guard-i-vm01 - [0:0]
+-A vif-guard-i-vm01 -p udp -m multiport --sports 67 -m multiport --dports 68 -j DROP
+-A vif-guard-i-vm01 -s 10.0.0.5/32 -j RETURN
+-A vif-guard-i-vm01 -p udp -m multiport --sports 68 -m multiport --dports 67 -j RETURN
+-A vif-guard-i-vm01 -m comment --comment "vif-guard port=vm01 guest=vm01 bridge=xenbr0 mac=00:16:3e:00:00:01 key=-" -j DROP
+:vif-guard-in - [0:0]
+-A vif-guard-in -m physdev --physdev-in vm01 -j vif-guard-i-vm01
+:vif-guard-fwd - [0:0]
+-A vif-guard-fwd -j vif-guard-in
+-A vif-guard-fwd -j vif-guard-out
 -I FORWARD 1 -m physdev --physdev-is-bridged -j vif-guard-fwd
 -I INPUT 1 -m physdev --physdev-is-in -j vif-guard-in
 COMMIT
@@ -80,7 +81,7 @@ COMMIT
       TOOLS,
     );
     await expect(applyPortChange({ runner, settings, lockPath, log: () => undefined }, { kind: 'up', port })).rejects.toThrow(
-      'iptables-nft-restore failed: iptables-restore v1.8.9 (nf_tables): line 9 failed (payload line 9: -A vif-guard-in -m physdev --physdev-in vm01 -j vif-guard-i-vm01)',
+      'iptables-nft-restore failed: iptables-restore v1.8.9 (nf_tables): line 9 failed (payload line 9: -A vif-guard-out -m physdev --physdev-out vm01 --physdev-is-bridged -j vif-guard-o-vm01)',
     );
   });
 
