@@ -285,7 +285,8 @@ try {
       const [bare, nftRate] = [median(pairs.map((pair) => pair.bare)), median(pairs.map((pair) => pair.protected))];
       progress(`pairs (no firewall / protected, kpps): ${pairs.map((pair) => `${pair.bare.toFixed(0)}/${pair.protected.toFixed(0)}`).join(', ')}`);
       row(`forwarding, ${GUESTS} guests protected (nftables, the default)`, nftRate, bare, 'kpps', '>= 0.9 x no firewall', ratio >= 0.9);
-      rows[rows.length - 1].ratio = Number(ratio.toFixed(2));
+      // Three decimals: this figure sits near its 0.9 target, and 0.8996 must not print as 0.9 next to FAIL.
+      rows[rows.length - 1].ratio = Number(ratio.toFixed(3));
       const sync = { full: median(syncs.map((timing) => timing.full)), noop: median(syncs.map((timing) => timing.noop)) };
       row(`sync of ${GUESTS} guests from nothing (nftables, the engine in-process)`, sync.full, undefined, 'ms', '< 2000 ms', sync.full < 2000);
       row(`sync of ${GUESTS} guests, nothing to do (nftables, the engine in-process)`, sync.noop, undefined, 'ms', '< 300 ms', sync.noop < 300);
