@@ -19,6 +19,20 @@ export interface IptablesBackend {
   chains(names: readonly string[]): Promise<LiveTable | undefined>;
 }
 
+/**
+ * Each family's restore: side by side on iptables-nft (each family is an nf_tables table of its own),
+ * one after the other on legacy (both take the xtables lock). Rejects with the first failure.
+ */
+export async function restoreFamilies(variant: Variant, restores: readonly (() => Promise<void>)[]): Promise<void> {
+  if (variant === 'legacy') {
+    for (const restore of restores) await restore();
+    return;
+  }
+  const results = await Promise.allSettled(restores.map((restore) => restore()));
+  const failed = results.find((result): result is PromiseRejectedResult => result.status === 'rejected');
+  if (failed) throw failed.reason;
+}
+
 /** `iptables-nft-save`, `ip6tables-legacy-restore`, ... */
 export function toolName(family: Family, variant: Variant, verb: 'save' | 'restore'): string {
   return `${family === 6 ? 'ip6tables' : 'iptables'}-${variant}-${verb}`;

@@ -10,7 +10,8 @@ import { chooseEngine, layer2Tool, nftablesUnavailable } from './choose.js';
 import { readBlocklists } from '../blocklist/store.js';
 import { buildStatus, type LiveState } from './status.js';
 import { collectInventory } from './inventory.js';
-import { advertisesNothing, isGuarded, MAX_TARGET_PATTERNS } from '../rules/port.js';
+import { advertisesNothing, DHCP_SERVER, isGuarded, MAX_TARGET_PATTERNS } from '../rules/port.js';
+import { renderRuleBody } from '../backend/render.js';
 import { someOf } from '../names.js';
 
 export type Level = 'ok' | 'warning' | 'error';
@@ -131,6 +132,14 @@ export function checkPersistence(env: DoctorEnv): Check[] {
   return checks;
 }
 
+/** Whether `tool` takes these rules (`--test`: nothing is committed); the error names what is missing. */
+async function probeMatches(env: DoctorEnv, tool: string, rules: readonly string[], id: string, fine: string, missing: (reason: string) => string, fix: string): Promise<Check> {
+  const input = `*filter\n:vif-guard-doctor - [0:0]\n${rules.map((rule) => `-A vif-guard-doctor ${rule}\n`).join('')}COMMIT\n`;
+  const result = await env.runner.run(tool, ['--test', '--noflush'], { input });
+  if (result.exitCode === 0) return ok(id, fine);
+  return { id, level: 'error', message: missing(result.stderr.trim().split('\n')[0] ?? `${tool} --test failed`), fix };
+}
+
 export async function checkIptables(env: DoctorEnv, detection: Detection): Promise<Check[]> {
   const checks: Check[] = [];
   const variant = detection.backend.variant;
@@ -145,28 +154,20 @@ export async function checkIptables(env: DoctorEnv, detection: Detection): Promi
   }
   if (!checks.some((check) => check.id === 'both-backends')) checks.push(ok('both-backends', `rules only in iptables-${variant}`));
   // physdev: "No chain/target/match by that name" when xt_physdev is missing.
-  const probe = '*filter\n:vif-guard-doctor - [0:0]\n-A vif-guard-doctor -m physdev --physdev-is-bridged -j RETURN\nCOMMIT\n';
-  const result = await env.runner.run(`iptables-${variant}-restore`, ['--test', '--noflush'], { input: probe });
-  checks.push(
-    result.exitCode === 0
-      ? ok('physdev', 'the physdev match is available')
-      : { id: 'physdev', level: 'error', message: `the physdev match is not available (${result.stderr.trim().split('\n')[0] ?? 'iptables-restore --test failed'})`, fix: 'modprobe xt_physdev' },
-  );
+  checks.push(await probeMatches(env, `iptables-${variant}-restore`, ['-m physdev --physdev-is-bridged -j RETURN'], 'physdev', 'the physdev match is available', (reason) => `the physdev match is not available (${reason})`, 'modprobe xt_physdev'));
   // The DHCP rules (rules/port.ts) match ports with multiport: without it every guest's chain fails to load.
-  const portProbe = '*filter\n:vif-guard-doctor - [0:0]\n-A vif-guard-doctor -p udp -m multiport --sports 67 -m multiport --dports 68 -j RETURN\nCOMMIT\n';
-  const ports = await env.runner.run(`iptables-${variant}-restore`, ['--test', '--noflush'], { input: portProbe });
-  checks.push(
-    ports.exitCode === 0
-      ? ok('multiport', 'the multiport match (DHCP rules) is available')
-      : { id: 'multiport', level: 'error', message: `the multiport match is not available (${ports.stderr.trim().split('\n')[0] ?? 'iptables-restore --test failed'}): guests' chains cannot be loaded`, fix: 'modprobe xt_multiport' },
-  );
+  checks.push(await probeMatches(env, `iptables-${variant}-restore`, [renderRuleBody([...DHCP_SERVER, '-j', 'RETURN'])], 'multiport', 'the multiport match (DHCP rules) is available', (reason) => `the multiport match is not available (${reason}): guests' chains cannot be loaded`, 'modprobe xt_multiport'));
   // The neighbour-advertisement checks (rules/port.ts): without these matches every IPv6 port's chain fails to load.
-  const ndProbe = '*filter\n:vif-guard-doctor - [0:0]\n-A vif-guard-doctor -p ipv6-icmp -m icmp6 --icmpv6-type 136 -m ipv6header ! --header protocol -j RETURN\n-A vif-guard-doctor -m string ! --hex-string "|fe80|" --algo bm --from 48 --to 50 -j RETURN\nCOMMIT\n';
-  const nd = await env.runner.run(`ip6tables-${variant}-restore`, ['--test', '--noflush'], { input: ndProbe });
   checks.push(
-    nd.exitCode === 0
-      ? ok('nd-matches', 'the ipv6header and string matches (neighbour advertisement checks) are available')
-      : { id: 'nd-matches', level: 'error', message: `the ipv6header or string match is not available (${nd.stderr.trim().split('\n')[0] ?? 'ip6tables-restore --test failed'}): guests' IPv6 chains cannot be loaded`, fix: 'modprobe ip6t_ipv6header xt_string' },
+    await probeMatches(
+      env,
+      `ip6tables-${variant}-restore`,
+      ['-p ipv6-icmp -m icmp6 --icmpv6-type 136 -m ipv6header ! --header protocol -j RETURN', '-m string ! --hex-string "|fe80|" --algo bm --from 48 --to 50 -j RETURN'],
+      'nd-matches',
+      'the ipv6header and string matches (neighbour advertisement checks) are available',
+      (reason) => `the ipv6header or string match is not available (${reason}): guests' IPv6 chains cannot be loaded`,
+      'modprobe ip6t_ipv6header xt_string',
+    ),
   );
   return checks;
 }

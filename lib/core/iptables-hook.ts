@@ -6,7 +6,7 @@
  */
 import { iptablesVariant, type Settings } from '../config/settings.js';
 import type { GuestPort } from '../guest/model.js';
-import { createIptablesBackend, type Variant } from '../backend/iptables.js';
+import { createIptablesBackend, restoreFamilies, type Variant } from '../backend/iptables.js';
 import type { LiveTable } from '../backend/save-parse.js';
 import { planPortEvent, renderRestorePayload, type PortEventPlan, type TablePlan } from '../backend/diff.js';
 import { iptablesCachePath, readIptablesCache } from '../backend/iptables-cache.js';
@@ -176,8 +176,7 @@ export async function iptablesFromCache(ctx: EngineContext, change: PortChange, 
     const plan = plans[family === 4 ? 0 : 1] as PortEventPlan;
     return backends[family].restore(`*filter\n${[...plan.checks, ...plan.lines].join('\n')}\nCOMMIT\n`);
   };
-  // iptables-nft commits each family on its own; legacy takes the xtables lock for both, so one after the other.
-  const tables = variant === 'legacy' ? restore(4).then(() => restore(6)) : Promise.all([restore(4), restore(6)]);
+  const tables = restoreFamilies(variant, [() => restore(4), () => restore(6)]);
   const layer2 = ebtablesPayload ? restoreEbtables(ctx.runner, ebtablesPayload, commitMs(ctx, false)) : applyBridgeScript(ctx, bridgeScript, false, false);
   const results = await Promise.allSettled([tables, layer2]);
   if (results.some((result) => result.status === 'rejected')) return undefined;

@@ -150,10 +150,12 @@ function saveOf(table: Map<string, string[]>): string {
   return `*filter\n${[...declare, ...rules].join('\n')}\nCOMMIT\n`;
 }
 
+/** Port chains for these names, and names as Xen and hand-made configs give them. */
+const ports = (names: readonly string[]) =>
+  names.map((ifname) => ({ ifname, in: { name: `vif-guard-i-${ifname}`, rules: [['-j', 'DROP']] }, out: { name: `vif-guard-o-${ifname}`, rules: [['-j', ifname.length % 2 ? 'DROP' : 'RETURN']] } }));
+const name = fc.stringMatching(/^(vif[1-9][0-9]{0,2}\.[0-3]|vm[a-c0-9]{1,3})$/);
+
 describe('planTable on a model of the table', () => {
-  const ports = (names: readonly string[]) =>
-    names.map((ifname) => ({ ifname, in: { name: `vif-guard-i-${ifname}`, rules: [['-j', 'DROP']] }, out: { name: `vif-guard-o-${ifname}`, rules: [['-j', ifname.length % 2 ? 'DROP' : 'RETURN']] } }));
-  const name = fc.stringMatching(/^(vif[1-9][0-9]{0,2}\.[0-3]|vm[a-c0-9]{1,3})$/);
 
   it('turns any set of ports into any other: every jump target declared before the jump, stale chains gone', () => {
     fc.assert(
@@ -184,9 +186,6 @@ describe('planTable on a model of the table', () => {
 });
 
 describe('planPortEvent', () => {
-  const ports = (names: readonly string[]) =>
-    names.map((ifname) => ({ ifname, in: { name: `vif-guard-i-${ifname}`, rules: [['-j', 'DROP']] }, out: { name: `vif-guard-o-${ifname}`, rules: [['-j', 'DROP']] } }));
-  const name = fc.stringMatching(/^(vif[1-9][0-9]{0,2}\.[0-3]|vm[a-c0-9]{1,3})$/);
 
   it('turns the table for any set of ports into the table for the set after one event, from the names alone', () => {
     fc.assert(
