@@ -429,21 +429,30 @@ export async function readBridge(runner: Runner, expected: Pick<BridgeSpec, 'dig
 
 /**
  * Every element vif-guard reads back to repair drift (sync), without the counter and log-budget
- * sets a full listing also returns. One nft in interactive mode lists them all: each line of its
- * input is a command of its own, with its own cache (a script of several `list set` keeps only the
- * last set's, nft 1.0.6), and prints one JSON document. At 4,000 guests that is one process
- * (120 ms, on another core) instead of nine spawns (~100 ms of node's own thread); its 1.2 MB of
- * output is spooled to a file, as node is busy reading the configs meanwhile. A set that is
- * missing prints nothing, and an nft without interactive mode fails: either way the whole table is
- * listed instead.
+ * sets a full listing also returns. nft in interactive mode lists several sets in one process: each
+ * line of its input is a command of its own, with its own cache (a script of several `list set`
+ * keeps only the last set's, nft 1.0.6), and prints one JSON document. At 4,000 guests nft takes
+ * ~170 ms of CPU to print them (gmp conversions, element by element), so the sets are split between
+ * two processes that run side by side, about equal in elements: node itself is mostly waiting then
+ * (sync's configs are read meanwhile, a noop's spec is built meanwhile). Their 1.2 MB of output is
+ * spooled to files. A set that is missing prints nothing, and an nft without interactive mode
+ * fails: either way the whole table is listed instead.
  */
 export async function readBridgeSets(runner: Runner, expected: Pick<BridgeSpec, 'digest' | 'ip'>): Promise<LiveBridge> {
-  const names = [`guarded_${expected.digest}`, 'v4', 'v4net', 'port_mac', 'mac_ports', 'macs', ...(expected.ip ? ['v6', 'v6p64', 'v6net', 'blocked'] : [])];
-  const input = names.map((name) => `list set bridge ${NFT_TABLE} ${name}\n`).join('');
-  const result = await runner.run('nft', ['-j', '-i'], { input, spool: true });
-  const texts = result.exitCode === 0 ? result.stdout.split('\n').filter((line) => line.startsWith('{')) : [];
-  if (texts.length !== names.length || result.stderr.trim() !== '') return readBridge(runner, undefined, true);
-  return { ...parseBridgeJson(texts), ip: expected.ip };
+  const groups = [
+    [`guarded_${expected.digest}`, 'v4', 'v4net', 'mac_ports', 'macs', ...(expected.ip ? ['blocked'] : [])],
+    ['port_mac', ...(expected.ip ? ['v6', 'v6p64', 'v6net'] : [])],
+  ];
+  const listed = await Promise.all(
+    groups.map(async (names) => {
+      const input = names.map((name) => `list set bridge ${NFT_TABLE} ${name}\n`).join('');
+      const result = await runner.run('nft', ['-j', '-i'], { input, spool: true });
+      const texts = result.exitCode === 0 ? result.stdout.split('\n').filter((line) => line.startsWith('{')) : [];
+      return texts.length === names.length && result.stderr.trim() === '' ? texts : undefined;
+    }),
+  );
+  if (listed.some((texts) => texts === undefined)) return readBridge(runner, undefined, true);
+  return { ...parseBridgeJson(listed.flatMap((texts) => texts ?? [])), ip: expected.ip };
 }
 
 /** The line of nft's stderr that says what went wrong (nft prints the offending input around it). */

@@ -242,7 +242,7 @@ describe('bridge table plans', () => {
     expect(planBridge(ABSENT, l2)).not.toContain('add element bridge vif_guard v6');
   });
 
-  describe('sync reads every set in one interactive nft', () => {
+  describe('sync reads every set in two interactive nft processes, side by side', () => {
     const desired = spec([port('vif1.0', '10.0.0.5 2001:db8::/64'), port('vif2.0', '10.0.0.6', '00:16:3e:00:00:02')]);
     const sets = (JSON.parse(tableListing(desired)) as { nftables: { set?: { name: string; table: string } }[] }).nftables.filter((item) => item.set?.table === 'vif_guard');
     /** nft -j -i: each input line a command, each found set one JSON document on a line of its own. */
@@ -256,11 +256,12 @@ describe('bridge table plans', () => {
       };
     };
 
-    it('one process, every set, the same state a whole-table listing gives', async () => {
+    it('two processes, every set once, the same state a whole-table listing gives', async () => {
       const { runner, calls } = createRecordingRunner(interactive());
       const live = await readBridgeSets(runner, desired);
-      expect(calls.map((call) => call.args.join(' '))).toEqual(['-j -i']);
-      expect(calls[0]?.input?.split('\n').filter(Boolean)).toEqual([`guarded_${desired.digest}`, 'v4', 'v4net', 'port_mac', 'mac_ports', 'macs', 'v6', 'v6p64', 'v6net', 'blocked'].map((name) => `list set bridge vif_guard ${name}`));
+      expect(calls.map((call) => call.args.join(' '))).toEqual(['-j -i', '-j -i']);
+      const listed = calls.flatMap((call) => call.input?.split('\n').filter(Boolean) ?? []);
+      expect(listed.sort()).toEqual([`guarded_${desired.digest}`, 'v4', 'v4net', 'port_mac', 'mac_ports', 'macs', 'v6', 'v6p64', 'v6net', 'blocked'].map((name) => `list set bridge vif_guard ${name}`).sort());
       const whole = parseBridgeJson([tableListing(desired)]);
       expect([...live.ports.keys()]).toEqual([...whole.ports.keys()]);
       for (const wanted of desired.ports) expect(portMatches(live.ports.get(wanted.ifname), wanted, true)).toBe(true);
@@ -270,10 +271,10 @@ describe('bridge table plans', () => {
     it('a set missing, or an nft without interactive mode: the whole table is listed instead', async () => {
       const gone = createRecordingRunner(interactive(['v6p64']));
       expect(planBridge(await readBridgeSets(gone.runner, desired), desired)).toBe('');
-      expect(gone.calls.map((call) => call.args.join(' '))).toEqual(['-j -i', '-j list table bridge vif_guard']);
+      expect(gone.calls.map((call) => call.args.join(' '))).toEqual(['-j -i', '-j -i', '-j list table bridge vif_guard']);
       const old = createRecordingRunner((call) => (call.args.includes('-i') ? { exitCode: 1, stderr: 'Error: interactive CLI not supported in this build\n' } : interactive()(call)));
       expect(planBridge(await readBridgeSets(old.runner, desired), desired)).toBe('');
-      expect(old.calls.map((call) => call.args.join(' '))).toEqual(['-j -i', '-j list table bridge vif_guard']);
+      expect(old.calls.map((call) => call.args.join(' '))).toEqual(['-j -i', '-j -i', '-j list table bridge vif_guard']);
     });
   });
 });
