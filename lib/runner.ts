@@ -1,10 +1,17 @@
 import { spawn } from 'node:child_process';
-import { accessSync, closeSync, constants, fstatSync, openSync, readSync, unlinkSync } from 'node:fs';
+import { accessSync, closeSync, constants, fstatSync, openSync, readSync, unlinkSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { VifGuardError } from './errors.js';
 
 export interface RunOptions {
+  /**
+   * The child's stdin: written whole to an unlinked temporary file before the child starts, never
+   * streamed through a pipe. `nft -f -` commits whatever it has read at end of input as one
+   * transaction; through a pipe, vif-guard killed mid-write (libxl's hotplug timeout, kill -9)
+   * left it a script cut at a line boundary, which it committed: a flush without its refill, a
+   * port's old elements deleted without the new ones added. From a file it reads all or nothing.
+   */
   readonly input?: string;
   /** Milliseconds; hooks must finish well inside libxl's 40 s. */
   readonly timeout?: number;
@@ -78,13 +85,16 @@ export function createRunner(options: RunnerOptions = {}): Runner {
     async run(command, args, runOptions = {}) {
       const file = which(command);
       if (!file) throw new VifGuardError('MISSING_TOOL', `${command} is not installed (searched ${dirs.slice(0, 8).join(':')})`);
-      if (runOptions.extraFds?.length || runOptions.spool || options.light) return spawnCapture(file, args, runOptions, runOptions.timeout ?? defaultTimeout);
+      // execa streams every input through a pipe, a file's too (createReadStream): a run with input
+      // goes through node's spawn, which hands the child a complete file (RunOptions.input).
+      if (runOptions.extraFds?.length || runOptions.spool || runOptions.input !== undefined || options.light) {
+        return spawnCapture(file, args, runOptions, runOptions.timeout ?? defaultTimeout);
+      }
       // Imported on first use: hook bundles never evaluate it.
       const { execa } = await import('execa');
       const result = await execa(file, [...args], {
         reject: false,
-        stdin: runOptions.input === undefined ? 'ignore' : 'pipe',
-        input: runOptions.input,
+        stdin: 'ignore',
         timeout: runOptions.timeout ?? defaultTimeout,
         env: { LC_ALL: 'C', LANG: 'C' },
         stripFinalNewline: false,
@@ -104,11 +114,34 @@ export function createRunner(options: RunnerOptions = {}): Runner {
 let spools = 0;
 
 /** A new file only this process can name (O_EXCL: never a planted symlink), already unlinked. */
-function openSpool(): number {
-  const path = join(tmpdir(), `vif-guard.${process.pid}.${(spools += 1)}.out`);
+function openSpool(suffix = 'out'): number {
+  const path = join(tmpdir(), `vif-guard.${process.pid}.${(spools += 1)}.${suffix}`);
   const fd = openSync(path, 'wx+', 0o600);
   unlinkSync(path);
   return fd;
+}
+
+/**
+ * A child's stdin (RunOptions.input): 'ignore' without input, else a descriptor of an unlinked file
+ * that holds all of it, at offset 0 (written with pwrite). 'pipe' only when no such file can be made
+ * (a full or read-only temporary directory): the input is then streamed, as before.
+ */
+function inputFile(input: string | undefined): number | 'ignore' | 'pipe' {
+  if (input === undefined) return 'ignore';
+  let fd: number | undefined;
+  try {
+    fd = openSpool('in');
+    const data = Buffer.from(input);
+    for (let done = 0; done < data.length; ) done += writeSync(fd, data, done, data.length - done, done);
+    return fd;
+  } catch {
+    if (fd !== undefined) closeSync(fd);
+    return 'pipe';
+  }
+}
+
+function closeInput(stdin: number | 'ignore' | 'pipe'): void {
+  if (typeof stdin === 'number') closeSync(stdin);
 }
 
 function readSpool(fd: number): string {
@@ -125,16 +158,19 @@ function readSpool(fd: number): string {
 
 /**
  * node's spawn: for hooks (see RunnerOptions.light), for flock, which needs the parent's lock
- * descriptor as its fd 3 (execa does not pass extra descriptors), and for a spooled stdout.
+ * descriptor as its fd 3 (execa does not pass extra descriptors), for a spooled stdout, and for any input.
  */
 function spawnCapture(file: string, args: readonly string[], options: RunOptions, timeout: number): Promise<RunResult> {
   return new Promise((resolve) => {
     const fds = options.extraFds ?? [];
     const spool = options.spool ? openSpool() : undefined;
+    const stdin = inputFile(options.input);
     const child = spawn(file, [...args], {
-      stdio: [options.input === undefined ? 'ignore' : 'pipe', spool ?? 'pipe', 'pipe', ...fds],
+      stdio: [stdin, spool ?? 'pipe', 'pipe', ...fds],
       env: { ...process.env, LC_ALL: 'C', LANG: 'C' },
     });
+    // The child has its own copy of the descriptor now (or spawn failed: 'error' below).
+    closeInput(stdin);
     const out: Buffer[] = [];
     const err: Buffer[] = [];
     let timedOut = false;
@@ -154,7 +190,7 @@ function spawnCapture(file: string, args: readonly string[], options: RunOptions
     };
     child.on('error', (error) => finish(127, error.message));
     child.on('close', (code) => finish(code ?? 128));
-    if (options.input !== undefined) {
+    if (stdin === 'pipe') {
       // A child that exits without reading its input (EPIPE) reports through its exit status.
       child.stdin?.on('error', () => undefined);
       child.stdin?.end(options.input);
