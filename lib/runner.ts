@@ -165,12 +165,16 @@ function spawnCapture(file: string, args: readonly string[], options: RunOptions
     const fds = options.extraFds ?? [];
     const spool = options.spool ? openSpool() : undefined;
     const stdin = inputFile(options.input);
-    const child = spawn(file, [...args], {
-      stdio: [stdin, spool ?? 'pipe', 'pipe', ...fds],
-      env: { ...process.env, LC_ALL: 'C', LANG: 'C' },
-    });
-    // The child has its own copy of the descriptor now (or spawn failed: 'error' below).
-    closeInput(stdin);
+    let child: ReturnType<typeof spawn>;
+    try {
+      child = spawn(file, [...args], {
+        stdio: [stdin, spool ?? 'pipe', 'pipe', ...fds],
+        env: { ...process.env, LC_ALL: 'C', LANG: 'C' },
+      });
+    } finally {
+      // The child has its own copy of the descriptor now (or it failed to start: 'error' below).
+      closeInput(stdin);
+    }
     const out: Buffer[] = [];
     const err: Buffer[] = [];
     let timedOut = false;
