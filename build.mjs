@@ -76,6 +76,8 @@ if (mode === 'write') {
   if (mode === 'check') process.stdout.write(\`\${state} ${cache}\\n\`);
   else {
     globalThis.__vifGuardCodeCache = state;
+    // Names this code for what it keeps between runs (sync's memo): a rebuilt bundle never matches an old one.
+    globalThis.__vifGuardBuild = '${cache}';
     const mod = { exports: {}, filename: code, id: code };
     script.runInThisContext()(mod.exports, createRequire(code), mod, code, __dirname);
   }

@@ -439,6 +439,11 @@ export async function readBridge(runner: Runner, expected: Pick<BridgeSpec, 'dig
  * fails: either way the whole table is listed instead.
  */
 export async function readBridgeSets(runner: Runner, expected: Pick<BridgeSpec, 'digest' | 'ip'>): Promise<LiveBridge> {
+  return parseBridgeSets(runner, expected, await listBridgeSets(runner, expected));
+}
+
+/** The listing readBridgeSets parses: one JSON document per set, or undefined when a set is missing or nft failed. */
+export async function listBridgeSets(runner: Runner, expected: Pick<BridgeSpec, 'digest' | 'ip'>): Promise<readonly string[] | undefined> {
   const groups = [
     [`guarded_${expected.digest}`, 'v4', 'v4net', 'mac_ports', 'macs', ...(expected.ip ? ['blocked'] : [])],
     ['port_mac', ...(expected.ip ? ['v6', 'v6p64', 'v6net'] : [])],
@@ -451,8 +456,12 @@ export async function readBridgeSets(runner: Runner, expected: Pick<BridgeSpec, 
       return texts.length === names.length && result.stderr.trim() === '' ? texts : undefined;
     }),
   );
-  if (listed.some((texts) => texts === undefined)) return readBridge(runner, undefined, true);
-  return { ...parseBridgeJson(listed.flatMap((texts) => texts ?? [])), ip: expected.ip };
+  return listed.some((texts) => texts === undefined) ? undefined : listed.flatMap((texts) => texts ?? []);
+}
+
+export async function parseBridgeSets(runner: Runner, expected: Pick<BridgeSpec, 'digest' | 'ip'>, texts: readonly string[] | undefined): Promise<LiveBridge> {
+  if (texts === undefined) return readBridge(runner, undefined, true);
+  return { ...parseBridgeJson(texts), ip: expected.ip };
 }
 
 /** The line of nft's stderr that says what went wrong (nft prints the offending input around it). */

@@ -43,6 +43,8 @@ export interface ApplyReport {
   readonly dryRun: boolean;
   /** nftables backend: ports whose elements were added, changed or removed. */
   readonly ports?: { readonly added: string[]; readonly updated: string[]; readonly released: string[] };
+  /** sync: the memo matched (nothing parsed, nothing to do); what the sync that kept it reported. */
+  readonly memo?: unknown;
 }
 
 /** What one event does to the set of guarded ports; everything else is derived from the live ruleset. */

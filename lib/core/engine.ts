@@ -13,7 +13,7 @@ import { dropPortCache, portCachePath, PortRecords, readPortCache, writePortCach
 import { createIpsets, destroyIpsets, listIpsets, referencedIpsets } from '../backend/ipset.js';
 import { applyEbtables, readEbtables } from '../backend/ebtables.js';
 import { buildEbtables, ebLayoutDigest } from '../rules/ebtables.js';
-import { bridgeFromRecords, readBridgeSets, planBridge, portUnchanged, readBridge, type LiveBridge, type LiveBridgePort } from '../backend/nft-bridge.js';
+import { bridgeFromRecords, listBridgeSets, parseBridgeSets, planBridge, portUnchanged, readBridge, type LiveBridge, type LiveBridgePort } from '../backend/nft-bridge.js';
 import { blockedPort, buildFilterTable, buildPortChains, buildRuleset, NO_TABLES } from '../rules/build.js';
 import { bridgePort, bridgeSkeleton, buildBridgeSpec, parsePortComment } from '../rules/bridge.js';
 import { hasBlocklists, portListsDigest, readBlocklists, readBlocklistsOf, type Blocklist } from '../blocklist/store.js';
@@ -25,6 +25,7 @@ import type { LiveState as StatusLive } from './status.js';
 import { chooseEngine, layer2Tool } from './choose.js';
 import { livePorts, changed, touchedIn, guestPortOf, guestPortOfLive, blockResolver, BULK_SECONDS, commitMs, applyBridgeScript, type EngineContext, type ApplyReport, type PortChange } from './engine-base.js';
 import { iptablesRecords, iptablesBlocklistsFromCache, iptablesFromCache } from './iptables-hook.js';
+import { buildId, digestOf, dropMemo, fileDigest, memoPath, readMemo, writeMemo } from './sync-memo.js';
 
 // The engine's public surface, whichever module holds it.
 export { blockResolver, guestPortOf, livePorts, type ApplyReport, type EngineContext, type LivePort, type PortChange } from './engine-base.js';
@@ -100,7 +101,18 @@ function hasIptables(runner: Runner): boolean {
  * The ports wanted after this event: derived from the live ones (hooks, blocklists), or fixed
  * whatever the table holds (sync, uninstall), read once the table's listing has started.
  */
-type Desired = { readonly fixed: () => Promise<readonly GuestPort[]> } | ((base: readonly GuestPort[]) => readonly GuestPort[]);
+type Desired = { readonly fixed: () => Promise<readonly GuestPort[]>; readonly memo?: SyncMemo } | ((base: readonly GuestPort[]) => readonly GuestPort[]);
+
+/**
+ * sync's memo (sync-memo.ts), for a caller whose inputs can be named before they are parsed: the
+ * command reads every config file first (`inputs`, a digest of all of it) and parses only if the
+ * memo misses. `payload` is what it reports for a sync with nothing to do, kept with the memo and
+ * handed back on a hit (ApplyReport.memo).
+ */
+export interface SyncMemo {
+  readonly inputs: () => Promise<string>;
+  readonly payload: () => unknown;
+}
 
 async function applyTables(ctx: EngineContext, live: LiveState, tables: readonly TableSpec[], dryRun: boolean, bulk: boolean): Promise<TablePlan[]> {
   const plans = tables.map((table) => planTable(live.tables[table.family], table));
@@ -131,10 +143,24 @@ async function applyNftables(ctx: EngineContext, dryRun: boolean, desiredFor: De
   const leftovers = bulk && hasIptables(ctx.runner) && !existsSync(cacheFile);
   const early = leftovers ? readLive(ctx).catch(() => undefined) : undefined;
   const expected = { digest: skeleton.digest, ip: true };
-  const reading = cached ? Promise.resolve(cached) : bulk ? readBridgeSets(ctx.runner, expected) : readBridge(ctx.runner, expected);
+  const listing = !cached && bulk ? listBridgeSets(ctx.runner, expected) : undefined;
+  listing?.catch(() => undefined);
+  const lists = savedLists ?? readBlocklists();
+  const memo = typeof desiredFor === 'function' || !bulk || leftovers ? undefined : desiredFor.memo;
+  // Everything the plan depends on besides the kernel: the raw inputs, the settings, the saved lists,
+  // this code, and the hooks' caches as the last sync left them.
+  const memoKey = async () => digestOf(buildId(), await memo?.inputs(), JSON.stringify(ctx.settings), ctx.lockPath, JSON.stringify(lists), fileDigest(cacheFile), fileDigest(iptablesCachePath(ctx.lockPath)));
+  const memoUsable = memo !== undefined && listing !== undefined && buildId() !== undefined;
+  if (memoUsable) {
+    const [key, hit, texts] = [await memoKey(), readMemo(memoPath(ctx.lockPath)), await listing];
+    if (hit && texts && hit.key === key && hit.listing === digestOf(...texts)) {
+      await applyEbtables(ebtablesTarget(ctx, bulk), [], dryRun);
+      return { engine: 'nftables', backend: 'nftables', variant: 'nftables', plans: [], bridgeScript: '', warnings: [], dryRun, ports: { added: [], updated: [], released: [] }, memo: hit.payload };
+    }
+  }
+  const reading = cached ? Promise.resolve(cached) : listing ? listing.then((texts) => parseBridgeSets(ctx.runner, expected, texts)) : readBridge(ctx.runner, expected);
   // Awaited below; this only keeps a failed read from counting as unhandled while the spec is built.
   reading.catch(() => undefined);
-  const lists = savedLists ?? readBlocklists();
   // A fixed list (sync) does not depend on the table: it is read, and its spec built, while nft lists the sets.
   const fixed = typeof desiredFor === 'function' ? undefined : buildDesired(ctx, await desiredFor.fixed(), lists);
   const liveBridge = await reading;
@@ -194,6 +220,15 @@ async function applyNftables(ctx: EngineContext, dryRun: boolean, desiredFor: De
   // And what it left in ebtables (read only when this boot's marker says there is something).
   await applyEbtables(ebtablesTarget(ctx, bulk), [], dryRun);
   for (const warning of warnings) ctx.log(`warning: ${warning}`);
+  if (memoUsable && !dryRun) {
+    // Kept only when this sync found the sets as they should be and changed nothing: then the next
+    // one with the same inputs, caches and listing has nothing to do either. The key is taken after
+    // the hooks' cache was rewritten, as the next sync will find it.
+    const texts = await listing;
+    const unchanged = bridgeScript === '' && plans.length === 0 && warnings.length === 0 && iptablesLive === undefined;
+    if (unchanged && texts) writeMemo(memoPath(ctx.lockPath), { key: await memoKey(), listing: digestOf(...texts), payload: memo?.payload() });
+    else dropMemo(memoPath(ctx.lockPath));
+  }
   return { engine: 'nftables', backend: 'nftables', variant: 'nftables', plans, bridgeScript, warnings, dryRun, ports };
 }
 
@@ -352,11 +387,11 @@ export async function applyPortChange(ctx: EngineContext, change: PortChange, dr
  * committing a guest that a list read just before it would then release. On nftables the reader
  * runs while nft lists the table.
  */
-export async function applyFullState(ctx: EngineContext, ports: readonly GuestPort[] | (() => Promise<readonly GuestPort[]>), dryRun = false): Promise<ApplyReport> {
+export async function applyFullState(ctx: EngineContext, ports: readonly GuestPort[] | (() => Promise<readonly GuestPort[]>), dryRun = false, memo?: SyncMemo): Promise<ApplyReport> {
   const read = typeof ports === 'function' ? ports : async () => ports;
   return withLock(ctx.runner, ctx.lockPath, ctx.settings.lockTimeout, async () => {
     const guarded = async () => (await read()).filter((port) => isGuarded(port, ctx.settings));
-    if ((ctx.engine ?? (await chooseEngine(ctx.runner, ctx.settings, ctx.lockPath))) === 'nftables') return applyNftables(ctx, dryRun, { fixed: guarded }, true);
+    if ((ctx.engine ?? (await chooseEngine(ctx.runner, ctx.settings, ctx.lockPath))) === 'nftables') return applyNftables(ctx, dryRun, { fixed: guarded, ...(memo ? { memo } : {}) }, true);
     const ruleset = buildRuleset(await read(), ctx.settings, 'iptables', blockResolver(ctx.settings, readBlocklists()));
     return applyIptables(ctx, dryRun, () => ruleset, true);
   });

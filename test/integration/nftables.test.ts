@@ -1,4 +1,4 @@
-import { chmodSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -214,6 +214,39 @@ describe.skipIf(!CAN_USE_NETNS)('nftables backend: Xen hooks, sync, blocklists',
     expect(arrived.dom0).toEqual(new Set(['own-to-dom0', 'dhcp-discover']));
     expect((await xen.cli(['sync'])).stderr).toContain('nothing to do');
   }, 60_000);
+
+  it('a sync with nothing to do answers from its memo next time; a hand edit, a changed guest or a spoilt memo is checked and repaired again', async () => {
+    const evil = lab.guest('evil');
+    const memo = join(xen.root, 'run', 'vif-guard-sync.memo');
+    const sync = async () => {
+      const result = await xen.cli(['sync', '--json']);
+      expect(result.exitCode, result.stderr).toBe(0);
+      return JSON.parse(result.stdout) as { unchanged: boolean; updated: string[]; protectedPorts: number };
+    };
+    // The previous test ended with a sync that found nothing to do: it kept the memo.
+    expect(existsSync(memo)).toBe(true);
+    expect(await sync()).toMatchObject({ unchanged: true, updated: [] });
+    // The kernel's sets are part of the key: an element removed by hand is a miss, and repaired.
+    await lab.inDom0('nft', 'delete', 'element', 'bridge', 'vif_guard', 'v4', `{ "${evil.vif}" . ${evil.address} }`);
+    expect(await sync()).toMatchObject({ unchanged: false, updated: [evil.vif] });
+    expect((await lab.inDom0('nft', 'list', 'set', 'bridge', 'vif_guard', 'v4')).stdout).toContain(evil.address);
+    expect(await sync()).toMatchObject({ unchanged: false, updated: [] });
+    expect(await sync()).toMatchObject({ unchanged: true });
+    // So is every input: the guest's address in xenstore changed, then back.
+    xen.defineVif(2, 0, 'evil', { ip: `${subnet}.99`, mac: evil.mac, bridge: 'xenbr0' });
+    expect(await sync()).toMatchObject({ unchanged: false, updated: [evil.vif] });
+    xen.defineVif(2, 0, 'evil', { ip: `${subnet}.12`, mac: evil.mac, bridge: 'xenbr0' });
+    expect(await sync()).toMatchObject({ unchanged: false, updated: [evil.vif] });
+    expect(await sync()).toMatchObject({ unchanged: false, updated: [] });
+    // A memo that does not parse, or names another state, is only a miss.
+    writeFileSync(memo, 'not json');
+    expect(await sync()).toMatchObject({ unchanged: false, updated: [] });
+    writeFileSync(memo, `${JSON.stringify({ ...JSON.parse(readFileSync(memo, 'utf8')), listing: '0'.repeat(64) })}\n`);
+    expect(await sync()).toMatchObject({ unchanged: false, updated: [] });
+    expect(await sync()).toMatchObject({ unchanged: true, protectedPorts: 2 });
+    const arrived = await exchange(matrix());
+    expect(arrived.dom0).toEqual(new Set(['own-to-dom0', 'dhcp-discover']));
+  }, 90_000);
 
   it('unblock removes one list, then all; block --list shows what is saved', async () => {
     const list = JSON.parse((await xen.cli(['block', '--list', '--json'])).stdout) as { name: string; prefixes: number; ports: string[] }[];

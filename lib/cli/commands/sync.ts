@@ -1,5 +1,5 @@
 import { applyFullState, type ApplyReport } from '../../core/engine.js';
-import { collectInventory, type Inventory } from '../../core/inventory.js';
+import { gatherInventory, type GatheredInventory, type Inventory } from '../../core/inventory.js';
 import { advertisementWarnings, isGuarded } from '../../rules/port.js';
 import { portOfChain } from '../../rules/names.js';
 import { createContext, log, printJson } from '../context.js';
@@ -21,6 +21,23 @@ export interface SyncSummary {
   readonly restoreLines: number;
   readonly bridgeChanged: boolean;
   readonly warnings: string[];
+  /**
+   * The configs, the saved lists, vif-guard's caches and the kernel's sets were byte for byte what the
+   * last sync that found nothing to do saw: nothing was parsed or compared again (the memo in /run).
+   */
+  readonly unchanged: boolean;
+}
+
+/** What a sync with nothing to do reports, kept in its memo and reported again on a hit. */
+interface Kept {
+  readonly guarded: number;
+  readonly unaddressed: string[];
+  readonly warnings: string[];
+}
+
+function isKept(value: unknown): value is Kept {
+  const kept = value as Partial<Kept> | null;
+  return typeof kept?.guarded === 'number' && Array.isArray(kept.unaddressed) && Array.isArray(kept.warnings);
 }
 
 /** The ports behind a list of chains: each port has one vif-guard-i- chain (its -o- twin moves with it). */
@@ -52,6 +69,7 @@ export function summarise(report: ApplyReport, guarded: number, unaddressed: str
     restoreLines: all((plan) => plan.lines).length,
     bridgeChanged: report.bridgeScript !== '',
     warnings: [...warnings, ...report.warnings],
+    unchanged: report.memo !== undefined,
   };
 }
 
@@ -60,25 +78,44 @@ export async function runSync(options: { dryRun: boolean; json: boolean }): Prom
   // node's spawn, as the hooks and block: loading execa cost a sync with nothing to do ~50 ms of its ~550.
   const ctx = createContext({ light: true });
   const quiet = { ...ctx, log: options.json ? () => undefined : ctx.log };
-  // The guests are read under sync's lock (see applyFullState): a hook cannot slip in between.
+  // The guests are read under sync's lock (see applyFullState): a hook cannot slip in between. Every
+  // file is read first; it is parsed only when the memo does not say the result is already in place.
+  let gathered: GatheredInventory | undefined;
+  const gather = async () => {
+    if (!gathered && !options.json) log('reading running guests and their configs');
+    return (gathered ??= await gatherInventory(ctx.runner, ctx.settings));
+  };
   let inventory: Inventory | undefined;
   let guarded = 0;
+  const silencedFor = (engine: ApplyReport['engine']) => advertisementWarnings(engine, inventory?.ports ?? [], ctx.settings);
   const report = await applyFullState(
     quiet,
     async () => {
-      if (!options.json) log('reading running guests and their configs');
-      inventory = await collectInventory(ctx.runner, ctx.settings);
+      inventory = (await gather()).parse();
       guarded = inventory.ports.filter((port) => isGuarded(port, ctx.settings)).length;
       for (const warning of inventory.warnings) if (!options.json) log(`warning: ${warning}`);
       if (!options.json) log(`${options.dryRun ? 'planning' : 'applying'} protection for ${guarded} vif(s)`);
       return inventory.ports;
     },
     options.dryRun,
+    {
+      inputs: async () => (await gather()).digest,
+      payload: (): Kept => ({
+        guarded,
+        unaddressed: (inventory?.ports ?? []).filter((port) => !isGuarded(port, ctx.settings)).map((port) => port.ifname),
+        warnings: [...(inventory?.warnings ?? []), ...silencedFor('nftables')],
+      }),
+    },
   );
-  const unaddressed = (inventory?.ports ?? []).filter((port) => !isGuarded(port, ctx.settings)).map((port) => port.ifname);
-  const silenced = advertisementWarnings(report.engine, inventory?.ports ?? [], ctx.settings);
+  const kept = isKept(report.memo) ? report.memo : undefined;
+  if (kept) {
+    guarded = kept.guarded;
+    if (!options.json) for (const warning of kept.warnings) log(`warning: ${warning}`);
+  }
+  const unaddressed = kept?.unaddressed ?? (inventory?.ports ?? []).filter((port) => !isGuarded(port, ctx.settings)).map((port) => port.ifname);
+  const silenced = kept ? [] : silencedFor(report.engine);
   if (!options.json) for (const warning of silenced) log(`warning: ${warning}`);
-  const summary = summarise(report, guarded, unaddressed, [...(inventory?.warnings ?? []), ...silenced]);
+  const summary = summarise(report, guarded, unaddressed, kept?.warnings ?? [...(inventory?.warnings ?? []), ...silenced]);
   if (options.json) {
     printJson(summary);
     return 0;
@@ -92,6 +129,7 @@ export async function runSync(options: { dryRun: boolean; json: boolean }): Prom
   if (summary.bridgeChanged && report.engine === 'iptables') parts.push(`${verb}update the bridge table (MAC, ARP, NOTRACK)`);
   if (report.engine === 'nftables' && summary.restoreLines) parts.push(`${verb}remove the iptables backend's chains`);
   if (unaddressed.length) log(`no ip= configured, left unprotected (unaddressed = allow): ${someOf(unaddressed, ALL)}`);
-  log(parts.length ? `${parts.join('; ')} (${summary.backend}${report.engine === 'iptables' ? `, ${summary.restoreLines} restore lines` : ''})` : `nothing to do: ${guarded} vif(s) protected as configured`);
+  const same = summary.unchanged ? ' (configs and sets unchanged since the last sync checked them)' : '';
+  log(parts.length ? `${parts.join('; ')} (${summary.backend}${report.engine === 'iptables' ? `, ${summary.restoreLines} restore lines` : ''})` : `nothing to do: ${guarded} vif(s) protected as configured${same}`);
   return 0;
 }

@@ -1,0 +1,68 @@
+import { createHash } from 'node:crypto';
+import { existsSync, readFileSync, rmSync } from 'node:fs';
+import { writeAtomic } from '../files.js';
+import { besideLock } from '../lock.js';
+
+/**
+ * sync's memo: after a sync that found nothing to do, what it was computed from and what the kernel
+ * held then, as digests. The next sync compares the same digests before it parses anything: the
+ * same inputs and the same kernel state give the same empty plan, so it is skipped. Nothing in it
+ * is trusted beyond equality: any change to a config file, the running guests, the settings, the
+ * saved blocklists, vif-guard itself, the hooks' cache in /run or the listed sets is a miss, and a
+ * miss is a full sync. In /run, so every boot starts with a full one.
+ */
+export interface Memo {
+  /** Everything the desired state is computed from, and the hooks' cache as this sync left it. */
+  readonly key: string;
+  /** nft's listing of the sets sync repairs, byte for byte. */
+  readonly listing: string;
+  /** What the command reports for a sync with nothing to do (counts, warnings). */
+  readonly payload: unknown;
+}
+
+export function memoPath(lockPath: string): string {
+  return besideLock(lockPath, '-sync.memo');
+}
+
+/** The running code: the bundle's digest (build.mjs's loader sets it); undefined when run from sources, where no memo is kept. */
+export function buildId(): string | undefined {
+  const id = (globalThis as { __vifGuardBuild?: unknown }).__vifGuardBuild;
+  return typeof id === 'string' && id !== '' ? id : undefined;
+}
+
+export const digestOf = (...parts: readonly (string | undefined)[]): string => {
+  const hash = createHash('sha256');
+  for (const part of parts) hash.update(part === undefined ? '\0-' : `\0+${part.length}\0${part}`);
+  return hash.digest('hex');
+};
+
+/** A file's content as a digest, `-` when it is missing (the hooks' caches). */
+export function fileDigest(path: string): string {
+  try {
+    return digestOf(readFileSync(path, 'utf8'));
+  } catch {
+    return '-';
+  }
+}
+
+export function readMemo(path: string): Memo | undefined {
+  try {
+    const memo = JSON.parse(readFileSync(path, 'utf8')) as Partial<Memo>;
+    return typeof memo.key === 'string' && typeof memo.listing === 'string' ? (memo as Memo) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Failing to write only costs the next sync its full run. */
+export function writeMemo(path: string, memo: Memo): void {
+  try {
+    writeAtomic(path, `${JSON.stringify(memo)}\n`, 0o600);
+  } catch {
+    dropMemo(path);
+  }
+}
+
+export function dropMemo(path: string): void {
+  if (existsSync(path)) rmSync(path, { force: true });
+}
