@@ -152,8 +152,11 @@ async function applyNftables(ctx: EngineContext, dryRun: boolean, desiredFor: De
   const memoKey = async () => digestOf(buildId(), await memo?.inputs(), JSON.stringify(ctx.settings), ctx.lockPath, JSON.stringify(lists), fileDigest(cacheFile), fileDigest(iptablesCachePath(ctx.lockPath)));
   const memoUsable = memo !== undefined && listing !== undefined && buildId() !== undefined;
   if (memoUsable) {
-    const [key, hit, texts] = [await memoKey(), readMemo(memoPath(ctx.lockPath)), await listing];
-    if (hit && texts && hit.key === key && hit.listing === digestOf(...texts)) {
+    const [key, hit] = [await memoKey(), readMemo(memoPath(ctx.lockPath))];
+    // nft's listing is awaited only when everything else matched: on a miss the configs are parsed
+    // while nft still lists, as without a memo.
+    const texts = hit?.key === key ? await listing : undefined;
+    if (hit && texts && hit.listing === digestOf(...texts)) {
       await applyEbtables(ebtablesTarget(ctx, bulk), [], dryRun);
       return { engine: 'nftables', backend: 'nftables', variant: 'nftables', plans: [], bridgeScript: '', warnings: [], dryRun, ports: { added: [], updated: [], released: [] }, memo: hit.payload };
     }
