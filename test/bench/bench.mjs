@@ -31,10 +31,13 @@ function cleanup() {
   made.length = 0;
   rmSync(dir, { recursive: true, force: true });
 }
-process.on('SIGINT', () => {
-  cleanup();
-  process.exit(130);
-});
+// Interrupted (Ctrl-C, or killed by a CI step or another tool with SIGTERM): the namespaces go too.
+for (const [signal, code] of [['SIGINT', 130], ['SIGTERM', 143], ['SIGHUP', 129]]) {
+  process.on(signal, () => {
+    cleanup();
+    process.exit(code);
+  });
+}
 
 /** The bridge of the i-th synthetic port: a Linux bridge takes at most 1,024 ports, so a host with thousands of guests has several. */
 const bridgeOf = (i) => `xenbr${Math.floor((i + 3) / 1000)}`;
