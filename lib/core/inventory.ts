@@ -1,18 +1,15 @@
-import { createHash } from 'node:crypto';
-import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Settings } from '../config/settings.js';
-import { VifGuardError } from '../errors.js';
+import { readOptional } from '../files.js';
 import type { GuestPort } from '../guest/model.js';
 import { addressRange } from '../guest/validate.js';
 import type { Runner } from '../runner.js';
-import { findDomuConfigs } from '../xen/domu-files.js';
-import { parseDomuConfig } from '../xen/domu-config.js';
+import { domuNetworkOf, findDomuConfigs } from '../xen/domu-files.js';
 import { buildXenInventory, listRunningVifs } from '../xen/inventory.js';
-import { buildDomuNetwork } from '../xen/vif-spec.js';
-import { confDir, containerPorts, runningContainers } from '../openvz/host.js';
+import { confDir, containerOf, containerPorts, runningContainers } from '../openvz/host.js';
 import { parseContainerAddresses } from '../openvz/addresses.js';
-import { parseContainerConfig, validateCtid } from '../openvz/config.js';
+import { validateCtid } from '../openvz/config.js';
+import { digestOf } from './sync-memo.js';
 
 /**
  * Addresses configured for two different guests: each guest is still held to its own list, but
@@ -47,27 +44,6 @@ export interface Inventory {
   readonly hypervisor: boolean;
 }
 
-/** A file as read for the inventory: its text, undefined when it does not exist, or why it could not be read. */
-type Read = { readonly path: string; readonly text: string | undefined; readonly error?: string };
-
-function readForInventory(path: string): Read {
-  try {
-    return { path, text: readFileSync(path, 'utf8') };
-  } catch (error) {
-    const code = (error as NodeJS.ErrnoException).code;
-    return code === 'ENOENT' ? { path, text: undefined } : { path, text: undefined, error: (error as Error).message };
-  }
-}
-
-function textOf(read: Read, missing: () => string | undefined): string | undefined {
-  if (read.error !== undefined) throw new VifGuardError('INVALID_INPUT', `cannot read ${read.path}: ${read.error}`);
-  if (read.text === undefined) {
-    const why = missing();
-    if (why !== undefined) throw new VifGuardError('INVALID_INPUT', why);
-  }
-  return read.text;
-}
-
 /**
  * Everything sync's inventory is computed from, read but not yet parsed: the running guests as the
  * toolstacks list them and the text of every config file. `digest` names all of it (sync's memo,
@@ -80,35 +56,30 @@ export interface GatheredInventory {
 
 export async function gatherInventory(runner: Runner, settings: Settings): Promise<GatheredInventory> {
   const running = await listRunningVifs(runner);
-  const domus = running === undefined ? [] : findDomuConfigs(settings.xenConfigDir).map(readForInventory);
+  // A file that cannot be read fails here, naming it; one that does not exist (undefined) when parsed.
+  const domus = running === undefined ? [] : findDomuConfigs(settings.xenConfigDir).map((path) => ({ path, text: readOptional(path) }));
   const containers = await runningContainers(runner);
   // The conf directory resolved and containers.conf read once, not per container.
   const dir = containers?.length ? confDir(settings) : '';
-  const addresses = containers?.length ? readForInventory(settings.containersConf) : undefined;
-  const confs = (containers ?? []).map((ctid) => ({ ctid, read: readForInventory(join(dir, `${validateCtid(ctid, { source: 'container ID' })}.conf`)) }));
-  const hash = createHash('sha256').update(JSON.stringify({ running, containers, dir }));
-  for (const read of [...domus, ...(addresses ? [addresses] : []), ...confs.map((conf) => conf.read)]) {
-    hash.update(`\0${read.path}\0${read.error ?? (read.text === undefined ? '-' : `+${read.text.length}`)}\0`);
-    if (read.text !== undefined) hash.update(read.text);
-  }
+  const addresses = containers?.length ? { path: settings.containersConf, text: readOptional(settings.containersConf) } : undefined;
+  const confs = (containers ?? []).map((ctid) => {
+    const path = join(dir, `${validateCtid(ctid, { source: 'container ID' })}.conf`);
+    return { ctid, path, text: readOptional(path) };
+  });
+  const files = [...domus, ...(addresses ? [addresses] : []), ...confs];
   return {
-    digest: hash.digest('hex'),
+    digest: digestOf(JSON.stringify({ running, containers, dir }), ...files.flatMap((file) => [file.path, file.text])),
     parse: () => {
       const warnings: string[] = [];
       const ports: GuestPort[] = [];
       if (running !== undefined) {
-        const networks = domus.map((read) => buildDomuNetwork(parseDomuConfig(textOf(read, () => `cannot read ${read.path}: it no longer exists`) ?? '', read.path), read.path));
-        const xen = buildXenInventory(running, networks);
+        const xen = buildXenInventory(running, domus.map(({ path, text }) => domuNetworkOf(text, path)));
         ports.push(...xen.ports);
         warnings.push(...xen.warnings);
       }
       if (addresses) {
-        const text = textOf(addresses, () => undefined);
-        const all = text === undefined ? new Map() : parseContainerAddresses(text, addresses.path);
-        for (const { ctid, read } of confs) {
-          const conf = textOf(read, () => `no container ${ctid}: ${read.path} does not exist`) ?? '';
-          ports.push(...containerPorts(settings, parseContainerConfig(conf, ctid, read.path), all));
-        }
+        const all = addresses.text === undefined ? new Map() : parseContainerAddresses(addresses.text, addresses.path);
+        for (const { ctid, path, text } of confs) ports.push(...containerPorts(settings, containerOf(ctid, path, text), all));
       }
       const seen = new Set<string>();
       for (const port of ports) {

@@ -23,7 +23,11 @@ export const readText = readOptional;
 export function readContainer(settings: Settings, ctid: string, file?: string): ContainerConfig {
   validateCtid(ctid, { source: 'container ID' });
   const path = file ?? join(confDir(settings), `${ctid}.conf`);
-  const text = readText(path);
+  return containerOf(ctid, path, readText(path));
+}
+
+/** A container's config from the text of its CTID.conf, read by the caller (undefined: the file does not exist). */
+export function containerOf(ctid: string, path: string, text: string | undefined): ContainerConfig {
   if (text === undefined) throw new VifGuardError('INVALID_INPUT', `no container ${ctid}: ${path} does not exist`);
   return parseContainerConfig(text, ctid, path);
 }

@@ -39,6 +39,12 @@ export function readDomuNetworks(paths: readonly string[]): DomuNetwork[] {
     } catch (error) {
       throw new VifGuardError('INVALID_INPUT', `cannot read ${path}: ${(error as Error).message}`);
     }
-    return buildDomuNetwork(parseDomuConfig(text, path), path);
+    return domuNetworkOf(text, path);
   });
+}
+
+/** One domU config's vifs, from its text (undefined: the file went away after it was listed). */
+export function domuNetworkOf(text: string | undefined, path: string): DomuNetwork {
+  if (text === undefined) throw new VifGuardError('INVALID_INPUT', `cannot read ${path}: it no longer exists`);
+  return buildDomuNetwork(parseDomuConfig(text, path), path);
 }
