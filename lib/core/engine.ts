@@ -25,7 +25,7 @@ import type { LiveState as StatusLive } from './status.js';
 import { chooseEngine, layer2Tool } from './choose.js';
 import { livePorts, changed, touchedIn, guestPortOf, guestPortOfLive, blockResolver, BULK_SECONDS, commitMs, applyBridgeScript, type EngineContext, type ApplyReport, type PortChange } from './engine-base.js';
 import { iptablesRecords, iptablesBlocklistsFromCache, iptablesFromCache } from './iptables-hook.js';
-import { buildId, digestOf, dropMemo, fileDigest, memoPath, readMemo, writeMemo } from './sync-memo.js';
+import type { SyncMemo } from './sync-memo.js';
 
 // The engine's public surface, whichever module holds it.
 export { blockResolver, guestPortOf, livePorts, type ApplyReport, type EngineContext, type LivePort, type PortChange } from './engine-base.js';
@@ -103,16 +103,6 @@ function hasIptables(runner: Runner): boolean {
  */
 type Desired = { readonly fixed: () => Promise<readonly GuestPort[]>; readonly memo?: SyncMemo } | ((base: readonly GuestPort[]) => readonly GuestPort[]);
 
-/**
- * sync's memo (sync-memo.ts), for a caller whose inputs can be named before they are parsed: the
- * command reads every config file first (`inputs`, a digest of all of it) and parses only if the
- * memo misses. `payload` is what it reports for a sync with nothing to do, kept with the memo and
- * handed back on a hit (ApplyReport.memo).
- */
-export interface SyncMemo {
-  readonly inputs: () => Promise<string>;
-  readonly payload: () => unknown;
-}
 
 async function applyTables(ctx: EngineContext, live: LiveState, tables: readonly TableSpec[], dryRun: boolean, bulk: boolean): Promise<TablePlan[]> {
   const plans = tables.map((table) => planTable(live.tables[table.family], table));
@@ -146,20 +136,12 @@ async function applyNftables(ctx: EngineContext, dryRun: boolean, desiredFor: De
   const listing = !cached && bulk ? listBridgeSets(ctx.runner, expected) : undefined;
   listing?.catch(() => undefined);
   const lists = savedLists ?? readBlocklists();
-  const memo = typeof desiredFor === 'function' || !bulk || leftovers ? undefined : desiredFor.memo;
-  // Everything the plan depends on besides the kernel: the raw inputs, the settings, the saved lists,
-  // this code, and the hooks' caches as the last sync left them.
-  const memoKey = async () => digestOf(buildId(), await memo?.inputs(), JSON.stringify(ctx.settings), ctx.lockPath, JSON.stringify(lists), fileDigest(cacheFile), fileDigest(iptablesCachePath(ctx.lockPath)));
-  const memoUsable = memo !== undefined && listing !== undefined && buildId() !== undefined;
-  if (memoUsable) {
-    const [key, hit] = [await memoKey(), readMemo(memoPath(ctx.lockPath))];
-    // nft's listing is awaited only when everything else matched: on a miss the configs are parsed
-    // while nft still lists, as without a memo.
-    const texts = hit?.key === key ? await listing : undefined;
-    if (hit && texts && hit.listing === digestOf(...texts)) {
-      await applyEbtables(ebtablesTarget(ctx, bulk), [], dryRun);
-      return { engine: 'nftables', backend: 'nftables', variant: 'nftables', plans: [], bridgeScript: '', warnings: [], dryRun, ports: { added: [], updated: [], released: [] }, memo: hit.payload };
-    }
+  // sync's memo (sync-memo.ts): the same inputs, caches and sets as a sync that found nothing to do.
+  const memo = typeof desiredFor === 'function' || leftovers ? undefined : desiredFor.memo;
+  const kept = memo && listing ? await memo.recall(lists, listing) : undefined;
+  if (kept) {
+    await applyEbtables(ebtablesTarget(ctx, bulk), [], dryRun);
+    return { engine: 'nftables', backend: 'nftables', variant: 'nftables', plans: [], bridgeScript: '', warnings: [], dryRun, ports: { added: [], updated: [], released: [] }, memo: kept.payload };
   }
   const reading = cached ? Promise.resolve(cached) : listing ? listing.then((texts) => parseBridgeSets(ctx.runner, expected, texts)) : readBridge(ctx.runner, expected);
   // Awaited below; this only keeps a failed read from counting as unhandled while the spec is built.
@@ -223,14 +205,11 @@ async function applyNftables(ctx: EngineContext, dryRun: boolean, desiredFor: De
   // And what it left in ebtables (read only when this boot's marker says there is something).
   await applyEbtables(ebtablesTarget(ctx, bulk), [], dryRun);
   for (const warning of warnings) ctx.log(`warning: ${warning}`);
-  if (memoUsable && !dryRun) {
+  if (memo && listing && !dryRun) {
     // Kept only when this sync found the sets as they should be and changed nothing: then the next
-    // one with the same inputs, caches and listing has nothing to do either. The key is taken after
-    // the hooks' cache was rewritten, as the next sync will find it.
-    const texts = await listing;
+    // one with the same inputs, caches and listing has nothing to do either.
     const unchanged = bridgeScript === '' && plans.length === 0 && warnings.length === 0 && iptablesLive === undefined;
-    if (unchanged && texts) writeMemo(memoPath(ctx.lockPath), { key: await memoKey(), listing: digestOf(...texts), payload: memo?.payload() });
-    else dropMemo(memoPath(ctx.lockPath));
+    await memo.keep(lists, unchanged ? await listing : undefined);
   }
   return { engine: 'nftables', backend: 'nftables', variant: 'nftables', plans, bridgeScript, warnings, dryRun, ports };
 }

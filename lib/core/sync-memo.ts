@@ -1,7 +1,11 @@
 import { createHash } from 'node:crypto';
-import { existsSync, readFileSync, rmSync } from 'node:fs';
+import { readFileSync, rmSync } from 'node:fs';
 import { writeAtomic } from '../files.js';
 import { besideLock } from '../lock.js';
+import type { Settings } from '../config/settings.js';
+import { portCachePath } from '../backend/bridge-cache.js';
+import { iptablesCachePath } from '../backend/iptables-cache.js';
+import type { Blocklist } from '../blocklist/store.js';
 
 /**
  * sync's memo: after a sync that found nothing to do, what it was computed from and what the kernel
@@ -64,5 +68,44 @@ export function writeMemo(path: string, memo: Memo): void {
 }
 
 export function dropMemo(path: string): void {
-  if (existsSync(path)) rmSync(path, { force: true });
+  rmSync(path, { force: true });
+}
+
+/**
+ * The memo as the engine uses it on a sync (engine.ts, applyNftables). It lives here, not in the
+ * engine, so that hooks, which load the engine, never load node:crypto (~10 ms of their start).
+ */
+export interface SyncMemo {
+  /** The kept memo's payload, when every input, the saved `lists`, the caches and nft's `listing` (awaited only if all else matched) are as they were. */
+  recall(lists: readonly Blocklist[], listing: Promise<readonly string[] | undefined>): Promise<{ readonly payload: unknown } | undefined>;
+  /** After a sync that found nothing to do, with the listing it read; undefined forgets the memo. */
+  keep(lists: readonly Blocklist[], listing: readonly string[] | undefined): Promise<void>;
+}
+
+/**
+ * sync's memo for these inputs (`inputs`: a digest of everything the ports are parsed from), or
+ * undefined when run from sources (no build to name). `payload`: what to report on a hit.
+ */
+export function syncMemo(context: { readonly settings: Settings; readonly lockPath: string }, inputs: () => Promise<string>, payload: () => unknown): SyncMemo | undefined {
+  const build = buildId();
+  if (build === undefined) return undefined;
+  const path = memoPath(context.lockPath);
+  // Everything the plan depends on besides the kernel: the raw inputs, the settings, the saved lists,
+  // this code, and the hooks' caches as the last sync left them (taken after this one rewrote them).
+  const key = async (lists: readonly Blocklist[]) =>
+    digestOf(build, await inputs(), JSON.stringify(context.settings), context.lockPath, JSON.stringify(lists), fileDigest(portCachePath(context.lockPath)), fileDigest(iptablesCachePath(context.lockPath)));
+  return {
+    async recall(lists, listing) {
+      const [kept, now] = [readMemo(path), await key(lists)];
+      if (kept?.key !== now) return undefined;
+      // nft's listing is awaited only when everything else matched: on a miss the configs are parsed
+      // while nft still lists, as without a memo.
+      const texts = await listing;
+      return texts && kept.listing === digestOf(...texts) ? { payload: kept.payload } : undefined;
+    },
+    async keep(lists, listing) {
+      if (listing) writeMemo(path, { key: await key(lists), listing: digestOf(...listing), payload: payload() });
+      else dropMemo(path);
+    },
+  };
 }

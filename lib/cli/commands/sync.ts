@@ -1,5 +1,6 @@
 import { applyFullState, type ApplyReport } from '../../core/engine.js';
 import { gatherInventory, type GatheredInventory, type Inventory } from '../../core/inventory.js';
+import { syncMemo } from '../../core/sync-memo.js';
 import { advertisementWarnings, isGuarded } from '../../rules/port.js';
 import { portOfChain } from '../../rules/names.js';
 import { createContext, log, printJson } from '../context.js';
@@ -88,6 +89,7 @@ export async function runSync(options: { dryRun: boolean; json: boolean }): Prom
   let inventory: Inventory | undefined;
   let guarded = 0;
   const silencedFor = (engine: ApplyReport['engine']) => advertisementWarnings(engine, inventory?.ports ?? [], ctx.settings);
+  const unaddressedOf = (read: Inventory | undefined) => (read?.ports ?? []).filter((port) => !isGuarded(port, ctx.settings)).map((port) => port.ifname);
   const report = await applyFullState(
     quiet,
     async () => {
@@ -98,21 +100,18 @@ export async function runSync(options: { dryRun: boolean; json: boolean }): Prom
       return inventory.ports;
     },
     options.dryRun,
-    {
-      inputs: async () => (await gather()).digest,
-      payload: (): Kept => ({
-        guarded,
-        unaddressed: (inventory?.ports ?? []).filter((port) => !isGuarded(port, ctx.settings)).map((port) => port.ifname),
-        warnings: [...(inventory?.warnings ?? []), ...silencedFor('nftables')],
-      }),
-    },
+    syncMemo(
+      ctx,
+      async () => (await gather()).digest,
+      (): Kept => ({ guarded, unaddressed: unaddressedOf(inventory), warnings: [...(inventory?.warnings ?? []), ...silencedFor('nftables')] }),
+    ),
   );
   const kept = isKept(report.memo) ? report.memo : undefined;
   if (kept) {
     guarded = kept.guarded;
     if (!options.json) for (const warning of kept.warnings) log(`warning: ${warning}`);
   }
-  const unaddressed = kept?.unaddressed ?? (inventory?.ports ?? []).filter((port) => !isGuarded(port, ctx.settings)).map((port) => port.ifname);
+  const unaddressed = kept?.unaddressed ?? unaddressedOf(inventory);
   const silenced = kept ? [] : silencedFor(report.engine);
   if (!options.json) for (const warning of silenced) log(`warning: ${warning}`);
   const summary = summarise(report, guarded, unaddressed, kept?.warnings ?? [...(inventory?.warnings ?? []), ...silenced]);
