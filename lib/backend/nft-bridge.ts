@@ -435,14 +435,9 @@ export async function readBridge(runner: Runner, expected: Pick<BridgeSpec, 'dig
  * ~170 ms of CPU to print them (gmp conversions, element by element), so the sets are split between
  * two processes that run side by side, about equal in elements: node itself is mostly waiting then
  * (sync's configs are read meanwhile, a noop's spec is built meanwhile). Their 1.2 MB of output is
- * spooled to files. A set that is missing prints nothing, and an nft without interactive mode
- * fails: either way the whole table is listed instead.
+ * spooled to files. One JSON document per set, or undefined: a set that is missing prints nothing,
+ * and an nft without interactive mode fails; either way parseBridgeSets lists the whole table instead.
  */
-export async function readBridgeSets(runner: Runner, expected: Pick<BridgeSpec, 'digest' | 'ip'>): Promise<LiveBridge> {
-  return parseBridgeSets(runner, expected, await listBridgeSets(runner, expected));
-}
-
-/** The listing readBridgeSets parses: one JSON document per set, or undefined when a set is missing or nft failed. */
 export async function listBridgeSets(runner: Runner, expected: Pick<BridgeSpec, 'digest' | 'ip'>): Promise<readonly string[] | undefined> {
   const groups = [
     [`guarded_${expected.digest}`, 'v4', 'v4net', 'mac_ports', 'macs', ...(expected.ip ? ['blocked'] : [])],
@@ -459,6 +454,7 @@ export async function listBridgeSets(runner: Runner, expected: Pick<BridgeSpec, 
   return listed.some((texts) => texts === undefined) ? undefined : listed.flatMap((texts) => texts ?? []);
 }
 
+/** The listing as the live table; undefined (a set missing, nft failed): the whole table, listed now. */
 export async function parseBridgeSets(runner: Runner, expected: Pick<BridgeSpec, 'digest' | 'ip'>, texts: readonly string[] | undefined): Promise<LiveBridge> {
   if (texts === undefined) return readBridge(runner, undefined, true);
   return { ...parseBridgeJson(texts), ip: expected.ip };

@@ -1,11 +1,12 @@
 import { describe, expect, it } from 'vitest';
-import { ABSENT, parseBridgeJson, planBridge, portMatches, readBridgeSets } from '../../../lib/backend/nft-bridge.js';
+import { ABSENT, listBridgeSets, parseBridgeJson, parseBridgeSets, planBridge, portMatches } from '../../../lib/backend/nft-bridge.js';
 import { bridgePort, bridgeSkeleton, buildBridgeSpec, collapse, LEARNED_MAX, parsePortComment, portComment } from '../../../lib/rules/bridge.js';
 import { DEFAULT_SETTINGS } from '../../../lib/config/settings.js';
 import { parseAddressList } from '../../../lib/guest/validate.js';
 import type { GuestPort } from '../../../lib/guest/model.js';
 import type { BridgeSpec } from '../../../lib/rules/types.js';
 import { createRecordingRunner } from '../../helpers/recording-runner.js';
+import type { Runner } from '../../../lib/runner.js';
 
 const settings = { ...DEFAULT_SETTINGS, log: false };
 const port = (ifname: string, ip: string, mac: string | undefined = '00:16:3e:00:00:01', key?: string): GuestPort => ({
@@ -244,6 +245,8 @@ describe('bridge table plans', () => {
 
   describe('sync reads every set in two interactive nft processes, side by side', () => {
     const desired = spec([port('vif1.0', '10.0.0.5 2001:db8::/64'), port('vif2.0', '10.0.0.6', '00:16:3e:00:00:02')]);
+    /** What sync does: list the sets, then parse them (or the whole table). */
+    const readBridgeSets = async (runner: Runner, expected: typeof desired) => parseBridgeSets(runner, expected, await listBridgeSets(runner, expected));
     const sets = (JSON.parse(tableListing(desired)) as { nftables: { set?: { name: string; table: string } }[] }).nftables.filter((item) => item.set?.table === 'vif_guard');
     /** nft -j -i: each input line a command, each found set one JSON document on a line of its own. */
     const interactive = (missing: readonly string[] = []) => (call: { args: readonly string[]; input: string | undefined }) => {
