@@ -1,7 +1,7 @@
 import { VifGuardError } from '../errors.js';
 import type { Runner } from '../runner.js';
 import { addressRange, ipv6ToInt, parseAddress } from '../guest/validate.js';
-import { blockNames, bridgePort, LEARNED_SETS, parsePortComment, type CommentFields, type DropClass } from '../rules/bridge.js';
+import { blockNames, bridgePort, LEARNED_SETS, parsePortComment, type ChainShape, type CommentFields, type DropClass } from '../rules/bridge.js';
 import type { BridgeBlock, BridgePort, BridgeSpec } from '../rules/types.js';
 import type { Counter } from './save-parse.js';
 
@@ -35,6 +35,8 @@ export interface LiveBridge {
   readonly macs: readonly string[];
   /** Port -> class -> drops (only from a full listing). */
   readonly counters: ReadonlyMap<string, ReadonlyMap<DropClass, Counter>>;
+  /** Every chain's hook and rule verdicts (only from a full listing: doctor compares them with chainShapes). */
+  readonly chains?: ReadonlyMap<string, ChainShape>;
 }
 
 export const ABSENT: LiveBridge = { exists: false, digest: undefined, ip: false, ports: new Map(), macs: [], counters: new Map() };
@@ -42,7 +44,28 @@ export const ABSENT: LiveBridge = { exists: false, digest: undefined, ip: false,
 type Elem = unknown;
 interface NftItem {
   set?: { name?: string; table?: string; elem?: Elem[] };
-  chain?: { name?: string; table?: string };
+  chain?: { name?: string; table?: string; hook?: string; prio?: number; policy?: string };
+  rule?: { chain?: string; table?: string; expr?: readonly Record<string, unknown>[] };
+}
+
+/** The verdict a rule as `nft -j` prints it ends in, named as ruleVerdict names the rule vif-guard wrote. */
+export function exprVerdict(expr: readonly Record<string, unknown>[]): string {
+  const last = expr.at(-1) ?? {};
+  if ('vmap' in last) return 'vmap';
+  for (const kind of ['jump', 'goto'] as const) if (kind in last) return `${kind} ${(last[kind] as { target?: string } | null)?.target ?? '?'}`;
+  return (['accept', 'drop', 'return'] as const).find((verdict) => verdict in last) ?? '-';
+}
+
+/** Each chain of the table with its hook and its rules' verdicts; undefined when the listing has no rules (sets alone). */
+function chainShapesOf(items: readonly NftItem[], ours: (table: string | undefined) => boolean): Map<string, ChainShape> | undefined {
+  const shapes = new Map<string, { hook: string | undefined; verdicts: string[] }>();
+  for (const { chain } of items) {
+    if (!chain?.name || !ours(chain.table)) continue;
+    shapes.set(chain.name, { hook: chain.hook === undefined ? undefined : `${chain.hook} ${chain.prio ?? 0} ${chain.policy ?? 'accept'}`, verdicts: [] });
+  }
+  if (shapes.size === 0) return undefined;
+  for (const { rule } of items) if (rule?.chain && ours(rule.table)) shapes.get(rule.chain)?.verdicts.push(exprVerdict(rule.expr ?? []));
+  return shapes;
 }
 
 /** An element as nft -j prints it -> the text vif-guard writes for it (`"vif1.0" . 10.0.0.0/24`). */
@@ -132,6 +155,7 @@ export function parseBridgeJson(texts: readonly string[]): LiveBridge & { readon
     sets.set(item.set.name, (item.set.elem ?? []).flatMap((elem) => elementText(elem) ?? []));
   }
   const chains = items.flatMap((item) => (item.chain?.name && ours(item.chain.table) ? [item.chain.name] : []));
+  const shapes = chainShapesOf(items, ours);
   const guardedName = [...sets.keys()].find((name) => /^guarded_[0-9a-f]{12}$/.test(name));
   if (!guardedName && chains.length === 0 && sets.size === 0) return { ...ABSENT, complete: true };
   const whole = sets.has('v4');
@@ -187,6 +211,7 @@ export function parseBridgeJson(texts: readonly string[]): LiveBridge & { readon
     // A hook's read has no macs set: the ports' own MACs are what vif-guard put there.
     macs: whole ? (sets.get('macs') ?? []).map((element) => element.text) : macsOf(ports.values()),
     counters,
+    ...(shapes ? { chains: shapes } : {}),
     complete,
   };
 }

@@ -84,9 +84,11 @@ export async function main(rawArgv: string[]): Promise<number> {
           y
             .option('dry-run', { type: 'boolean', default: false, describe: 'print the exact iptables-restore/nft payload instead of applying it' })
             .option('json', { type: 'boolean', default: false, describe: 'print the summary as JSON' })
+            .option('rebuild', { type: 'boolean', default: false, describe: 'also replace the bridge table vif_guard whole, in one transaction: for rules edited by hand inside it, which sync does not read (doctor does)' })
             .example('$0 sync', 'after `iptables -F` or a firewall restart: put every guest\'s rules back')
-            .example('$0 sync --dry-run', 'show what would be added and removed'),
-        async (args) => set(await runSync({ dryRun: args['dry-run'], json: args.json })),
+            .example('$0 sync --dry-run', 'show what would be added and removed')
+            .example('$0 sync --rebuild', 'doctor says bridge vif_guard was edited by hand: write it again as vif-guard would'),
+        async (args) => set(await runSync({ dryRun: args['dry-run'], json: args.json, rebuild: args.rebuild })),
       )
       .command(
         'status [targets..]',

@@ -13,6 +13,8 @@ import { collectInventory } from './inventory.js';
 import { advertisesNothing, DHCP_SERVER, isGuarded, MAX_TARGET_PATTERNS } from '../rules/port.js';
 import { renderRuleBody } from '../backend/render.js';
 import { someOf } from '../names.js';
+import { blockChainShapes, bridgeSkeleton, chainShapes } from '../rules/bridge.js';
+import type { LiveBridge } from '../backend/nft-bridge.js';
 
 export type Level = 'ok' | 'warning' | 'error';
 
@@ -294,6 +296,41 @@ export function worst(checks: readonly Check[]): number {
   return checks.some((check) => check.level === 'error') ? 2 : checks.some((check) => check.level === 'warning') ? 1 : 0;
 }
 
+/**
+ * The bridge table's chains against what vif-guard writes (sync checks only its sets): each chain's
+ * hook and the verdict every rule ends in. A rule inserted, deleted or turned from drop to accept by
+ * hand shows here; only sync --rebuild puts it back. Nothing to say when the table is absent or has
+ * another layout (then sync rebuilds it anyway) or was listed without its rules.
+ */
+export function checkBridgeChains(bridge: LiveBridge | undefined, settings: Settings, ip: boolean): Check[] {
+  if (!bridge?.exists || !bridge.chains || (!ip && !settings.layer2)) return [];
+  const skeleton = bridgeSkeleton(settings, ip);
+  if (bridge.digest !== skeleton.digest) return [];
+  const expected = chainShapes(skeleton.body);
+  for (const port of bridge.ports.values()) if (ip && port.fields?.block) for (const [name, shape] of blockChainShapes(port.ifname, settings)) expected.set(name, shape);
+  const problems: string[] = [];
+  for (const [name, want] of expected) {
+    const have = bridge.chains.get(name);
+    if (!have) problems.push(`chain ${name} is missing`);
+    else if (have.hook !== want.hook) problems.push(`chain ${name} hooks ${have.hook ?? 'nothing'} instead of ${want.hook ?? 'nothing'}`);
+    else {
+      const at = have.verdicts.findIndex((verdict, i) => verdict !== want.verdicts[i]);
+      const rule = at >= 0 ? at : have.verdicts.length === want.verdicts.length ? -1 : Math.min(have.verdicts.length, want.verdicts.length);
+      if (rule >= 0) problems.push(`chain ${name} has ${have.verdicts.length} rules where vif-guard wrote ${want.verdicts.length}, the first difference at rule ${rule + 1} (${have.verdicts[rule] ?? 'none'} instead of ${want.verdicts[rule] ?? 'none'})`);
+    }
+  }
+  for (const name of bridge.chains.keys()) if (!expected.has(name)) problems.push(`chain ${name} is not one vif-guard wrote`);
+  if (problems.length === 0) return [ok('bridge-chains', `bridge vif_guard's ${expected.size} chains are as vif-guard wrote them`)];
+  return [
+    {
+      id: 'bridge-chains',
+      level: 'error',
+      message: `bridge vif_guard was edited by hand, and sync does not check its rules: ${someOf(problems, 'nft -a list table bridge vif_guard shows them', '; ')}`,
+      fix: 'vif-guard sync --rebuild',
+    },
+  ];
+}
+
 /** Every check, in the order an admin should read them. A check that cannot run is a warning, not a crash. */
 export async function runDoctor(env: DoctorEnv): Promise<Check[]> {
   const asks = env.settings.backend === 'auto' || env.settings.backend === 'nftables';
@@ -350,6 +387,7 @@ export async function runDoctor(env: DoctorEnv): Promise<Check[]> {
   } catch (error) {
     checks.push({ id: 'inventory', level: 'error', message: `cannot read the guests: ${toVifGuardError(error).shortMessage}` });
   }
+  if (live?.bridge && l2 !== 'ebtables') checks.push(...checkBridgeChains(live.bridge, env.settings, engine === 'nftables'));
   let notrackTable: boolean | undefined;
   if (live?.bridge && l2 !== 'ebtables') notrackTable = live.bridge.exists && live.bridge.ports.size > 0;
   if (!env.settings.layer2 && guarded > 0) {

@@ -101,7 +101,9 @@ function hasIptables(runner: Runner): boolean {
  * The ports wanted after this event: derived from the live ones (hooks, blocklists), or fixed
  * whatever the table holds (sync, uninstall), read once the table's listing has started.
  */
-type Desired = { readonly fixed: () => Promise<readonly GuestPort[]>; readonly memo?: SyncMemo } | ((base: readonly GuestPort[]) => readonly GuestPort[]);
+type Desired =
+  | { readonly fixed: () => Promise<readonly GuestPort[]>; readonly memo?: SyncMemo; readonly rebuild?: boolean }
+  | ((base: readonly GuestPort[]) => readonly GuestPort[]);
 
 
 async function applyTables(ctx: EngineContext, live: LiveState, tables: readonly TableSpec[], dryRun: boolean, bulk: boolean): Promise<TablePlan[]> {
@@ -137,7 +139,9 @@ async function applyNftables(ctx: EngineContext, dryRun: boolean, desiredFor: De
   listing?.catch(() => undefined);
   const lists = savedLists ?? readBlocklists();
   // sync's memo (sync-memo.ts): the same inputs, caches and sets as a sync that found nothing to do.
-  const memo = typeof desiredFor === 'function' || leftovers ? undefined : desiredFor.memo;
+  // sync --rebuild replaces the table whole (a hand edit of its rules, which the sets do not show).
+  const rebuild = typeof desiredFor !== 'function' && desiredFor.rebuild === true;
+  const memo = typeof desiredFor === 'function' || leftovers || rebuild ? undefined : desiredFor.memo;
   const kept = memo && listing ? await memo.recall(lists, listing) : undefined;
   if (kept) {
     await applyEbtables(ebtablesTarget(ctx, bulk), [], dryRun);
@@ -171,7 +175,7 @@ async function applyNftables(ctx: EngineContext, dryRun: boolean, desiredFor: De
     return record && record.fields?.block === block?.digest ? record : undefined;
   };
   const desired = typeof desiredFor === 'function' ? buildDesired(ctx, desiredFor(base), lists, reuse) : fixed;
-  const bridgeScript = planBridge(liveBridge, desired);
+  const bridgeScript = planBridge(rebuild ? asOtherLayout(liveBridge) : liveBridge, desired);
   const rebuilt = liveBridge.digest !== desired?.digest;
   const wanted = new Map((desired?.ports ?? []).map((port) => [port.ifname, port]));
   const ports = {
@@ -214,12 +218,17 @@ async function applyNftables(ctx: EngineContext, dryRun: boolean, desiredFor: De
   return { engine: 'nftables', backend: 'nftables', variant: 'nftables', plans, bridgeScript, warnings, dryRun, ports };
 }
 
+/** The live table as if it had another layout: planBridge then replaces it whole, in one transaction. */
+function asOtherLayout(live: LiveBridge): LiveBridge {
+  return live.exists ? { ...live, digest: undefined } : live;
+}
+
 /** The bridge table for these ports. */
 function buildDesired(ctx: EngineContext, requested: readonly GuestPort[], lists: readonly Blocklist[], reuse?: Parameters<typeof buildBridgeSpec>[4]) {
   return buildBridgeSpec(requested, ctx.settings, true, blockResolver(ctx.settings, lists), reuse);
 }
 
-async function applyIptables(ctx: EngineContext, dryRun: boolean, desiredFor: (filter4: LiveTable, filter6: LiveTable, bridgePorts: readonly GuestPort[]) => Ruleset, bulk: boolean): Promise<ApplyReport> {
+async function applyIptables(ctx: EngineContext, dryRun: boolean, desiredFor: (filter4: LiveTable, filter6: LiveTable, bridgePorts: readonly GuestPort[]) => Ruleset, bulk: boolean, rebuild = false): Promise<ApplyReport> {
   const live = await readLive(ctx);
   const viaEbtables = (await layer2Tool(ctx)) === 'ebtables';
   const skeleton = ctx.settings.layer2 && !viaEbtables ? bridgeSkeleton(ctx.settings, false) : undefined;
@@ -234,7 +243,7 @@ async function applyIptables(ctx: EngineContext, dryRun: boolean, desiredFor: (f
   if (desired.bridge && !canNft) {
     throw new VifGuardError('MISSING_TOOL', 'nft is not installed: MAC, ARP and ethertype checks need it (apt-get install nftables; on a kernel without nf_tables, apt-get install ebtables, or layer2 = no in vif-guard.conf)');
   }
-  const bridgeScript = liveBridge ? planBridge(liveBridge, desired.bridge) : '';
+  const bridgeScript = liveBridge ? planBridge(rebuild ? asOtherLayout(liveBridge) : liveBridge, desired.bridge) : '';
   const cacheFile = iptablesCachePath(ctx.lockPath);
   if (!dryRun) {
     // The nftables backend's cache does not describe these tables; this backend's is rewritten below.
@@ -367,15 +376,16 @@ export async function applyPortChange(ctx: EngineContext, change: PortChange, dr
  * Make vif-guard's state exactly what these ports need (sync path). Given a reader (sync's
  * inventory), the ports are read under the lock: a hook that runs meanwhile waits, instead of
  * committing a guest that a list read just before it would then release. On nftables the reader
- * runs while nft lists the table.
+ * runs while nft lists the table. `rebuild` also replaces the bridge table whole, in one transaction,
+ * instead of repairing its elements: for rules edited by hand inside it, which sync does not read.
  */
-export async function applyFullState(ctx: EngineContext, ports: readonly GuestPort[] | (() => Promise<readonly GuestPort[]>), dryRun = false, memo?: SyncMemo): Promise<ApplyReport> {
+export async function applyFullState(ctx: EngineContext, ports: readonly GuestPort[] | (() => Promise<readonly GuestPort[]>), dryRun = false, memo?: SyncMemo, rebuild = false): Promise<ApplyReport> {
   const read = typeof ports === 'function' ? ports : async () => ports;
   return withLock(ctx.runner, ctx.lockPath, ctx.settings.lockTimeout, async () => {
     const guarded = async () => (await read()).filter((port) => isGuarded(port, ctx.settings));
-    if ((ctx.engine ?? (await chooseEngine(ctx.runner, ctx.settings, ctx.lockPath))) === 'nftables') return applyNftables(ctx, dryRun, { fixed: guarded, ...(memo ? { memo } : {}) }, true);
+    if ((ctx.engine ?? (await chooseEngine(ctx.runner, ctx.settings, ctx.lockPath))) === 'nftables') return applyNftables(ctx, dryRun, { fixed: guarded, ...(memo ? { memo } : {}), rebuild }, true);
     const ruleset = buildRuleset(await read(), ctx.settings, 'iptables', blockResolver(ctx.settings, readBlocklists()));
-    return applyIptables(ctx, dryRun, () => ruleset, true);
+    return applyIptables(ctx, dryRun, () => ruleset, true, rebuild);
   });
 }
 

@@ -373,6 +373,58 @@ export function bridgeSkeleton(settings: Settings, ip: boolean): { readonly dige
   return { digest, body: body(digest) };
 }
 
+/**
+ * What a chain of the bridge table is, as far as a hand edit matters: its hook (base chains: hook,
+ * priority, policy) and the verdict each rule ends in, in order. Read back from `nft -j` (doctor) and
+ * compared with what vif-guard writes: a rule inserted, deleted, or turned from drop into accept shows.
+ */
+export interface ChainShape {
+  readonly hook: string | undefined;
+  readonly verdicts: readonly string[];
+}
+
+/** The verdict a rule as vif-guard writes it ends in: `accept`, `drop`, `return`, `jump NAME`, `vmap`, or `-` (none: learn, log, notrack). */
+export function ruleVerdict(rule: string): string {
+  const bare = rule.trim().replace(/ comment "(?:[^"\\]|\\.)*"$/, '');
+  if (/ vmap (?:@\S+|\{.*\})$/.test(bare)) return 'vmap';
+  const jump = /(?:^| )(jump|goto) (\S+)$/.exec(bare);
+  if (jump) return `${jump[1]} ${jump[2]}`;
+  return /(?:^| )(accept|drop|return)$/.exec(bare)?.[1] ?? '-';
+}
+
+/** Every chain of a skeleton's body (and of blocked ports: blockChainShapes) as vif-guard writes it. */
+export function chainShapes(body: readonly string[]): Map<string, ChainShape> {
+  const shapes = new Map<string, ChainShape>();
+  let open: { name: string; hook: string | undefined; verdicts: string[] } | undefined;
+  for (const line of body) {
+    const start = /^ {2}chain (\S+) \{$/.exec(line);
+    if (start?.[1]) {
+      open = { name: start[1], hook: undefined, verdicts: [] };
+      continue;
+    }
+    if (!open) continue;
+    if (line === '  }') {
+      shapes.set(open.name, { hook: open.hook, verdicts: open.verdicts });
+      open = undefined;
+      continue;
+    }
+    const base = /^ {4}type filter hook (\S+) priority (-?\d+); policy (\w+);$/.exec(line);
+    if (base) open.hook = `${base[1]} ${base[2]} ${base[3]}`;
+    else open.verdicts.push(ruleVerdict(line));
+  }
+  return shapes;
+}
+
+/** A blocked port's two chains (blockRules) as chainShapes has them. */
+export function blockChainShapes(ifname: string, settings: Settings): [string, ChainShape][] {
+  const names = blockNames(ifname);
+  const rules = blockRules(ifname, settings);
+  return [
+    [names.to, { hook: undefined, verdicts: rules.to.map(ruleVerdict) }],
+    [names.from, { hook: undefined, verdicts: rules.from.map(ruleVerdict) }],
+  ];
+}
+
 /** vif-guard's bridge table for these guarded ports; undefined when there is nothing to enforce. */
 export function buildBridgeSpec(
   ports: readonly GuestPort[],

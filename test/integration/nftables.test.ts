@@ -248,6 +248,34 @@ describe.skipIf(!CAN_USE_NETNS)('nftables backend: Xen hooks, sync, blocklists',
     expect(arrived.dom0).toEqual(new Set(['own-to-dom0', 'dhcp-discover']));
   }, 90_000);
 
+  it('a rule edited by hand inside the bridge table: doctor names it, sync does not see it, sync --rebuild writes the table again', async () => {
+    type Check = { id: string; level: string; message: string; fix?: string };
+    const chainsCheck = async () => (JSON.parse((await xen.cli(['doctor', '--json'])).stdout) as { checks: Check[] }).checks.find((check) => check.id === 'bridge-chains');
+    expect(await chainsCheck()).toMatchObject({ level: 'ok' });
+    // An accept on top of the IPv4 checks: spoofed sources from any guest reach dom0 again.
+    await lab.inDom0('nft', 'insert', 'rule', 'bridge', 'vif_guard', 'from_ip4', 'accept');
+    expect((await exchange(matrix())).dom0).toContain('spoof-to-dom0');
+    const check = await chainsCheck();
+    expect(check).toMatchObject({ level: 'error', fix: 'vif-guard sync --rebuild' });
+    expect(check?.message).toContain('chain from_ip4 has 9 rules where vif-guard wrote 8, the first difference at rule 1 (accept instead of -)');
+    // What sync reads (the sets) is as it should be: the known limit.
+    expect((await xen.cli(['sync'])).stderr).toContain('nothing to do');
+    const dry = await xen.cli(['sync', '--rebuild', '--dry-run']);
+    expect(dry.exitCode, dry.stderr).toBe(0);
+    expect(dry.stderr).toContain('would rebuild the bridge table vif_guard whole');
+    expect((await chainsCheck())?.level).toBe('error');
+    const rebuilt = await xen.cli(['sync', '--rebuild', '--json']);
+    expect(rebuilt.exitCode, rebuilt.stderr).toBe(0);
+    expect(JSON.parse(rebuilt.stdout)).toMatchObject({ rebuilt: true, added: [], released: [], protectedPorts: 2 });
+    expect(await chainsCheck()).toMatchObject({ level: 'ok' });
+    const arrived = await exchange(matrix());
+    expect(arrived.dom0).toEqual(new Set(['own-to-dom0', 'dhcp-discover']));
+    // web's blocklists came back with the table (their chains are among those doctor checked).
+    expect(arrived.web).toEqual(new Set(['own-to-neighbour']));
+    expect(arrived.uplink).toEqual(new Set());
+    expect((await xen.cli(['sync'])).stderr).toContain('nothing to do');
+  }, 90_000);
+
   it('unblock removes one list, then all; block --list shows what is saved', async () => {
     const list = JSON.parse((await xen.cli(['block', '--list', '--json'])).stdout) as { name: string; prefixes: number; ports: string[] }[];
     expect(list.map((entry) => [entry.name, entry.prefixes, entry.ports])).toEqual([['cn', 8600, ['vif1.0']], ['uplink', 1, ['vif1.0']]]);

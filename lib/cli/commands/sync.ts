@@ -27,6 +27,8 @@ export interface SyncSummary {
    * last sync that found nothing to do saw: nothing was parsed or compared again (the memo in /run).
    */
   readonly unchanged: boolean;
+  /** sync --rebuild replaced the bridge table whole (or would, with --dry-run). */
+  readonly rebuilt: boolean;
 }
 
 /** What a sync with nothing to do reports, kept in its memo and reported again on a hit. */
@@ -47,7 +49,7 @@ function portsOf(chains: readonly string[]): string[] {
   return [...new Set(inOrOut.filter((name): name is string => name !== undefined))].sort();
 }
 
-export function summarise(report: ApplyReport, guarded: number, unaddressed: string[], warnings: string[]): SyncSummary {
+export function summarise(report: ApplyReport, guarded: number, unaddressed: string[], warnings: string[], rebuild = false): SyncSummary {
   const all = (pick: (plan: ApplyReport['plans'][number]) => readonly string[]) => report.plans.flatMap(pick);
   const fromPlans = portsOf(all((plan) => plan.added));
   const added = report.ports?.added ?? fromPlans;
@@ -71,11 +73,12 @@ export function summarise(report: ApplyReport, guarded: number, unaddressed: str
     bridgeChanged: report.bridgeScript !== '',
     warnings: [...warnings, ...report.warnings],
     unchanged: report.memo !== undefined,
+    rebuilt: rebuild && report.bridgeScript !== '',
   };
 }
 
 /** vif-guard sync: make the live rules exactly what the running guests need, touching nothing else. */
-export async function runSync(options: { dryRun: boolean; json: boolean }): Promise<number> {
+export async function runSync(options: { dryRun: boolean; json: boolean; rebuild?: boolean }): Promise<number> {
   // node's spawn, as the hooks and block: loading execa cost a sync with nothing to do ~50 ms of its ~550.
   const ctx = createContext({ light: true });
   const quiet = { ...ctx, log: options.json ? () => undefined : ctx.log };
@@ -105,6 +108,7 @@ export async function runSync(options: { dryRun: boolean; json: boolean }): Prom
       async () => (await gather()).digest,
       (): Kept => ({ guarded, unaddressed: unaddressedOf(inventory), warnings: [...(inventory?.warnings ?? []), ...silencedFor('nftables')] }),
     ),
+    options.rebuild === true,
   );
   const kept = isKept(report.memo) ? report.memo : undefined;
   if (kept) {
@@ -114,7 +118,7 @@ export async function runSync(options: { dryRun: boolean; json: boolean }): Prom
   const unaddressed = kept?.unaddressed ?? unaddressedOf(inventory);
   const silenced = kept ? [] : silencedFor(report.engine);
   if (!options.json) for (const warning of silenced) log(`warning: ${warning}`);
-  const summary = summarise(report, guarded, unaddressed, kept?.warnings ?? [...(inventory?.warnings ?? []), ...silenced]);
+  const summary = summarise(report, guarded, unaddressed, kept?.warnings ?? [...(inventory?.warnings ?? []), ...silenced], options.rebuild === true);
   if (options.json) {
     printJson(summary);
     return 0;
@@ -125,7 +129,8 @@ export async function runSync(options: { dryRun: boolean; json: boolean }): Prom
   if (summary.updated.length) parts.push(`${verb}update ${someOf(summary.updated, ALL)}`);
   if (summary.released.length) parts.push(`${verb}release ${someOf(summary.released, ALL)}`);
   if (summary.sharedChainsChanged) parts.push(`${verb}repair the dispatch chains and jumps`);
-  if (summary.bridgeChanged && report.engine === 'iptables') parts.push(`${verb}update the bridge table (MAC, ARP, NOTRACK)`);
+  if (summary.rebuilt) parts.push(`${verb}rebuild the bridge table vif_guard whole`);
+  else if (summary.bridgeChanged && report.engine === 'iptables') parts.push(`${verb}update the bridge table (MAC, ARP, NOTRACK)`);
   if (report.engine === 'nftables' && summary.restoreLines) parts.push(`${verb}remove the iptables backend's chains`);
   if (unaddressed.length) log(`no ip= configured, left unprotected (unaddressed = allow): ${someOf(unaddressed, ALL)}`);
   const same = summary.unchanged ? ' (configs and sets unchanged since the last sync checked them)' : '';

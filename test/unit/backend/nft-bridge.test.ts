@@ -281,3 +281,36 @@ describe('bridge table plans', () => {
     });
   });
 });
+
+describe('the chains of a full listing (doctor compares them with what vif-guard writes)', () => {
+  // As nft 1.0.6 prints them with -j (trimmed to the fields read).
+  const listing = JSON.stringify({
+    nftables: [
+      { metainfo: { version: '1.0.6' } },
+      { table: { family: 'bridge', name: 'vif_guard', handle: 1 } },
+      { set: { family: 'bridge', name: 'guarded_0123456789ab', table: 'vif_guard', type: 'ifname', handle: 2 } },
+      { chain: { family: 'bridge', table: 'vif_guard', name: 'from_nd', handle: 3 } },
+      { chain: { family: 'bridge', table: 'vif_guard', name: 'from_guest_0123456789ab', handle: 4, type: 'filter', hook: 'prerouting', prio: -290, policy: 'accept' } },
+      { rule: { family: 'bridge', table: 'vif_guard', chain: 'from_nd', handle: 5, expr: [{ match: { op: '==', left: { concat: [] }, right: '@nd6' } }, { return: null }] } },
+      { rule: { family: 'bridge', table: 'vif_guard', chain: 'from_nd', handle: 6, expr: [{ set: { op: 'add', elem: { meta: { key: 'iifname' } }, set: '@log_nd_target' } }, { log: { prefix: 'vifg-nd_target: ' } }] } },
+      { rule: { family: 'bridge', table: 'vif_guard', chain: 'from_nd', handle: 7, expr: [{ set: { op: 'add', elem: { meta: { key: 'iifname' } }, set: '@cnt_nd_target' } }, { drop: null }] } },
+      { rule: { family: 'bridge', table: 'vif_guard', chain: 'from_guest_0123456789ab', handle: 8, expr: [{ notrack: null }, { accept: null }] } },
+      { rule: { family: 'bridge', table: 'vif_guard', chain: 'from_guest_0123456789ab', handle: 9, expr: [{ match: { op: '==', left: { payload: {} }, right: 58 } }, { jump: { target: 'from_nd' } }] } },
+      { rule: { family: 'bridge', table: 'vif_guard', chain: 'from_guest_0123456789ab', handle: 10, expr: [{ vmap: { key: { meta: { key: 'iifname' } }, data: '@block_from' } }] } },
+      // Someone else's table in the same listing is not vif-guard's.
+      { rule: { family: 'bridge', table: 'other', chain: 'from_nd', handle: 11, expr: [{ accept: null }] } },
+    ],
+  });
+
+  it('reads each chain\'s hook and its rules\' verdicts in order', () => {
+    const live = parseBridgeJson([listing]);
+    expect(Object.fromEntries(live.chains ?? [])).toEqual({
+      from_nd: { hook: undefined, verdicts: ['return', '-', 'drop'] },
+      from_guest_0123456789ab: { hook: 'prerouting -290 accept', verdicts: ['accept', 'jump from_nd', 'vmap'] },
+    });
+  });
+
+  it('a listing of sets alone has no chains to compare, not empty ones', () => {
+    expect(parseBridgeJson([JSON.stringify({ nftables: [{ set: { family: 'bridge', name: 'v4', table: 'vif_guard', elem: [] } }] })]).chains).toBeUndefined();
+  });
+});

@@ -2,7 +2,9 @@ import { describe, expect, it } from 'vitest';
 import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { checkCodeCache, checkConntrack, checkIptables, OVERLAPS_SHOWN, overlapChecks, persistentSysctl, worst } from '../../../lib/core/doctor.js';
+import { checkBridgeChains, checkCodeCache, checkConntrack, checkIptables, OVERLAPS_SHOWN, overlapChecks, persistentSysctl, worst } from '../../../lib/core/doctor.js';
+import { ABSENT, type LiveBridge } from '../../../lib/backend/nft-bridge.js';
+import { blockChainShapes, bridgeSkeleton, chainShapes, type ChainShape } from '../../../lib/rules/bridge.js';
 import { detectBackend } from '../../../lib/backend/iptables.js';
 import { DEFAULT_SETTINGS } from '../../../lib/config/settings.js';
 import { createRecordingRunner } from '../../helpers/recording-runner.js';
@@ -126,5 +128,56 @@ describe('doctor on a host with thousands of guests', () => {
     const checks = overlapChecks(Array.from({ length: 500 }, (_, i) => overlap(i)));
     expect(checks).toHaveLength(OVERLAPS_SHOWN + 1);
     expect(checks.at(-1)).toMatchObject({ id: 'overlap', level: 'warning', message: `and ${500 - OVERLAPS_SHOWN} more overlaps between guests' addresses, 500 in all (vif-guard sync --dry-run names each)` });
+  });
+});
+
+describe('the bridge table\'s chains against what vif-guard writes', () => {
+  const settings = { ...DEFAULT_SETTINGS, backend: 'nftables' as const };
+  const skeleton = bridgeSkeleton(settings, true);
+  const live = (chains: Map<string, ChainShape>, digest = skeleton.digest): LiveBridge => ({ ...ABSENT, exists: true, digest, ip: true, chains });
+  const written = () => chainShapes(skeleton.body);
+
+  it('as written: ok', () => {
+    expect(checkBridgeChains(live(written()), settings, true)).toEqual([{ id: 'bridge-chains', level: 'ok', message: "bridge vif_guard's 8 chains are as vif-guard wrote them" }]);
+  });
+
+  it('an accept inserted, a drop turned into accept, a chain gone or added: an error naming each, fixed by sync --rebuild', () => {
+    const chains = written();
+    const ip4 = chains.get('from_ip4') as ChainShape;
+    chains.set('from_ip4', { hook: undefined, verdicts: ['accept', ...ip4.verdicts] });
+    const to4 = chains.get('to_ip4') as ChainShape;
+    chains.set('to_ip4', { hook: undefined, verdicts: [...to4.verdicts.slice(0, -1), 'accept'] });
+    chains.delete('from_nd');
+    chains.set('mine', { hook: 'prerouting -300 accept', verdicts: ['accept'] });
+    const [check] = checkBridgeChains(live(chains), settings, true);
+    expect(check).toMatchObject({ id: 'bridge-chains', level: 'error', fix: 'vif-guard sync --rebuild' });
+    expect(check?.message).toContain(`chain from_ip4 has ${ip4.verdicts.length + 1} rules where vif-guard wrote ${ip4.verdicts.length}, the first difference at rule 1 (accept instead of ${ip4.verdicts[0]})`);
+    expect(check?.message).toContain(`chain to_ip4 has ${to4.verdicts.length} rules where vif-guard wrote ${to4.verdicts.length}, the first difference at rule ${to4.verdicts.length} (accept instead of drop)`);
+    expect(check?.message).toContain('chain from_nd is missing');
+    expect(check?.message).toContain('chain mine is not one vif-guard wrote');
+  });
+
+  it('a base chain on another hook, and a rule deleted at the end, are named too', () => {
+    const chains = written();
+    const base = `from_guest_${skeleton.digest}`;
+    chains.set(base, { ...(chains.get(base) as ChainShape), hook: 'prerouting 0 accept' });
+    const arp = chains.get('from_arp') as ChainShape;
+    chains.set('from_arp', { hook: undefined, verdicts: arp.verdicts.slice(0, -1) });
+    const [check] = checkBridgeChains(live(chains), settings, true);
+    expect(check?.message).toContain(`chain ${base} hooks prerouting 0 accept instead of prerouting -290 accept`);
+    expect(check?.message).toContain(`the first difference at rule ${arp.verdicts.length} (none instead of drop)`);
+  });
+
+  it('a blocked port\'s chains are expected too', () => {
+    const port = { ifname: 'vif1.0', mac: undefined, v4: [], v6: [], comment: '', fields: { guest: 'web', bridge: undefined, mac: undefined, key: undefined, block: 'abc', addresses: [] } };
+    const withPort = (chains: Map<string, ChainShape>): LiveBridge => ({ ...live(chains), ports: new Map([['vif1.0', port]]) });
+    expect(checkBridgeChains(withPort(written()), settings, true)[0]?.message).toContain('chain bli_vif1_d0 is missing');
+    expect(checkBridgeChains(withPort(new Map([...written(), ...blockChainShapes('vif1.0', settings)])), settings, true)[0]?.level).toBe('ok');
+  });
+
+  it('nothing to say when the table is absent, has another layout, or was listed without its rules', () => {
+    expect(checkBridgeChains(ABSENT, settings, true)).toEqual([]);
+    expect(checkBridgeChains(live(new Map(), '0123456789ab'), settings, true)).toEqual([]);
+    expect(checkBridgeChains({ ...ABSENT, exists: true, digest: skeleton.digest, ip: true }, settings, true)).toEqual([]);
   });
 });

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import { blockElements, mergeV4 } from '../../../lib/rules/bridge.js';
+import { blockChainShapes, blockElements, bridgeSkeleton, chainShapes, mergeV4, ruleVerdict, type ChainShape } from '../../../lib/rules/bridge.js';
+import { DEFAULT_SETTINGS } from '../../../lib/config/settings.js';
 import { parseBlockPrefix } from '../../../lib/guest/validate.js';
 
 const toInt = (dotted: string) => dotted.split('.').reduce((acc, octet) => acc * 256 + Number(octet), 0);
@@ -39,5 +40,39 @@ describe('mergeV4', () => {
   it('blockElements: IPv6 keeps its prefixes, covered ones dropped', () => {
     const list = ['2001:db8::/32', '2001:db8:1::/48', '2001:db9::/32', '192.0.2.0/24'].map((p) => parseBlockPrefix(p, { source: 't' }));
     expect(blockElements(list, [])).toEqual({ in4: ['192.0.2.0/24'], in6: ['2001:db8::/32', '2001:db9::/32'], out4: [], out6: [] });
+  });
+});
+
+describe('chain shapes: what vif-guard writes, as doctor compares it', () => {
+  it('names the verdict each rule ends in', () => {
+    expect(ruleVerdict('iifname != @guarded_x accept')).toBe('accept');
+    expect(ruleVerdict('iifname != @guarded_x meta pkttype other ether daddr @macs notrack accept comment "to a guest"')).toBe('accept');
+    expect(ruleVerdict('meta pkttype other notrack comment "from a guest"')).toBe('-');
+    expect(ruleVerdict('add @cnt_src { iifname counter } drop')).toBe('drop');
+    expect(ruleVerdict('add @log_src { iifname limit rate 6/minute burst 10 packets } log prefix "vifg-src: " level warn')).toBe('-');
+    expect(ruleVerdict('icmpv6 type nd-neighbor-advert jump from_nd')).toBe('jump from_nd');
+    expect(ruleVerdict('ether type vmap { arp : jump from_arp, ip : jump from_ip4, ip6 : jump from_ip6 }')).toBe('vmap');
+    expect(ruleVerdict('iifname vmap @block_from')).toBe('vmap');
+    expect(ruleVerdict('iifname . ip saddr @v4 return')).toBe('return');
+  });
+
+  it('reads every chain of the skeleton with its hook; logging adds rules without a verdict', () => {
+    const shapes = chainShapes(bridgeSkeleton({ ...DEFAULT_SETTINGS, log: false }, true).body);
+    const digest = bridgeSkeleton({ ...DEFAULT_SETTINGS, log: false }, true).digest;
+    expect([...shapes.keys()].sort()).toEqual(['from_arp', 'from_guest_' + digest, 'from_ip4', 'from_ip6', 'from_nd', 'to_guest_' + digest, 'to_ip4', 'to_ip6'].sort());
+    expect(shapes.get(`from_guest_${digest}`)?.hook).toBe('prerouting -290 accept');
+    expect(shapes.get(`to_guest_${digest}`)?.hook).toBe('forward 0 accept');
+    expect(shapes.get('from_nd')).toEqual({ hook: undefined, verdicts: ['return', 'return', 'return', 'drop'] });
+    const logged = chainShapes(bridgeSkeleton({ ...DEFAULT_SETTINGS, log: true }, true).body);
+    expect(logged.get('from_nd')?.verdicts).toEqual(['return', 'return', 'return', '-', 'drop']);
+    // Layer 2 alone (the iptables backend) has the ARP chain and one base chain.
+    expect([...chainShapes(bridgeSkeleton(DEFAULT_SETTINGS, false).body).keys()]).toHaveLength(2);
+  });
+
+  it('a blocked port has two chains of drops (and log rules)', () => {
+    const [[to, toShape], [from, fromShape]] = blockChainShapes('vif1.0', { ...DEFAULT_SETTINGS, log: false }) as [[string, ChainShape], [string, ChainShape]];
+    expect([to, from]).toEqual(['bli_vif1_d0', 'blo_vif1_d0']);
+    expect(toShape).toEqual({ hook: undefined, verdicts: ['drop', 'drop'] });
+    expect(fromShape).toEqual({ hook: undefined, verdicts: ['drop', 'drop'] });
   });
 });
