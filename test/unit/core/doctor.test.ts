@@ -1,6 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { checkBridgeChains, checkCodeCache, checkConntrack, checkIptables, OVERLAPS_SHOWN, overlapChecks, persistentSysctl, worst } from '../../../lib/core/doctor.js';
 import { ABSENT, type LiveBridge } from '../../../lib/backend/nft-bridge.js';
@@ -8,9 +7,10 @@ import { blockChainShapes, bridgeSkeleton, chainShapes, type ChainShape } from '
 import { detectBackend } from '../../../lib/backend/iptables.js';
 import { DEFAULT_SETTINGS } from '../../../lib/config/settings.js';
 import { createRecordingRunner } from '../../helpers/recording-runner.js';
+import { scratchDir } from '../../helpers/scratch.js';
 
 function tree(files: Record<string, string>): string {
-  const root = mkdtempSync(join(tmpdir(), 'vif-guard-doctor-'));
+  const root = scratchDir('vif-guard-doctor-');
   for (const [path, text] of Object.entries(files)) {
     mkdirSync(join(root, path, '..'), { recursive: true });
     writeFileSync(join(root, path), text);

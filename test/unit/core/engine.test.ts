@@ -1,7 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { iptablesCachePath } from '../../../lib/backend/iptables-cache.js';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { applyPortChange, desiredAfterChange } from '../../../lib/core/engine.js';
 import { chooseEngine, nftablesUnavailable } from '../../../lib/core/choose.js';
@@ -10,8 +9,9 @@ import { parseSave } from '../../../lib/backend/save-parse.js';
 import { parseAddressList } from '../../../lib/guest/validate.js';
 import { createRecordingRunner } from '../../helpers/recording-runner.js';
 import type { GuestPort } from '../../../lib/guest/model.js';
+import { scratchDir } from '../../helpers/scratch.js';
 
-const lockPath = join(mkdtempSync(join(tmpdir(), 'vif-guard-unit-')), 'lock');
+const lockPath = join(scratchDir('vif-guard-unit-'), 'lock');
 const settings = { ...DEFAULT_SETTINGS, backend: 'nft' as const, log: false };
 const port: GuestPort = { ifname: 'vm01', guest: 'vm01', bridge: 'xenbr0', mac: '00:16:3e:00:00:01', addresses: parseAddressList('10.0.0.5 2001:db8::5', { source: 't' }) };
 const TOOLS = ['flock', 'iptables-nft-restore', 'iptables-nft-save', 'ip6tables-nft-restore', 'ip6tables-nft-save', 'nft'];
@@ -86,7 +86,7 @@ COMMIT
   });
 
   it('a kernel that cannot create the layer-2 table: a clear error that names layer2_tool = ebtables and layer2 = no', async () => {
-    const fresh = join(mkdtempSync(join(tmpdir(), 'vif-guard-unit-')), 'lock');
+    const fresh = join(scratchDir('vif-guard-unit-'), 'lock');
     const { runner } = createRecordingRunner((call) => noTable(call) ?? (call.command === 'nft' && call.args[0] === '-f' ? { exitCode: 1, stderr: 'Error: Could not process rule: Operation not supported\n' } : undefined), TOOLS);
     await expect(applyPortChange({ runner, settings, lockPath: fresh, log: () => undefined }, { kind: 'up', port })).rejects.toThrow(
       /^nft -f failed: Error: Could not process rule: Operation not supported: this kernel cannot load the layer-2 table .*set layer2_tool = ebtables \(or layer2 = no, IPv4\/IPv6 checks only\) in vif-guard.conf/,
@@ -94,7 +94,7 @@ COMMIT
   });
 
   it('a kernel that cannot load the bridge table, with ebtables installed: layer 2 goes to ebtables nat, in one restore after the IP rules', async () => {
-    const fresh = join(mkdtempSync(join(tmpdir(), 'vif-guard-unit-')), 'lock');
+    const fresh = join(scratchDir('vif-guard-unit-'), 'lock');
     const nat = 'Bridge table: nat\n\nBridge chain: PREROUTING, entries: 0, policy: ACCEPT\n\nBridge chain: OUTPUT, entries: 0, policy: ACCEPT\n\nBridge chain: POSTROUTING, entries: 0, policy: ACCEPT\n';
     const { runner, calls } = createRecordingRunner(
       (call) =>
@@ -120,7 +120,7 @@ COMMIT
   });
 
   it('layer2_tool = ebtables on a kernel without ebtables nat: fails closed, naming the module and the alternative', async () => {
-    const fresh = join(mkdtempSync(join(tmpdir(), 'vif-guard-unit-')), 'lock');
+    const fresh = join(scratchDir('vif-guard-unit-'), 'lock');
     const { runner, calls } = createRecordingRunner(
       (call) => noTable(call) ?? (call.command === 'ebtables' ? { exitCode: 255, stderr: "The kernel doesn't support the ebtables 'nat' table.\n" } : undefined),
       [...TOOLS, 'ebtables', 'ebtables-restore'],
@@ -149,7 +149,7 @@ const forwardAs = (text: string) => (call: { command: string; args: readonly str
 
 describe('the iptables backend with this boot\'s cache', () => {
   it('after one commit, a hook reads only FORWARD: it sends checks and the changed chains for both families and layer 2 at once', async () => {
-    const fresh = join(mkdtempSync(join(tmpdir(), 'vif-guard-unit-')), 'lock');
+    const fresh = join(scratchDir('vif-guard-unit-'), 'lock');
     const { runner, calls } = createRecordingRunner(forwardAs(FORWARD_ON_TOP), TOOLS);
     await applyPortChange({ runner, settings, lockPath: fresh, log: () => undefined }, { kind: 'up', port });
     calls.length = 0;
@@ -173,7 +173,7 @@ describe('the iptables backend with this boot\'s cache', () => {
   });
 
   it('a rule inserted above the FORWARD jump (upstream vif-bridge runs iptables -I FORWARD): the jump goes back on top in the same commit', async () => {
-    const fresh = join(mkdtempSync(join(tmpdir(), 'vif-guard-unit-')), 'lock');
+    const fresh = join(scratchDir('vif-guard-unit-'), 'lock');
     const { runner, calls } = createRecordingRunner(forwardAs(FORWARD_ON_TOP), TOOLS);
     await applyPortChange({ runner, settings, lockPath: fresh, log: () => undefined }, { kind: 'up', port });
     const pre = createRecordingRunner(forwardAs(`-P FORWARD ACCEPT\n-A FORWARD -m physdev --physdev-is-bridged --physdev-out vm01 -j ACCEPT\n${FORWARD_ON_TOP.split('\n').slice(1).join('\n')}`), TOOLS);
@@ -188,7 +188,7 @@ describe('the iptables backend with this boot\'s cache', () => {
   });
 
   it('when the table is not what the cache says, the commit fails and the hook reads the tables instead', async () => {
-    const fresh = join(mkdtempSync(join(tmpdir(), 'vif-guard-unit-')), 'lock');
+    const fresh = join(scratchDir('vif-guard-unit-'), 'lock');
     let fail = false;
     const { runner, calls } = createRecordingRunner((call) => forwardAs(FORWARD_ON_TOP)(call) ?? (fail && call.command === 'iptables-nft-restore' && call.input?.includes('-C FORWARD') ? { exitCode: 1, stderr: 'iptables-nft-restore: line 2 failed\n' } : undefined), TOOLS);
     await applyPortChange({ runner, settings, lockPath: fresh, log: () => undefined }, { kind: 'up', port });
@@ -201,7 +201,7 @@ describe('the iptables backend with this boot\'s cache', () => {
 
 describe('a cache file that is not what vif-guard writes', () => {
   it('is ignored: a name or record a script could be steered by makes the hook read the tables', async () => {
-    const fresh = join(mkdtempSync(join(tmpdir(), 'vif-guard-unit-')), 'lock');
+    const fresh = join(scratchDir('vif-guard-unit-'), 'lock');
     const { runner, calls } = createRecordingRunner(noTable, TOOLS);
     await applyPortChange({ runner, settings, lockPath: fresh, log: () => undefined }, { kind: 'up', port });
     const file = iptablesCachePath(fresh);
@@ -216,7 +216,7 @@ describe('a cache file that is not what vif-guard writes', () => {
 
 describe('nftablesUnavailable (backend = auto)', () => {
   it('asks the kernel to check the table once per boot, and picks iptables with the reason when it cannot load it', async () => {
-    const fresh = join(mkdtempSync(join(tmpdir(), 'vif-guard-unit-')), 'lock');
+    const fresh = join(scratchDir('vif-guard-unit-'), 'lock');
     const { runner, calls } = createRecordingRunner((call) => (call.command === 'nft' && call.args[0] === '-c' ? { exitCode: 1, stderr: 'Error: Could not process rule: Operation not supported\n' } : undefined), TOOLS);
     const auto = { ...DEFAULT_SETTINGS, backend: 'auto' as const };
     await expect(nftablesUnavailable(runner, auto, fresh)).resolves.toMatch(/^this kernel cannot load the nftables backend's table \(Error: Could not process rule: Operation not supported\)/);
@@ -224,7 +224,7 @@ describe('nftablesUnavailable (backend = auto)', () => {
     await expect(chooseEngine(runner, auto, fresh)).resolves.toBe('iptables');
     expect(calls).toHaveLength(1);
     const ok = createRecordingRunner(() => undefined, TOOLS);
-    await expect(chooseEngine(ok.runner, auto, join(mkdtempSync(join(tmpdir(), 'vif-guard-unit-')), 'lock'))).resolves.toBe('nftables');
+    await expect(chooseEngine(ok.runner, auto, join(scratchDir('vif-guard-unit-'), 'lock'))).resolves.toBe('nftables');
     await expect(chooseEngine(ok.runner, auto, undefined)).resolves.toBe('nftables');
     await expect(nftablesUnavailable(createRecordingRunner(() => undefined, ['flock']).runner, auto)).resolves.toBe('nft is not installed');
   });
@@ -234,7 +234,7 @@ describe('the nftables backend', () => {
   const nftables = { ...DEFAULT_SETTINGS, backend: 'nftables' as const, log: false };
   it('a hook reads one set and sends one transaction of elements; iptables is not touched', async () => {
     const { runner, calls } = createRecordingRunner(noTable, TOOLS);
-    const fresh = join(mkdtempSync(join(tmpdir(), 'vif-guard-unit-')), 'lock');
+    const fresh = join(scratchDir('vif-guard-unit-'), 'lock');
     await applyPortChange({ runner, settings: nftables, lockPath: fresh, log: () => undefined }, { kind: 'up', port });
     const commands = calls.map((call) => `${call.command} ${call.args.join(' ')}`);
     // The table is missing: the whole table is read (absent) and iptables is checked for leftovers once.
@@ -257,7 +257,7 @@ describe('the nftables backend', () => {
         ? { exitCode: 0, stdout: JSON.stringify({ nftables: [{ set: { name: call.args[call.args.length - 1], table: 'vif_guard', elem: [] } }] }) }
         : undefined;
     const { runner, calls } = createRecordingRunner(live, TOOLS);
-    const fresh = join(mkdtempSync(join(tmpdir(), 'vif-guard-unit-')), 'lock');
+    const fresh = join(scratchDir('vif-guard-unit-'), 'lock');
     await applyPortChange({ runner, settings: nftables, lockPath: fresh, log: () => undefined }, { kind: 'up', port });
     expect(calls.map((call) => call.command)).toEqual(['flock', 'nft', 'nft']);
     // Then the hook's own cache of what it committed: the next hook asks nft nothing and sends one transaction.

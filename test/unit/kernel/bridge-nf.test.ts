@@ -1,12 +1,12 @@
 import { describe, expect, it } from 'vitest';
-import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ensureBridgeNetfilter } from '../../../lib/kernel/bridge-nf.js';
 import { createRecordingRunner } from '../../helpers/recording-runner.js';
+import { scratchDir } from '../../helpers/scratch.js';
 
 function procDir(values: Record<string, string> | undefined): string {
-  const dir = join(mkdtempSync(join(tmpdir(), 'vif-guard-proc-')), 'bridge');
+  const dir = join(scratchDir('vif-guard-proc-'), 'bridge');
   if (values) {
     mkdirSync(dir);
     for (const [key, value] of Object.entries(values)) writeFileSync(join(dir, key), value);
