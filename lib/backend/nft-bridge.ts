@@ -1,7 +1,7 @@
 import { VifGuardError } from '../errors.js';
 import type { Runner } from '../runner.js';
 import { addressRange, ipv6ToInt, parseAddress } from '../guest/validate.js';
-import { blockNames, bridgePort, LEARNED_SETS, parsePortComment, type ChainShape, type CommentFields, type DropClass } from '../rules/bridge.js';
+import { blockNames, bridgePort, hookText, LEARNED_SETS, parsePortComment, type ChainShape, type CommentFields, type DropClass } from '../rules/bridge.js';
 import type { BridgeBlock, BridgePort, BridgeSpec } from '../rules/types.js';
 import type { Counter } from './save-parse.js';
 
@@ -56,14 +56,13 @@ export function exprVerdict(expr: readonly Record<string, unknown>[]): string {
   return (['accept', 'drop', 'return'] as const).find((verdict) => verdict in last) ?? '-';
 }
 
-/** Each chain of the table with its hook and its rules' verdicts; undefined when the listing has no rules (sets alone). */
-function chainShapesOf(items: readonly NftItem[], ours: (table: string | undefined) => boolean): Map<string, ChainShape> | undefined {
+/** Each of vif-guard's chains in the listing with its hook and its rules' verdicts; empty when it lists sets alone. */
+function chainShapesOf(items: readonly NftItem[], ours: (table: string | undefined) => boolean): Map<string, ChainShape> {
   const shapes = new Map<string, { hook: string | undefined; verdicts: string[] }>();
   for (const { chain } of items) {
     if (!chain?.name || !ours(chain.table)) continue;
-    shapes.set(chain.name, { hook: chain.hook === undefined ? undefined : `${chain.hook} ${chain.prio ?? 0} ${chain.policy ?? 'accept'}`, verdicts: [] });
+    shapes.set(chain.name, { hook: chain.hook === undefined ? undefined : hookText(chain.hook, chain.prio ?? 0, chain.policy ?? 'accept'), verdicts: [] });
   }
-  if (shapes.size === 0) return undefined;
   for (const { rule } of items) if (rule?.chain && ours(rule.table)) shapes.get(rule.chain)?.verdicts.push(exprVerdict(rule.expr ?? []));
   return shapes;
 }
@@ -154,8 +153,8 @@ export function parseBridgeJson(texts: readonly string[]): LiveBridge & { readon
     if (!item.set?.name || !ours(item.set.table)) continue;
     sets.set(item.set.name, (item.set.elem ?? []).flatMap((elem) => elementText(elem) ?? []));
   }
-  const chains = items.flatMap((item) => (item.chain?.name && ours(item.chain.table) ? [item.chain.name] : []));
   const shapes = chainShapesOf(items, ours);
+  const chains = [...shapes.keys()];
   const guardedName = [...sets.keys()].find((name) => /^guarded_[0-9a-f]{12}$/.test(name));
   if (!guardedName && chains.length === 0 && sets.size === 0) return { ...ABSENT, complete: true };
   const whole = sets.has('v4');
@@ -211,7 +210,7 @@ export function parseBridgeJson(texts: readonly string[]): LiveBridge & { readon
     // A hook's read has no macs set: the ports' own MACs are what vif-guard put there.
     macs: whole ? (sets.get('macs') ?? []).map((element) => element.text) : macsOf(ports.values()),
     counters,
-    ...(shapes ? { chains: shapes } : {}),
+    ...(shapes.size > 0 ? { chains: shapes } : {}),
     complete,
   };
 }

@@ -383,6 +383,11 @@ export interface ChainShape {
   readonly verdicts: readonly string[];
 }
 
+/** A base chain's hook as ChainShape names it, whether read from a body or from `nft -j`: `prerouting -290 accept`. */
+export function hookText(hook: string, priority: number | string, policy: string): string {
+  return `${hook} ${priority} ${policy}`;
+}
+
 /** The verdict a rule as vif-guard writes it ends in: `accept`, `drop`, `return`, `jump NAME`, `vmap`, or `-` (none: learn, log, notrack). */
 export function ruleVerdict(rule: string): string {
   const bare = rule.trim().replace(/ comment "(?:[^"\\]|\\.)*"$/, '');
@@ -409,7 +414,7 @@ export function chainShapes(body: readonly string[]): Map<string, ChainShape> {
       continue;
     }
     const base = /^ {4}type filter hook (\S+) priority (-?\d+); policy (\w+);$/.exec(line);
-    if (base) open.hook = `${base[1]} ${base[2]} ${base[3]}`;
+    if (base?.[1] && base[2] && base[3]) open.hook = hookText(base[1], base[2], base[3]);
     else open.verdicts.push(ruleVerdict(line));
   }
   return shapes;
