@@ -1,7 +1,7 @@
 import { VifGuardError } from '../errors.js';
 import type { Runner } from '../runner.js';
 import { addressRange, ipv6ToInt, parseAddress } from '../guest/validate.js';
-import { blockNames, bridgePort, hookText, LEARNED_SETS, parsePortComment, type ChainShape, type CommentFields, type DropClass } from '../rules/bridge.js';
+import { BLOCK_ANY_PROTOCOL, BLOCK_SET_TYPES, blockNames, bridgePort, hookText, LEARNED_SETS, parsePortComment, type ChainShape, type CommentFields, type DropClass } from '../rules/bridge.js';
 import type { BridgeBlock, BridgePort, BridgeSpec } from '../rules/types.js';
 import type { Counter } from './save-parse.js';
 
@@ -331,7 +331,7 @@ function removeBlock(ifname: string): string[] {
   ];
 }
 
-const blockSets = (n: ReturnType<typeof blockNames>): [string, string][] => [[n.in4, 'ipv4_addr'], [n.in6, 'ipv6_addr'], [n.out4, 'ipv4_addr'], [n.out6, 'ipv6_addr']];
+const blockSets = (n: ReturnType<typeof blockNames>): [string, string][] => [[n.in4, BLOCK_SET_TYPES[4]], [n.in6, BLOCK_SET_TYPES[6]], [n.out4, BLOCK_SET_TYPES[4]], [n.out6, BLOCK_SET_TYPES[6]]];
 
 /**
  * Create or refill a port's blocklist: its four sets are flushed and refilled in the same
@@ -347,7 +347,7 @@ function writeBlock(ifname: string, block: BridgeBlock): string[] {
     ...[[n.to, block.rules.to], [n.from, block.rules.from]].flatMap(([chain, rules]) => [`add chain ${T} ${chain}`, `flush chain ${T} ${chain}`, ...(rules as string[]).map((rule) => `add rule ${T} ${chain} ${rule}`)]),
     `add element ${T} block_to { ${quote(ifname)} : jump ${n.to} }`,
     `add element ${T} block_from { ${quote(ifname)} : jump ${n.from} }`,
-    ...blockSets(n).flatMap(([set]) => add(set, content[set] ?? [])),
+    ...blockSets(n).flatMap(([set]) => add(set, (content[set] ?? []).map((prefix) => `${prefix}${BLOCK_ANY_PROTOCOL}`))),
   ];
 }
 

@@ -69,11 +69,19 @@ export function neighborAdvertisement(src: string, dst: string, target: string, 
   const plain = ipv6(src, dst, 58, na, 2);
   if (decoy === undefined) return plain;
   // `decoy` in a hop-by-hop option, at bytes 48-63 where a plain advertisement's target is: type 0x1e
-  // (RFC 4727's experimental type, "skip if unknown", so receivers accept it; PadN must be zeros). The
-  // ICMPv6 checksum covers the same pseudo-header (upper-layer length, next header 58) either way.
-  const hopByHop = [58, 2, 0x1e, 20, 0, 0, 0, 0, ...ipv6Bytes(decoy)];
-  const icmp = plain.slice(40);
-  return [...plain.slice(0, 4), ...u16(hopByHop.length + icmp.length), 0, ...plain.slice(7, 40), ...hopByHop, ...icmp];
+  // (RFC 4727's experimental type, "skip if unknown", so receivers accept it; PadN must be zeros).
+  return withHopByHop(plain, [0x1e, 20, 0, 0, 0, 0, ...ipv6Bytes(decoy)]);
+}
+
+/**
+ * The same IPv6 packet behind a hop-by-hop header holding `options` (their length plus two a multiple
+ * of 8; by default one PadN). The upper-layer checksum stays valid: its pseudo-header carries the
+ * upper-layer length and protocol, not the extension headers.
+ */
+export function withHopByHop(packet: readonly number[], options: readonly number[] = [1, 4, 0, 0, 0, 0]): number[] {
+  const header = [packet[6] ?? 0, (options.length + 2) / 8 - 1, ...options];
+  const upper = packet.slice(40);
+  return [...packet.slice(0, 4), ...u16(header.length + upper.length), 0, ...packet.slice(7, 40), ...header, ...upper];
 }
 
 export const ETHERTYPE = { ipv4: 0x0800, arp: 0x0806, ipv6: 0x86dd } as const;

@@ -81,12 +81,24 @@ export function blockNames(ifname: string): { in4: string; in6: string; out4: st
   return { in4: `bl_in4_${e}`, in6: `bl_in6_${e}`, out4: `bl_out4_${e}`, out6: `bl_out6_${e}`, to: `bli_${e}`, from: `blo_${e}` };
 }
 
+/**
+ * A blocked port's prefix sets are keyed `address . protocol`, and every element covers every
+ * protocol (BLOCK_ANY_PROTOCOL): the second field is there for nft, not for the match. Before any
+ * transaction that adds or deletes elements, nft 1.0.6 reads every element of every single-field
+ * interval set in the table (its overlap check), so with `ipv4_addr` interval sets each port holding
+ * a country zone added ~15-20 ms to every hook, block and unblock on the host. It never reads a
+ * concatenated set. The header's protocol field, not `meta l4proto`: a field that is always there
+ * (`meta l4proto` fails to match an IPv6 packet whose extension headers nft cannot walk).
+ */
+export const BLOCK_SET_TYPES = { 4: 'ipv4_addr . inet_proto', 6: 'ipv6_addr . inet_proto' } as const;
+export const BLOCK_ANY_PROTOCOL = ' . 0-255';
+
 /** The rules of a blocked port's two chains: drop from the listed sources to it, and (--both) from it to them. */
 export function blockRules(ifname: string, settings: Settings): { to: string[]; from: string[] } {
   const n = blockNames(ifname);
   return {
-    to: [...dropRules(settings, 'blocked', `ip saddr @${n.in4}`, { dev: 'oifname' }), ...dropRules(settings, 'blocked', `ip6 saddr @${n.in6}`, { dev: 'oifname' })],
-    from: [...dropRules(settings, 'blocked', `ip daddr @${n.out4}`, { dev: 'iifname' }), ...dropRules(settings, 'blocked', `ip6 daddr @${n.out6}`, { dev: 'iifname' })],
+    to: [...dropRules(settings, 'blocked', `ip saddr . ip protocol @${n.in4}`, { dev: 'oifname' }), ...dropRules(settings, 'blocked', `ip6 saddr . ip6 nexthdr @${n.in6}`, { dev: 'oifname' })],
+    from: [...dropRules(settings, 'blocked', `ip daddr . ip protocol @${n.out4}`, { dev: 'iifname' }), ...dropRules(settings, 'blocked', `ip6 daddr . ip6 nexthdr @${n.out6}`, { dev: 'iifname' })],
   };
 }
 
@@ -369,7 +381,9 @@ export function bridgeSkeleton(settings: Settings, ip: boolean): { readonly dige
       ? chain(`to_guest_${d}`, ['oif . ip daddr @dst4 accept', 'oif . ip6 daddr @dst6 accept', `oifname != @guarded_${d} accept`, 'oifname vmap @block_to', 'ether type vmap { ip : jump to_ip4, ip6 : jump to_ip6 }'], 'type filter hook forward priority 0; policy accept;')
       : []),
   ];
-  const digest = shortDigest(body('@').join('\n'));
+  // The blocked ports' sets are declared outside the skeleton (writeBlock): their shape is part of the
+  // layout all the same, so a change to it replaces the table (its old sets would refuse the new type).
+  const digest = shortDigest([...body('@'), ...(ip ? Object.values(BLOCK_SET_TYPES) : [])].join('\n'));
   return { digest, body: body(digest) };
 }
 

@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { backendName, BACKENDS, CAN_USE_NETNS } from '../helpers/env.js';
 import { capture, Dom0Lab, listen, sendHex, type Datagram } from '../helpers/netns.js';
 import { FakeXenHost } from '../helpers/xen.js';
-import { arp, ETHERTYPE, ethernet, ipv4Udp, ipv6MulticastMac, ipv6Udp, neighborAdvertisement, routerAdvertisement, toHex } from '../../lib/demo/frames.js';
+import { arp, ETHERTYPE, ethernet, ipv4Udp, ipv6MulticastMac, ipv6Udp, neighborAdvertisement, routerAdvertisement, toHex, withHopByHop } from '../../lib/demo/frames.js';
 import { linkLocalFromMac } from '../../lib/guest/eui64.js';
 
 const FORGED_MAC = '02:66:66:66:66:66';
@@ -205,6 +205,26 @@ describe.skipIf(!CAN_USE_NETNS).each(CASES.map((c, i) => [c.name, c, i] as const
     expect(webRow?.dropped.mac?.packets).toBe(0);
     expect(webRow?.dropped.routerAdvert?.packets).toBe(0);
     expect(webRow?.state).toBe('protected');
+  }, 60_000);
+
+  it('an IPv6 blocklist drops its sources to the guest, also behind an extension header; other sources still arrive', async () => {
+    const blocked = await xen.cli(['block', 'web', '--cidr', `${evilPrefix}::/64`, '--name', 'v6']);
+    expect(blocked.exitCode, blocked.stderr).toBe(0);
+    try {
+      const webDone = await listen(lab, web.ns, [], 5, [5000]);
+      const v6 = (src: string, token: string, hop: boolean) => {
+        const packet = ipv6Udp(src, `${net6}::11`, 4000, 5000, token);
+        return toHex(ethernet(web.mac, evil.mac, ETHERTYPE.ipv6, hop ? withHopByHop(packet) : packet));
+      };
+      // Both sources are evil's own (they pass its anti-spoofing); only the first is on web's list.
+      for (const hop of [false, true]) {
+        await fromEvil(v6(`${evilPrefix}::5`, `listed${hop ? '-hop-by-hop' : ''}`, hop));
+        await fromEvil(v6(`2001:db8:82:${n}00::5`, `twin-unlisted${hop ? '-hop-by-hop' : ''}`, hop));
+      }
+      expect(new Set((await webDone()).map((d: Datagram) => d.token))).toEqual(new Set(['twin-unlisted', 'twin-unlisted-hop-by-hop']));
+    } finally {
+      expect((await xen.cli(['unblock', 'web'])).exitCode).toBe(0);
+    }
   }, 60_000);
 
   // Only where layer 2 is in ebtables (defined there alone, so other backends do not report it skipped).

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { ABSENT, listBridgeSets, parseBridgeJson, parseBridgeSets, planBridge, portMatches } from '../../../lib/backend/nft-bridge.js';
-import { bridgePort, bridgeSkeleton, buildBridgeSpec, collapse, LEARNED_MAX, parsePortComment, portComment } from '../../../lib/rules/bridge.js';
+import { blockRules, bridgePort, bridgeSkeleton, buildBridgeSpec, collapse, LEARNED_MAX, parsePortComment, portComment } from '../../../lib/rules/bridge.js';
 import { DEFAULT_SETTINGS } from '../../../lib/config/settings.js';
 import { parseAddressList } from '../../../lib/guest/validate.js';
 import type { GuestPort } from '../../../lib/guest/model.js';
@@ -132,6 +132,23 @@ describe('bridge table plans', () => {
     const script = planBridge(parseBridgeJson([guardedListing(one)]), blocked);
     expect(script).toContain('add element bridge vif_guard blocked { "vif1.0" }');
     expect(flushes(script).filter((line) => /(fast|dst)[46]$/.test(line))).toEqual(all);
+  });
+
+  it('a blocklist\'s sets are concatenated (address . protocol, every protocol): nft never reads their elements before another transaction', () => {
+    const blocked = buildBridgeSpec([port('vif1.0', '10.0.0.5')], settings, true, (p) => ({
+      digest: 'abc123',
+      rules: blockRules(p.ifname, settings),
+      elements: () => ({ in4: ['192.0.2.0/24', '198.51.100.0-198.51.101.255'], in6: ['2001:db8::/32'], out4: [], out6: [] }),
+    }));
+    const script = planBridge(ABSENT, blocked);
+    expect(script).toContain('add set bridge vif_guard bl_in4_vif1_d0 { type ipv4_addr . inet_proto; flags interval; }');
+    expect(script).toContain('add set bridge vif_guard bl_in6_vif1_d0 { type ipv6_addr . inet_proto; flags interval; }');
+    expect(script).toContain('add element bridge vif_guard bl_in4_vif1_d0 { 192.0.2.0/24 . 0-255, 198.51.100.0-198.51.101.255 . 0-255 }');
+    expect(script).toContain('add element bridge vif_guard bl_in6_vif1_d0 { 2001:db8::/32 . 0-255 }');
+    expect(script).toMatch(/add rule bridge vif_guard bli_vif1_d0 ip saddr \. ip protocol @bl_in4_vif1_d0 .* drop/);
+    expect(script).toMatch(/add rule bridge vif_guard bli_vif1_d0 ip6 saddr \. ip6 nexthdr @bl_in6_vif1_d0 .* drop/);
+    // No single-field interval set anywhere in the table: nft 1.0.6 reads all of those before any element change.
+    expect(script).not.toMatch(/type (ipv4_addr|ipv6_addr|ifname|ether_addr); flags interval/);
   });
 
   it('a blocked port missing from the blocked set (edited by hand) is put back, and the fast path flushed', () => {
