@@ -316,9 +316,9 @@ const macsOf = (ports: Iterable<BridgePort>) => [...new Set([...ports].flatMap((
 
 const T = `bridge ${NFT_TABLE}`;
 
-/** Remove a port's blocklist objects; each step works whether or not the object is still there. */
-function removeBlock(ifname: string): string[] {
-  const n = blockNames(ifname);
+/** Remove a port's blocklist objects (its lists had this digest); each step works whether or not the object is still there. */
+function removeBlock(ifname: string, digest: string): string[] {
+  const n = blockNames(ifname, digest);
   return [
     `add chain ${T} ${n.to}`,
     `add chain ${T} ${n.from}`,
@@ -327,27 +327,31 @@ function removeBlock(ifname: string): string[] {
     `add element ${T} block_from { ${quote(ifname)} : jump ${n.from} }`,
     `delete element ${T} block_from { ${quote(ifname)} }`,
     ...[n.to, n.from].flatMap((chain) => [`flush chain ${T} ${chain}`, `delete chain ${T} ${chain}`]),
-    ...blockSets(n).flatMap(([set, type]) => [`add set ${T} ${set} { type ${type}; flags interval; }`, `delete set ${T} ${set}`]),
+    ...deleteSets(n),
   ];
 }
 
 const blockSets = (n: ReturnType<typeof blockNames>): [string, string][] => [[n.in4, BLOCK_SET_TYPES[4]], [n.in6, BLOCK_SET_TYPES[6]], [n.out4, BLOCK_SET_TYPES[4]], [n.out6, BLOCK_SET_TYPES[6]]];
+const deleteSets = (n: ReturnType<typeof blockNames>) => blockSets(n).flatMap(([set, type]) => [`add set ${T} ${set} { type ${type}; flags interval; }`, `delete set ${T} ${set}`]);
 
 /**
- * Create or refill a port's blocklist: its four sets are flushed and refilled in the same
- * transaction, so the new list replaces the old one atomically; its chains and map entries are
- * (re)written the same way.
+ * Create or replace a port's blocklist in one transaction: the sets of the new lists (named after
+ * their digest) are filled, the port's chains are rewritten to match on them, and the sets of the
+ * lists it replaces (`before`) are deleted whole; no frame meets the port without a list.
  */
-function writeBlock(ifname: string, block: BridgeBlock): string[] {
-  const n = blockNames(ifname);
+function writeBlock(ifname: string, block: BridgeBlock, before?: string): string[] {
+  const n = blockNames(ifname, block.digest);
   const elements = block.elements();
   const content: Record<string, readonly string[]> = { [n.in4]: elements.in4, [n.in6]: elements.in6, [n.out4]: elements.out4, [n.out6]: elements.out6 };
   return [
+    // Flushed too, in case a set of that name is left from a transaction this one repairs (new sets are empty).
     ...blockSets(n).flatMap(([set, type]) => [`add set ${T} ${set} { type ${type}; flags interval; }`, `flush set ${T} ${set}`]),
     ...[[n.to, block.rules.to], [n.from, block.rules.from]].flatMap(([chain, rules]) => [`add chain ${T} ${chain}`, `flush chain ${T} ${chain}`, ...(rules as string[]).map((rule) => `add rule ${T} ${chain} ${rule}`)]),
     `add element ${T} block_to { ${quote(ifname)} : jump ${n.to} }`,
     `add element ${T} block_from { ${quote(ifname)} : jump ${n.from} }`,
     ...blockSets(n).flatMap(([set]) => add(set, (content[set] ?? []).map((prefix) => `${prefix}${BLOCK_ANY_PROTOCOL}`))),
+    // After the chains' flush: no rule refers to the old sets any more.
+    ...(before !== undefined && before !== block.digest ? deleteSets(blockNames(ifname, before)) : []),
   ];
 }
 
@@ -409,8 +413,8 @@ export function planBridge(live: LiveBridge, desired: BridgeSpec | undefined): s
     const before = live.ports.get(ifname)?.fields?.block;
     const after = wanted.get(ifname)?.block;
     if (!desired.ip || before === after?.digest) continue;
-    if (after) blockChanges.push(...writeBlock(ifname, after));
-    else if (before) blockChanges.push(...removeBlock(ifname));
+    if (after) blockChanges.push(...writeBlock(ifname, after, before));
+    else if (before) blockChanges.push(...removeBlock(ifname, before));
   }
   for (const key of SETS) lines.push(...remove(SET_NAME(key, desired.digest), removed.get(key) ?? []));
   // A removed port's drop counters and log budgets go with it; a port that comes back starts from zero.

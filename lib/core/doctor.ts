@@ -307,7 +307,7 @@ export function checkBridgeChains(bridge: LiveBridge | undefined, settings: Sett
   const skeleton = bridgeSkeleton(settings, ip);
   if (bridge.digest !== skeleton.digest) return [];
   const expected = chainShapes(skeleton.body);
-  for (const port of bridge.ports.values()) if (ip && port.fields?.block) for (const [name, shape] of blockChainShapes(port.ifname, settings)) expected.set(name, shape);
+  for (const port of bridge.ports.values()) if (ip && port.fields?.block) for (const [name, shape] of blockChainShapes(port.ifname, port.fields.block, settings)) expected.set(name, shape);
   const problems: string[] = [];
   for (const [name, want] of expected) {
     const have = bridge.chains.get(name);

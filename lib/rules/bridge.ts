@@ -1,4 +1,5 @@
 import { shortDigest } from '../digest.js';
+import { VifGuardError } from '../errors.js';
 import type { Settings } from '../config/settings.js';
 import { ipv4Addresses, ipv6Identity, type GuestPort } from '../guest/model.js';
 import { addressRange, intToIpv4, ipv4ToInt, type GuestAddress } from '../guest/validate.js';
@@ -75,10 +76,17 @@ export function encodeIfname(ifname: string): string {
   return ifname.replace(/_/g, '__').replace(/-/g, '_h').replace(/\./g, '_d');
 }
 
-/** A blocked port's own sets and chains (see blockObjects in backend/nft-bridge.ts). */
-export function blockNames(ifname: string): { in4: string; in6: string; out4: string; out6: string; to: string; from: string } {
+/**
+ * A blocked port's own chains, and its sets for the lists with this digest (see writeBlock in
+ * backend/nft-bridge.ts). The sets are named after the lists' digest: a replaced list is a new set,
+ * filled while the old one still drops, and the old one is deleted whole in the same transaction.
+ * Emptying a set of this type element by element rewrites its lookup tables per element (a flush of
+ * the bench's zone took ~1.7 s), where deleting the set frees it at once.
+ */
+export function blockNames(ifname: string, digest: string): { in4: string; in6: string; out4: string; out6: string; to: string; from: string } {
+  if (!/^[0-9a-f]{1,32}$/.test(digest)) throw new VifGuardError('APPLY', `bridge vif_guard: not a blocklist digest: ${JSON.stringify(digest)}; run vif-guard sync --rebuild`);
   const e = encodeIfname(ifname);
-  return { in4: `bl_in4_${e}`, in6: `bl_in6_${e}`, out4: `bl_out4_${e}`, out6: `bl_out6_${e}`, to: `bli_${e}`, from: `blo_${e}` };
+  return { in4: `bl_in4_${e}_${digest}`, in6: `bl_in6_${e}_${digest}`, out4: `bl_out4_${e}_${digest}`, out6: `bl_out6_${e}_${digest}`, to: `bli_${e}`, from: `blo_${e}` };
 }
 
 /**
@@ -94,8 +102,8 @@ export const BLOCK_SET_TYPES = { 4: 'ipv4_addr . inet_proto', 6: 'ipv6_addr . in
 export const BLOCK_ANY_PROTOCOL = ' . 0-255';
 
 /** The rules of a blocked port's two chains: drop from the listed sources to it, and (--both) from it to them. */
-export function blockRules(ifname: string, settings: Settings): { to: string[]; from: string[] } {
-  const n = blockNames(ifname);
+export function blockRules(ifname: string, digest: string, settings: Settings): { to: string[]; from: string[] } {
+  const n = blockNames(ifname, digest);
   return {
     to: [...dropRules(settings, 'blocked', `ip saddr . ip protocol @${n.in4}`, { dev: 'oifname' }), ...dropRules(settings, 'blocked', `ip6 saddr . ip6 nexthdr @${n.in6}`, { dev: 'oifname' })],
     from: [...dropRules(settings, 'blocked', `ip daddr . ip protocol @${n.out4}`, { dev: 'iifname' }), ...dropRules(settings, 'blocked', `ip6 daddr . ip6 nexthdr @${n.out6}`, { dev: 'iifname' })],
@@ -125,7 +133,7 @@ export function layer2Port(port: GuestPort): BridgePort {
 export function bridgeBlock(ifname: string, digest: string, settings: Settings, load: () => { inbound: readonly GuestAddress[]; outbound: readonly GuestAddress[] }): BridgeBlock {
   return {
     digest,
-    rules: blockRules(ifname, settings),
+    rules: blockRules(ifname, digest, settings),
     elements: () => {
       const { inbound, outbound } = load();
       return blockElements(inbound, outbound);
@@ -199,7 +207,8 @@ export interface CommentFields {
 
 export function parsePortComment(comment: string): CommentFields | undefined {
   // Records written before the fast path was learned also carry the interface's index (` i=7`).
-  const match = /^g=(\S+) b=(\S+) m=(\S+) k=(\S+)(?: i=(?:\d+|-))? bl=(\S+) a=(\S+)$/.exec(comment);
+  // The blocklist digest names the port's sets in nft scripts: hex or nothing, whatever the kernel holds.
+  const match = /^g=(\S+) b=(\S+) m=(\S+) k=(\S+)(?: i=(?:\d+|-))? bl=(-|[0-9a-f]{1,32}) a=(\S+)$/.exec(comment);
   if (!match) return undefined;
   const [, guest = '-', bridge = '-', mac = '-', key = '-', block = '-', addresses = '-'] = match;
   const opt = (value: string) => (value === '-' ? undefined : value);
@@ -383,7 +392,7 @@ export function bridgeSkeleton(settings: Settings, ip: boolean): { readonly dige
   ];
   // The blocked ports' sets are declared outside the skeleton (writeBlock): their shape is part of the
   // layout all the same, so a change to it replaces the table (its old sets would refuse the new type).
-  const digest = shortDigest([...body('@'), ...(ip ? Object.values(BLOCK_SET_TYPES) : [])].join('\n'));
+  const digest = shortDigest([...body('@'), ...(ip ? [...Object.values(BLOCK_SET_TYPES), ...Object.values(blockNames('@', '0'))] : [])].join('\n'));
   return { digest, body: body(digest) };
 }
 
@@ -435,9 +444,9 @@ export function chainShapes(body: readonly string[]): Map<string, ChainShape> {
 }
 
 /** A blocked port's two chains (blockRules) as chainShapes has them. */
-export function blockChainShapes(ifname: string, settings: Settings): [string, ChainShape][] {
-  const names = blockNames(ifname);
-  const rules = blockRules(ifname, settings);
+export function blockChainShapes(ifname: string, digest: string, settings: Settings): [string, ChainShape][] {
+  const names = blockNames(ifname, digest);
+  const rules = blockRules(ifname, digest, settings);
   return [
     [names.to, { hook: undefined, verdicts: rules.to.map(ruleVerdict) }],
     [names.from, { hook: undefined, verdicts: rules.from.map(ruleVerdict) }],

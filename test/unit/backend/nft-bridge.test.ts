@@ -137,18 +137,38 @@ describe('bridge table plans', () => {
   it('a blocklist\'s sets are concatenated (address . protocol, every protocol): nft never reads their elements before another transaction', () => {
     const blocked = buildBridgeSpec([port('vif1.0', '10.0.0.5')], settings, true, (p) => ({
       digest: 'abc123',
-      rules: blockRules(p.ifname, settings),
+      rules: blockRules(p.ifname, 'abc123', settings),
       elements: () => ({ in4: ['192.0.2.0/24', '198.51.100.0-198.51.101.255'], in6: ['2001:db8::/32'], out4: [], out6: [] }),
     }));
     const script = planBridge(ABSENT, blocked);
-    expect(script).toContain('add set bridge vif_guard bl_in4_vif1_d0 { type ipv4_addr . inet_proto; flags interval; }');
-    expect(script).toContain('add set bridge vif_guard bl_in6_vif1_d0 { type ipv6_addr . inet_proto; flags interval; }');
-    expect(script).toContain('add element bridge vif_guard bl_in4_vif1_d0 { 192.0.2.0/24 . 0-255, 198.51.100.0-198.51.101.255 . 0-255 }');
-    expect(script).toContain('add element bridge vif_guard bl_in6_vif1_d0 { 2001:db8::/32 . 0-255 }');
-    expect(script).toMatch(/add rule bridge vif_guard bli_vif1_d0 ip saddr \. ip protocol @bl_in4_vif1_d0 .* drop/);
-    expect(script).toMatch(/add rule bridge vif_guard bli_vif1_d0 ip6 saddr \. ip6 nexthdr @bl_in6_vif1_d0 .* drop/);
+    expect(script).toContain('add set bridge vif_guard bl_in4_vif1_d0_abc123 { type ipv4_addr . inet_proto; flags interval; }');
+    expect(script).toContain('add set bridge vif_guard bl_in6_vif1_d0_abc123 { type ipv6_addr . inet_proto; flags interval; }');
+    expect(script).toContain('add element bridge vif_guard bl_in4_vif1_d0_abc123 { 192.0.2.0/24 . 0-255, 198.51.100.0-198.51.101.255 . 0-255 }');
+    expect(script).toContain('add element bridge vif_guard bl_in6_vif1_d0_abc123 { 2001:db8::/32 . 0-255 }');
+    expect(script).toMatch(/add rule bridge vif_guard bli_vif1_d0 ip saddr \. ip protocol @bl_in4_vif1_d0_abc123 .* drop/);
+    expect(script).toMatch(/add rule bridge vif_guard bli_vif1_d0 ip6 saddr \. ip6 nexthdr @bl_in6_vif1_d0_abc123 .* drop/);
     // No single-field interval set anywhere in the table: nft 1.0.6 reads all of those before any element change.
     expect(script).not.toMatch(/type (ipv4_addr|ipv6_addr|ifname|ether_addr); flags interval/);
+  });
+
+  it('a replaced blocklist is new sets, filled before the chains switch to them; the old sets are deleted whole, never emptied', () => {
+    const withList = (digest: string) =>
+      buildBridgeSpec([port('vif1.0', '10.0.0.5')], settings, true, (p) => ({ digest, rules: blockRules(p.ifname, digest, settings), elements: () => ({ in4: ['192.0.2.0/24'], in6: [], out4: [], out6: [] }) }));
+    const [old, replaced] = [withList('aaa111'), withList('bbb222')];
+    if (!old || !replaced) throw new Error('no spec');
+    const live = parseBridgeJson([tableListing(old)]);
+    const lines = planBridge(live, replaced).split('\n');
+    const at = (pattern: RegExp) => lines.findIndex((line) => pattern.test(line));
+    expect(lines).toContain('add element bridge vif_guard bl_in4_vif1_d0_bbb222 { 192.0.2.0/24 . 0-255 }');
+    expect(lines).toContain('delete set bridge vif_guard bl_in4_vif1_d0_aaa111');
+    expect(lines.filter((line) => /^flush set .*_aaa111$/.test(line))).toEqual([]);
+    expect(at(/^add rule bridge vif_guard bli_vif1_d0 .*@bl_in4_vif1_d0_bbb222/)).toBeGreaterThan(at(/^flush chain bridge vif_guard bli_vif1_d0$/));
+    expect(at(/^delete set bridge vif_guard bl_in4_vif1_d0_aaa111$/)).toBeGreaterThan(at(/^flush chain bridge vif_guard bli_vif1_d0$/));
+    // Unblocked: the sets of the lists it had go.
+    const none = buildBridgeSpec([port('vif1.0', '10.0.0.5')], settings, true);
+    expect(planBridge(live, none).split('\n')).toContain('delete set bridge vif_guard bl_out6_vif1_d0_aaa111');
+    // A record whose digest is not hex is not trusted (it names sets in nft scripts).
+    expect(parsePortComment('g=web b=xenbr0 m=- k=- bl=x;flush a=-')).toBeUndefined();
   });
 
   it('a blocked port missing from the blocked set (edited by hand) is put back, and the fast path flushed', () => {

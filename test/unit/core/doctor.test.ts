@@ -172,7 +172,7 @@ describe('the bridge table\'s chains against what vif-guard writes', () => {
     const port = { ifname: 'vif1.0', mac: undefined, v4: [], v6: [], comment: '', fields: { guest: 'web', bridge: undefined, mac: undefined, key: undefined, block: 'abc', addresses: [] } };
     const withPort = (chains: Map<string, ChainShape>): LiveBridge => ({ ...live(chains), ports: new Map([['vif1.0', port]]) });
     expect(checkBridgeChains(withPort(written()), settings, true)[0]?.message).toContain('chain bli_vif1_d0 is missing');
-    expect(checkBridgeChains(withPort(new Map([...written(), ...blockChainShapes('vif1.0', settings)])), settings, true)[0]?.level).toBe('ok');
+    expect(checkBridgeChains(withPort(new Map([...written(), ...blockChainShapes('vif1.0', 'abc', settings)])), settings, true)[0]?.level).toBe('ok');
   });
 
   it('nothing to say when the table is absent, has another layout, or was listed without its rules', () => {

@@ -70,7 +70,7 @@ describe('chain shapes: what vif-guard writes, as doctor compares it', () => {
   });
 
   it('a blocked port has two chains of drops (and log rules)', () => {
-    const [[to, toShape], [from, fromShape]] = blockChainShapes('vif1.0', { ...DEFAULT_SETTINGS, log: false }) as [[string, ChainShape], [string, ChainShape]];
+    const [[to, toShape], [from, fromShape]] = blockChainShapes('vif1.0', 'abc123', { ...DEFAULT_SETTINGS, log: false }) as [[string, ChainShape], [string, ChainShape]];
     expect([to, from]).toEqual(['bli_vif1_d0', 'blo_vif1_d0']);
     expect(toShape).toEqual({ hook: undefined, verdicts: ['drop', 'drop'] });
     expect(fromShape).toEqual({ hook: undefined, verdicts: ['drop', 'drop'] });
