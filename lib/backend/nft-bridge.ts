@@ -332,7 +332,8 @@ function removeBlock(ifname: string, digest: string): string[] {
 }
 
 const blockSets = (n: ReturnType<typeof blockNames>): [string, string][] => [[n.in4, BLOCK_SET_TYPES[4]], [n.in6, BLOCK_SET_TYPES[6]], [n.out4, BLOCK_SET_TYPES[4]], [n.out6, BLOCK_SET_TYPES[6]]];
-const deleteSets = (n: ReturnType<typeof blockNames>) => blockSets(n).flatMap(([set, type]) => [`add set ${T} ${set} { type ${type}; flags interval; }`, `delete set ${T} ${set}`]);
+const declareSet = ([set, type]: [string, string]) => `add set ${T} ${set} { type ${type}; flags interval; }`;
+const deleteSets = (n: ReturnType<typeof blockNames>) => blockSets(n).flatMap((pair) => [declareSet(pair), `delete set ${T} ${pair[0]}`]);
 
 /**
  * Create or replace a port's blocklist in one transaction: the sets of the new lists (named after
@@ -345,7 +346,7 @@ function writeBlock(ifname: string, block: BridgeBlock, before?: string): string
   const content: Record<string, readonly string[]> = { [n.in4]: elements.in4, [n.in6]: elements.in6, [n.out4]: elements.out4, [n.out6]: elements.out6 };
   return [
     // Flushed too, in case a set of that name is left from a transaction this one repairs (new sets are empty).
-    ...blockSets(n).flatMap(([set, type]) => [`add set ${T} ${set} { type ${type}; flags interval; }`, `flush set ${T} ${set}`]),
+    ...blockSets(n).flatMap((pair) => [declareSet(pair), `flush set ${T} ${pair[0]}`]),
     ...[[n.to, block.rules.to], [n.from, block.rules.from]].flatMap(([chain, rules]) => [`add chain ${T} ${chain}`, `flush chain ${T} ${chain}`, ...(rules as string[]).map((rule) => `add rule ${T} ${chain} ${rule}`)]),
     `add element ${T} block_to { ${quote(ifname)} : jump ${n.to} }`,
     `add element ${T} block_from { ${quote(ifname)} : jump ${n.from} }`,
