@@ -37,6 +37,8 @@ export interface LiveBridge {
   readonly counters: ReadonlyMap<string, ReadonlyMap<DropClass, Counter>>;
   /** Every chain's hook and rule verdicts (only from a full listing: doctor compares them with chainShapes). */
   readonly chains?: ReadonlyMap<string, ChainShape>;
+  /** Every named set and map of the table (only from a full listing: doctor looks for ones no port uses). */
+  readonly sets?: ReadonlySet<string>;
 }
 
 export const ABSENT: LiveBridge = { exists: false, digest: undefined, ip: false, ports: new Map(), macs: [], counters: new Map() };
@@ -210,7 +212,7 @@ export function parseBridgeJson(texts: readonly string[]): LiveBridge & { readon
     // A hook's read has no macs set: the ports' own MACs are what vif-guard put there.
     macs: whole ? (sets.get('macs') ?? []).map((element) => element.text) : macsOf(ports.values()),
     counters,
-    ...(shapes.size > 0 ? { chains: shapes } : {}),
+    ...(shapes.size > 0 ? { chains: shapes, sets: new Set(sets.keys()) } : {}),
     complete,
   };
 }

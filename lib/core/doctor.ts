@@ -13,7 +13,7 @@ import { collectInventory } from './inventory.js';
 import { advertisesNothing, DHCP_SERVER, isGuarded, MAX_TARGET_PATTERNS } from '../rules/port.js';
 import { renderRuleBody } from '../backend/render.js';
 import { someOf } from '../names.js';
-import { blockChainShapes, bridgeSkeleton, chainShapes } from '../rules/bridge.js';
+import { blockChainShapes, blockNames, bridgeSkeleton, chainShapes, declaredSets } from '../rules/bridge.js';
 import type { LiveBridge } from '../backend/nft-bridge.js';
 
 export type Level = 'ok' | 'warning' | 'error';
@@ -331,6 +331,35 @@ export function checkBridgeChains(bridge: LiveBridge | undefined, settings: Sett
   ];
 }
 
+/**
+ * Sets in the bridge table that nothing uses: the skeleton's, and each blocked port's four, are
+ * expected. A blocklist's sets outlive it only when its port's record lost the list's digest (a hand
+ * edit of the table); they match nothing, but a country zone holds megabytes of kernel memory, and
+ * sync, which reads the sets it knows by name, would never see them.
+ */
+export function checkBridgeSets(bridge: LiveBridge | undefined, settings: Settings, ip: boolean): Check[] {
+  if (!bridge?.exists || !bridge.sets || (!ip && !settings.layer2)) return [];
+  const skeleton = bridgeSkeleton(settings, ip);
+  if (bridge.digest !== skeleton.digest) return [];
+  const expected = declaredSets(skeleton.body);
+  for (const port of bridge.ports.values()) {
+    if (!ip || !port.fields?.block) continue;
+    const names = blockNames(port.ifname, port.fields.block);
+    for (const name of [names.in4, names.in6, names.out4, names.out6]) expected.add(name);
+  }
+  const unused = [...bridge.sets].filter((name) => !expected.has(name)).sort();
+  if (unused.length === 0) return [ok('bridge-sets', `bridge vif_guard's ${bridge.sets.size} sets are all in use`)];
+  const blocklists = unused.filter((name) => name.startsWith('bl_')).length;
+  return [
+    {
+      id: 'bridge-sets',
+      level: 'warning',
+      message: `bridge vif_guard holds ${unused.length} set${unused.length === 1 ? '' : 's'} that no port uses${blocklists ? ` (${blocklists} of a blocklist no port has any more)` : ''}; they match nothing but hold kernel memory: ${someOf(unused, 'nft -t list sets table bridge vif_guard shows them', ', ')}`,
+      fix: 'vif-guard sync --rebuild',
+    },
+  ];
+}
+
 /** Every check, in the order an admin should read them. A check that cannot run is a warning, not a crash. */
 export async function runDoctor(env: DoctorEnv): Promise<Check[]> {
   const asks = env.settings.backend === 'auto' || env.settings.backend === 'nftables';
@@ -387,7 +416,7 @@ export async function runDoctor(env: DoctorEnv): Promise<Check[]> {
   } catch (error) {
     checks.push({ id: 'inventory', level: 'error', message: `cannot read the guests: ${toVifGuardError(error).shortMessage}` });
   }
-  if (live?.bridge && l2 !== 'ebtables') checks.push(...checkBridgeChains(live.bridge, env.settings, engine === 'nftables'));
+  if (live?.bridge && l2 !== 'ebtables') checks.push(...checkBridgeChains(live.bridge, env.settings, engine === 'nftables'), ...checkBridgeSets(live.bridge, env.settings, engine === 'nftables'));
   let notrackTable: boolean | undefined;
   if (live?.bridge && l2 !== 'ebtables') notrackTable = live.bridge.exists && live.bridge.ports.size > 0;
   if (!env.settings.layer2 && guarded > 0) {

@@ -443,6 +443,11 @@ export function chainShapes(body: readonly string[]): Map<string, ChainShape> {
   return shapes;
 }
 
+/** The named sets and maps a skeleton's body declares. */
+export function declaredSets(body: readonly string[]): Set<string> {
+  return new Set(body.flatMap((line) => /^ {2}(?:set|map) (\S+) \{/.exec(line)?.[1] ?? []));
+}
+
 /** A blocked port's two chains (blockRules) as chainShapes has them. */
 export function blockChainShapes(ifname: string, digest: string, settings: Settings): [string, ChainShape][] {
   const names = blockNames(ifname, digest);

@@ -1,9 +1,9 @@
 import { describe, expect, it } from 'vitest';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { checkBridgeChains, checkCodeCache, checkConntrack, checkIptables, OVERLAPS_SHOWN, overlapChecks, persistentSysctl, worst } from '../../../lib/core/doctor.js';
+import { checkBridgeChains, checkBridgeSets, checkCodeCache, checkConntrack, checkIptables, OVERLAPS_SHOWN, overlapChecks, persistentSysctl, worst } from '../../../lib/core/doctor.js';
 import { ABSENT, type LiveBridge } from '../../../lib/backend/nft-bridge.js';
-import { blockChainShapes, bridgeSkeleton, chainShapes, type ChainShape } from '../../../lib/rules/bridge.js';
+import { blockChainShapes, bridgeSkeleton, chainShapes, declaredSets, type ChainShape } from '../../../lib/rules/bridge.js';
 import { detectBackend } from '../../../lib/backend/iptables.js';
 import { DEFAULT_SETTINGS } from '../../../lib/config/settings.js';
 import { createRecordingRunner } from '../../helpers/recording-runner.js';
@@ -173,6 +173,21 @@ describe('the bridge table\'s chains against what vif-guard writes', () => {
     const withPort = (chains: Map<string, ChainShape>): LiveBridge => ({ ...live(chains), ports: new Map([['vif1.0', port]]) });
     expect(checkBridgeChains(withPort(written()), settings, true)[0]?.message).toContain('chain bli_vif1_d0 is missing');
     expect(checkBridgeChains(withPort(new Map([...written(), ...blockChainShapes('vif1.0', 'abc', settings)])), settings, true)[0]?.level).toBe('ok');
+  });
+
+  it('its sets: the skeleton\'s and each blocked port\'s are in use; a blocklist\'s sets that no port names any more are a warning', () => {
+    const port = { ifname: 'vif1.0', mac: undefined, v4: [], v6: [], comment: '', fields: { guest: 'web', bridge: undefined, mac: undefined, key: undefined, block: 'abc', addresses: [] } };
+    const inUse = [...declaredSets(skeleton.body), 'bl_in4_vif1_d0_abc', 'bl_in6_vif1_d0_abc', 'bl_out4_vif1_d0_abc', 'bl_out6_vif1_d0_abc'];
+    const withSets = (sets: string[]): LiveBridge => ({ ...live(written()), ports: new Map([['vif1.0', port]]), sets: new Set(sets) });
+    expect(checkBridgeSets(withSets(inUse), settings, true)).toEqual([{ id: 'bridge-sets', level: 'ok', message: `bridge vif_guard's ${inUse.length} sets are all in use` }]);
+    // The port's list was replaced while its record had lost the old digest: the old sets stay behind.
+    const [check] = checkBridgeSets(withSets([...inUse, 'bl_in4_vif1_d0_0ff', 'bl_in6_vif1_d0_0ff', 'mine']), settings, true);
+    expect(check).toMatchObject({ id: 'bridge-sets', level: 'warning', fix: 'vif-guard sync --rebuild' });
+    expect(check?.message).toBe('bridge vif_guard holds 3 sets that no port uses (2 of a blocklist no port has any more); they match nothing but hold kernel memory: bl_in4_vif1_d0_0ff, bl_in6_vif1_d0_0ff, mine');
+    // Without the port's record naming its list, its own sets are unused too.
+    expect(checkBridgeSets({ ...withSets(inUse), ports: new Map() }, settings, true)[0]?.message).toContain('4 sets that no port uses (4 of a blocklist');
+    expect(checkBridgeSets(ABSENT, settings, true)).toEqual([]);
+    expect(checkBridgeSets(live(written()), settings, true)).toEqual([]);
   });
 
   it('nothing to say when the table is absent, has another layout, or was listed without its rules', () => {
