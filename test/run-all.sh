@@ -16,7 +16,8 @@ missing=()
 for pkg in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || missing+=("$pkg")
 done
-# apt-get download of xen-utils-common (the real vif-bridge) needs package lists.
+# apt-get download of xen-utils-common (the real vif-bridge) and xenstore-utils (the real xenstore
+# clients) needs package lists.
 if [ ${#missing[@]} -gt 0 ] || [ -z "$(ls -A /var/lib/apt/lists 2>/dev/null | grep -v -e lock -e partial)" ]; then
     apt-get update -qq
 fi

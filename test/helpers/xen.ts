@@ -1,4 +1,6 @@
 import { $ } from 'zx';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -6,7 +8,9 @@ import type { Dom0Lab } from './netns.js';
 import type { Variant } from './env.js';
 
 const CACHE = join(tmpdir(), 'vif-guard-test-xen-utils-common');
-const DOUBLES = resolve('test/fixtures/xenstore-double');
+const CLIENTS_CACHE = join(tmpdir(), 'vif-guard-test-xenstore-utils');
+const STANDIN = resolve('test/fixtures/xenstored-standin.mjs');
+const CLIENTS = ['xenstore-read', 'xenstore-write', 'xenstore-list', 'xenstore-exists', 'xenstore-rm', 'xenstore-ls'];
 const IN_DOM0 = resolve('test/fixtures/in-dom0.sh');
 
 /**
@@ -25,6 +29,42 @@ export async function stockXenRoot(): Promise<string> {
   if (!deb) throw new Error('apt-get download left no .deb');
   await $`dpkg -x ${join(CACHE, deb)} ${root}`;
   return root;
+}
+
+/**
+ * Debian's real xenstore clients (xenstore-utils and its libraries), fetched at test time like the
+ * hotplug scripts: `apt-get download` and `dpkg -x`, never installed. Returns the unpacked root.
+ */
+export async function stockXenstoreClients(): Promise<string> {
+  const root = join(CLIENTS_CACHE, 'root');
+  if (existsSync(join(root, 'usr/bin/xenstore-read')) && existsSync(join(root, 'usr/lib/x86_64-linux-gnu/libxentoolcore.so.1'))) return root;
+  mkdirSync(CLIENTS_CACHE, { recursive: true });
+  const packages = ['xenstore-utils', 'libxenstore4', 'libxentoolcore1'];
+  const download = await $({ cwd: CLIENTS_CACHE })`apt-get download ${packages}`.nothrow();
+  if (download.exitCode !== 0) throw new Error(`apt-get download ${packages.join(' ')} failed (run apt-get update first): ${download.stderr}`);
+  for (const deb of (await $({ cwd: CLIENTS_CACHE })`ls -1`).stdout.split('\n').filter((name) => name.endsWith('.deb'))) await $`dpkg -x ${join(CLIENTS_CACHE, deb)} ${root}`;
+  return root;
+}
+
+/**
+ * xenstore for a fake dom0: the real clients, through wrappers in `bin` that point them at a
+ * stand-in daemon (test/fixtures/xenstored-standin.mjs) serving the directory tree `store`, which
+ * the test writes directly. Xen's own daemons cannot run without a hypervisor.
+ */
+export async function startXenstore(store: string, bin: string, socket: string): Promise<ChildProcess> {
+  const clients = await stockXenstoreClients();
+  const daemon = spawn(process.execPath, [STANDIN, socket, store], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const ready = new Promise<void>((resolveReady, reject) => {
+    daemon.stdout?.on('data', (chunk: Buffer) => chunk.toString().includes('ready') && resolveReady());
+    daemon.on('exit', (code) => reject(new Error(`xenstored stand-in exited (${code})`)));
+  });
+  await Promise.race([ready, once(daemon, 'error').then(([error]) => Promise.reject(error as Error)), new Promise((_, reject) => setTimeout(() => reject(new Error('xenstored stand-in did not start')), 10_000).unref())]);
+  mkdirSync(bin, { recursive: true });
+  const lib = join(clients, 'usr/lib/x86_64-linux-gnu');
+  for (const tool of CLIENTS) {
+    writeFileSync(join(bin, tool), `#!/bin/sh\nLD_LIBRARY_PATH=${lib} XENSTORED_PATH=${socket} exec ${join(clients, 'usr/bin', tool)} "$@"\n`, { mode: 0o755 });
+  }
+  return daemon;
 }
 
 export interface VifNodes {
@@ -47,7 +87,10 @@ export class FakeXenHost {
   readonly configPath = join(this.root, 'vif-guard.conf');
   /** vif-guard's saved state (blocklists, ...), never the host's /var/lib. */
   readonly stateDir = join(this.root, 'state');
+  /** The xenstore clients' directory (real clients, talking to the stand-in daemon over xsRoot). */
+  readonly xenstoreBin = join(this.root, 'xenstore-bin');
   private stockRoot = '';
+  private xenstored: ChildProcess | undefined;
 
   constructor(readonly lab: Dom0Lab, readonly variant: Variant | 'nftables') {}
 
@@ -82,6 +125,7 @@ export class FakeXenHost {
   async setup(config = ''): Promise<void> {
     this.stockRoot = await stockXenRoot();
     for (const dir of ['stage', 'log/xen', 'run', 'xs']) mkdirSync(join(this.root, dir), { recursive: true });
+    this.xenstored = await startXenstore(this.xsRoot, this.xenstoreBin, join(this.root, 'xenstored.socket'));
     symlinkSync(this.stockRoot, join(this.root, 'xen'));
     const install = await $({ env: { ...process.env, DESTDIR: join(this.root, 'stage') } })`./install.sh --prefix /opt/vif-guard --no-deps`.nothrow();
     if (install.exitCode !== 0) throw new Error(`install.sh failed: ${install.stdout}${install.stderr}`);
@@ -159,8 +203,7 @@ export class FakeXenHost {
   /** Run a script in /etc/xen/scripts exactly as libxl does: execvp with its argv and environment. */
   async hotplug(script: string, argv: string[], domid: number, devid: number, extraEnv: Record<string, string> = {}): Promise<HotplugResult> {
     const env = {
-      PATH: `/usr/sbin:/usr/bin:/sbin:/bin:${DOUBLES}`,
-      XS_ROOT: this.xsRoot,
+      PATH: `/usr/sbin:/usr/bin:/sbin:/bin:${this.xenstoreBin}`,
       VIF_GUARD_CONFIG: this.configPath,
       VIF_GUARD_STATE_DIR: this.stateDir,
       script: `/etc/xen/scripts/${script}`,
@@ -190,8 +233,7 @@ export class FakeXenHost {
   /** The vif-guard CLI inside the dom0 namespace, with this host's xenstore double, config and lock. */
   async cli(args: string[], extraEnv: Record<string, string> = {}): Promise<HotplugResult> {
     const env = {
-      PATH: `${DOUBLES}:/usr/sbin:/usr/bin:/sbin:/bin`,
-      XS_ROOT: this.xsRoot,
+      PATH: `${this.xenstoreBin}:/usr/sbin:/usr/bin:/sbin:/bin`,
       VIF_GUARD_CONFIG: this.configPath,
       VIF_GUARD_LOCK: join(this.root, 'run', 'vif-guard.lock'),
       VIF_GUARD_STATE_DIR: this.stateDir,
@@ -205,7 +247,7 @@ export class FakeXenHost {
 
   /** The CLI as an admin on this dom0 runs it: inside the mount namespace that shows the staged /etc. */
   async cliMounted(args: string[], extraEnv: Record<string, string> = {}): Promise<HotplugResult> {
-    const env = { PATH: `${DOUBLES}:/usr/sbin:/usr/bin:/sbin:/bin`, XS_ROOT: this.xsRoot, VIF_GUARD_CONFIG: this.configPath, VIF_GUARD_STATE_DIR: this.stateDir, ...this.env, ...extraEnv };
+    const env = { PATH: `${this.xenstoreBin}:/usr/sbin:/usr/bin:/sbin:/bin`, VIF_GUARD_CONFIG: this.configPath, VIF_GUARD_STATE_DIR: this.stateDir, ...this.env, ...extraEnv };
     const envArgs = Object.entries(env).map(([key, value]) => `${key}=${value}`);
     const result = await $`ip netns exec ${this.lab.dom0} unshare -m --propagation private ${IN_DOM0} ${this.root} env -i ${envArgs} /opt/vif-guard/sbin/vif-guard ${args}`
       .timeout('60s')
@@ -247,6 +289,7 @@ export class FakeXenHost {
   }
 
   cleanup(): void {
+    this.xenstored?.kill();
     rmSync(this.root, { recursive: true, force: true });
   }
 }
