@@ -3,6 +3,7 @@ import type { GuestPort } from '../guest/model.js';
 import { isGuestName, parseAddressList, parseIfname, parseMac } from '../guest/validate.js';
 import type { Runner } from '../runner.js';
 import type { DomuNetwork } from './vif-spec.js';
+import { openXenstoreSocket, type XenstoreSocket } from './xs-socket.js';
 
 /** A vif of a running domain as xenstore shows it (raw values, not yet validated). */
 export interface RunningVif {
@@ -35,11 +36,52 @@ async function xsMany(runner: Runner, tool: 'xenstore-list' | 'xenstore-read', p
   return lines;
 }
 
+/** The vifs found, with the nodes read for each (a value the clients had to escape or wrap marked invalid). */
+function assemble(vifPaths: readonly string[], values: ReadonlyMap<string, string>, invalid: ReadonlySet<string> = new Set()): RunningVif[] {
+  return vifPaths.map((path) => {
+    const [, , domid = '', devid = ''] = path.split('/');
+    const nodes: Record<string, string> = {};
+    for (const node of NODES) {
+      const value = values.get(`${path}/${node}`);
+      if (value === undefined) continue;
+      nodes[node] = invalid.has(`${path}/${node}`) ? `${value}\n...` : value;
+    }
+    return { domid, devid, nodes, name: values.get(`/local/domain/${domid}/name`) };
+  });
+}
+
+const VIF_PATH = /^backend\/vif\/\d+\/\d+$/;
+
+/** The same reads over xenstored's socket, pipelined on one connection (xs-socket.ts). */
+async function listOverSocket(xs: XenstoreSocket): Promise<RunningVif[]> {
+  const [top] = await xs.directory(['backend/vif']);
+  if (top === undefined) return [];
+  const domids = top.filter((id) => /^\d+$/.test(id));
+  const devices = await xs.directory(domids.map((domid) => `backend/vif/${domid}`));
+  const vifPaths = domids.flatMap((domid, i) => (devices[i] ?? []).map((devid) => `backend/vif/${domid}/${devid}`)).filter((path) => VIF_PATH.test(path));
+  const children = await xs.directory(vifPaths);
+  const wanted = vifPaths.flatMap((path, i) => NODES.filter((node) => children[i]?.includes(node)).map((node) => `${path}/${node}`));
+  const paths = [...wanted, ...domids.map((domid) => `/local/domain/${domid}/name`)];
+  const read = await xs.read(paths);
+  const values = new Map<string, string>();
+  paths.forEach((path, i) => read[i] !== undefined && values.set(path, read[i] as string));
+  return assemble(vifPaths, values);
+}
+
 /**
- * Every vif of every running domain, from `backend/vif` in a few xenstore calls (not one per node:
- * sync must stay fast with thousands of guests). Undefined when this host has no xenstore clients.
+ * Every vif of every running domain, from `backend/vif`: over xenstored's socket when there is one
+ * (root's, as sync runs), else in a few calls of the clients (not one per node: sync must stay fast
+ * with thousands of guests). Undefined when this host has neither.
  */
 export async function listRunningVifs(runner: Runner): Promise<RunningVif[] | undefined> {
+  const xs = await openXenstoreSocket();
+  if (xs) {
+    try {
+      return await listOverSocket(xs);
+    } finally {
+      xs.close();
+    }
+  }
   if (!runner.which('xenstore-list') || !runner.which('xenstore-read')) return undefined;
   const top = await runner.run('xenstore-list', ['backend/vif'], { timeout: 20_000 });
   if (top.exitCode !== 0) {
@@ -48,7 +90,7 @@ export async function listRunningVifs(runner: Runner): Promise<RunningVif[] | un
     throw new VifGuardError('XENSTORE', `cannot read xenstore (xenstore-list backend/vif: ${top.stderr.trim()}); nothing was changed`);
   }
   const domids = top.stdout.split('\n').filter((id) => /^\d+$/.test(id));
-  const vifPaths = (await xsMany(runner, 'xenstore-list', domids.map((d) => `backend/vif/${d}`))).filter((p) => /^backend\/vif\/\d+\/\d+$/.test(p));
+  const vifPaths = (await xsMany(runner, 'xenstore-list', domids.map((d) => `backend/vif/${d}`))).filter((p) => VIF_PATH.test(p));
   const present = new Set(await xsMany(runner, 'xenstore-list', vifPaths));
   const wanted = vifPaths.flatMap((path) => NODES.map((node) => `${path}/${node}`)).filter((path) => present.has(path));
   const names = domids.map((d) => `/local/domain/${d}/name`);
@@ -65,16 +107,7 @@ export async function listRunningVifs(runner: Runner): Promise<RunningVif[] | un
       invalid.add(last);
     }
   }
-  return vifPaths.map((path) => {
-    const [, , domid = '', devid = ''] = path.split('/');
-    const nodes: Record<string, string> = {};
-    for (const node of NODES) {
-      const value = values.get(`${path}/${node}`);
-      if (value === undefined) continue;
-      nodes[node] = invalid.has(`${path}/${node}`) ? `${value}\n...` : value;
-    }
-    return { domid, devid, nodes, name: values.get(`/local/domain/${domid}/name`) };
-  });
+  return assemble(vifPaths, values, invalid);
 }
 
 

@@ -89,6 +89,8 @@ export class FakeXenHost {
   readonly stateDir = join(this.root, 'state');
   /** The xenstore clients' directory (real clients, talking to the stand-in daemon over xsRoot). */
   readonly xenstoreBin = join(this.root, 'xenstore-bin');
+  /** The stand-in daemon's socket: sync finds it in XENSTORED_PATH, as libxenstore does. */
+  readonly xenstoredSocket = join(this.root, 'xenstored.socket');
   private stockRoot = '';
   private xenstored: ChildProcess | undefined;
 
@@ -125,7 +127,7 @@ export class FakeXenHost {
   async setup(config = ''): Promise<void> {
     this.stockRoot = await stockXenRoot();
     for (const dir of ['stage', 'log/xen', 'run', 'xs']) mkdirSync(join(this.root, dir), { recursive: true });
-    this.xenstored = await startXenstore(this.xsRoot, this.xenstoreBin, join(this.root, 'xenstored.socket'));
+    this.xenstored = await startXenstore(this.xsRoot, this.xenstoreBin, this.xenstoredSocket);
     symlinkSync(this.stockRoot, join(this.root, 'xen'));
     const install = await $({ env: { ...process.env, DESTDIR: join(this.root, 'stage') } })`./install.sh --prefix /opt/vif-guard --no-deps`.nothrow();
     if (install.exitCode !== 0) throw new Error(`install.sh failed: ${install.stdout}${install.stderr}`);
@@ -234,6 +236,7 @@ export class FakeXenHost {
   async cli(args: string[], extraEnv: Record<string, string> = {}): Promise<HotplugResult> {
     const env = {
       PATH: `${this.xenstoreBin}:/usr/sbin:/usr/bin:/sbin:/bin`,
+      XENSTORED_PATH: this.xenstoredSocket,
       VIF_GUARD_CONFIG: this.configPath,
       VIF_GUARD_LOCK: join(this.root, 'run', 'vif-guard.lock'),
       VIF_GUARD_STATE_DIR: this.stateDir,
@@ -247,7 +250,7 @@ export class FakeXenHost {
 
   /** The CLI as an admin on this dom0 runs it: inside the mount namespace that shows the staged /etc. */
   async cliMounted(args: string[], extraEnv: Record<string, string> = {}): Promise<HotplugResult> {
-    const env = { PATH: `${this.xenstoreBin}:/usr/sbin:/usr/bin:/sbin:/bin`, VIF_GUARD_CONFIG: this.configPath, VIF_GUARD_STATE_DIR: this.stateDir, ...this.env, ...extraEnv };
+    const env = { PATH: `${this.xenstoreBin}:/usr/sbin:/usr/bin:/sbin:/bin`, XENSTORED_PATH: this.xenstoredSocket, VIF_GUARD_CONFIG: this.configPath, VIF_GUARD_STATE_DIR: this.stateDir, ...this.env, ...extraEnv };
     const envArgs = Object.entries(env).map(([key, value]) => `${key}=${value}`);
     const result = await $`ip netns exec ${this.lab.dom0} unshare -m --propagation private ${IN_DOM0} ${this.root} env -i ${envArgs} /opt/vif-guard/sbin/vif-guard ${args}`
       .timeout('60s')
