@@ -1,7 +1,7 @@
 import { VifGuardError } from '../errors.js';
 import type { Runner } from '../runner.js';
 import { addressRange, ipv6ToInt, parseAddress } from '../guest/validate.js';
-import { BLOCK_ANY_PROTOCOL, BLOCK_SET_TYPES, blockNames, bridgePort, hookText, LEARNED_SETS, parsePortComment, type ChainShape, type CommentFields, type DropClass } from '../rules/bridge.js';
+import { BLOCK_ANY_PROTOCOL, blockNames, blockSets, bridgePort, hookText, LEARNED_SETS, parsePortComment, type ChainShape, type CommentFields, type DropClass } from '../rules/bridge.js';
 import type { BridgeBlock, BridgePort, BridgeSpec } from '../rules/types.js';
 import type { Counter } from './save-parse.js';
 
@@ -333,7 +333,6 @@ function removeBlock(ifname: string, digest: string): string[] {
   ];
 }
 
-const blockSets = (n: ReturnType<typeof blockNames>): [string, string][] => [[n.in4, BLOCK_SET_TYPES[4]], [n.in6, BLOCK_SET_TYPES[6]], [n.out4, BLOCK_SET_TYPES[4]], [n.out6, BLOCK_SET_TYPES[6]]];
 const declareSet = ([set, type]: [string, string]) => `add set ${T} ${set} { type ${type}; flags interval; }`;
 const deleteSets = (n: ReturnType<typeof blockNames>) => blockSets(n).flatMap((pair) => [declareSet(pair), `delete set ${T} ${pair[0]}`]);
 

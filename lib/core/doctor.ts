@@ -13,7 +13,7 @@ import { collectInventory } from './inventory.js';
 import { advertisesNothing, DHCP_SERVER, isGuarded, MAX_TARGET_PATTERNS } from '../rules/port.js';
 import { renderRuleBody } from '../backend/render.js';
 import { someOf } from '../names.js';
-import { blockChainShapes, blockNames, bridgeSkeleton, chainShapes, declaredSets } from '../rules/bridge.js';
+import { blockChainShapes, blockNames, blockSets, bridgeSkeleton, chainShapes, declaredSets } from '../rules/bridge.js';
 import type { LiveBridge } from '../backend/nft-bridge.js';
 
 export type Level = 'ok' | 'warning' | 'error';
@@ -297,17 +297,29 @@ export function worst(checks: readonly Check[]): number {
 }
 
 /**
+ * What doctor compares a full listing of the bridge table with: the skeleton, and each blocked port
+ * with its lists' digest. Undefined when the table is absent or has another layout (sync rebuilds it
+ * anyway), or when this host needs no bridge table.
+ */
+function expectedLayout(bridge: LiveBridge, settings: Settings, ip: boolean): { skeleton: ReturnType<typeof bridgeSkeleton>; blocked: [string, string][] } | undefined {
+  if (!bridge.exists || (!ip && !settings.layer2)) return undefined;
+  const skeleton = bridgeSkeleton(settings, ip);
+  if (bridge.digest !== skeleton.digest) return undefined;
+  const blocked = ip ? [...bridge.ports.values()].flatMap((port): [string, string][] => (port.fields?.block ? [[port.ifname, port.fields.block]] : [])) : [];
+  return { skeleton, blocked };
+}
+
+/**
  * The bridge table's chains against what vif-guard writes (sync checks only its sets): each chain's
  * hook and the verdict every rule ends in. A rule inserted, deleted or turned from drop to accept by
  * hand shows here; only sync --rebuild puts it back. Nothing to say when the table is absent or has
  * another layout (then sync rebuilds it anyway) or was listed without its rules.
  */
 export function checkBridgeChains(bridge: LiveBridge | undefined, settings: Settings, ip: boolean): Check[] {
-  if (!bridge?.exists || !bridge.chains || (!ip && !settings.layer2)) return [];
-  const skeleton = bridgeSkeleton(settings, ip);
-  if (bridge.digest !== skeleton.digest) return [];
-  const expected = chainShapes(skeleton.body);
-  for (const port of bridge.ports.values()) if (ip && port.fields?.block) for (const [name, shape] of blockChainShapes(port.ifname, port.fields.block, settings)) expected.set(name, shape);
+  const layout = bridge?.chains && expectedLayout(bridge, settings, ip);
+  if (!bridge?.chains || !layout) return [];
+  const expected = chainShapes(layout.skeleton.body);
+  for (const [ifname, digest] of layout.blocked) for (const [name, shape] of blockChainShapes(ifname, digest, settings)) expected.set(name, shape);
   const problems: string[] = [];
   for (const [name, want] of expected) {
     const have = bridge.chains.get(name);
@@ -338,15 +350,10 @@ export function checkBridgeChains(bridge: LiveBridge | undefined, settings: Sett
  * sync, which reads the sets it knows by name, would never see them.
  */
 export function checkBridgeSets(bridge: LiveBridge | undefined, settings: Settings, ip: boolean): Check[] {
-  if (!bridge?.exists || !bridge.sets || (!ip && !settings.layer2)) return [];
-  const skeleton = bridgeSkeleton(settings, ip);
-  if (bridge.digest !== skeleton.digest) return [];
-  const expected = declaredSets(skeleton.body);
-  for (const port of bridge.ports.values()) {
-    if (!ip || !port.fields?.block) continue;
-    const names = blockNames(port.ifname, port.fields.block);
-    for (const name of [names.in4, names.in6, names.out4, names.out6]) expected.add(name);
-  }
+  const layout = bridge?.sets && expectedLayout(bridge, settings, ip);
+  if (!bridge?.sets || !layout) return [];
+  const expected = declaredSets(layout.skeleton.body);
+  for (const [ifname, digest] of layout.blocked) for (const [name] of blockSets(blockNames(ifname, digest))) expected.add(name);
   const unused = [...bridge.sets].filter((name) => !expected.has(name)).sort();
   if (unused.length === 0) return [ok('bridge-sets', `bridge vif_guard's ${bridge.sets.size} sets are all in use`)];
   const blocklists = unused.filter((name) => name.startsWith('bl_')).length;

@@ -101,6 +101,9 @@ export function blockNames(ifname: string, digest: string): { in4: string; in6: 
 export const BLOCK_SET_TYPES = { 4: 'ipv4_addr . inet_proto', 6: 'ipv6_addr . inet_proto' } as const;
 export const BLOCK_ANY_PROTOCOL = ' . 0-255';
 
+/** A blocked port's four prefix sets (blockNames) with their types. */
+export const blockSets = (n: ReturnType<typeof blockNames>): [string, string][] => [[n.in4, BLOCK_SET_TYPES[4]], [n.in6, BLOCK_SET_TYPES[6]], [n.out4, BLOCK_SET_TYPES[4]], [n.out6, BLOCK_SET_TYPES[6]]];
+
 /** The rules of a blocked port's two chains: drop from the listed sources to it, and (--both) from it to them. */
 export function blockRules(ifname: string, digest: string, settings: Settings): { to: string[]; from: string[] } {
   const n = blockNames(ifname, digest);

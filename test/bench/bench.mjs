@@ -5,9 +5,10 @@
 //
 //   npm run bench [-- --quick] [--out DIR] [--only forwarding,blocklist,iptables,sync,xen,hooks,ebtables]
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import { writeClientWrappers, xenstoreClients } from '../fixtures/xenstore-clients.mjs';
 
 const args = process.argv.slice(2);
 const QUICK = args.includes('--quick');
@@ -176,20 +177,6 @@ console.log(JSON.stringify({ total: performance.now() - t, apply: JSON.parse(out
   const block = (target = vif) => JSON.parse(ns(lab.d0, [process.execPath, blockTimer, 'block', target, '--zone', zoneFile]).trim());
   block.unblock = () => ns(lab.d0, [process.execPath, blockTimer, 'unblock', vif]);
   return block;
-}
-
-/**
- * Debian's xenstore clients, fetched like the tests fetch them (apt-get download, dpkg -x, never
- * installed; the same cache): their root, or undefined when they cannot be fetched.
- */
-function xenstoreClients() {
-  const cache = join(tmpdir(), 'vif-guard-test-xenstore-utils');
-  const root = join(cache, 'root');
-  if (existsSync(join(root, 'usr/bin/xenstore-read')) && existsSync(join(root, 'usr/lib/x86_64-linux-gnu/libxentoolcore.so.1'))) return root;
-  mkdirSync(cache, { recursive: true });
-  if (spawnSync('apt-get', ['download', 'xenstore-utils', 'libxenstore4', 'libxentoolcore1'], { cwd: cache }).status !== 0) return undefined;
-  for (const deb of readdirSync(cache).filter((name) => name.endsWith('.deb'))) sh('dpkg', ['-x', join(cache, deb), root]);
-  return root;
 }
 
 /** One `online` hook, process start to exit, with the ports already protected. */
@@ -505,9 +492,14 @@ console.log(JSON.stringify(times));
   // keeps the store in memory (Xen's own daemons need a hypervisor). The stand-in is a node process,
   // not xenstored's C: its time per request is part of what is measured, reported beside the figure.
   if (want('xen')) {
-    const clients = xenstoreClients();
-    if (clients === undefined) progress('Xen sync skipped: apt-get download xenstore-utils failed (apt-get update?)');
-    else {
+    let clients = true;
+    try {
+      xenstoreClients();
+    } catch (error) {
+      clients = false;
+      progress(`Xen sync skipped: ${error.message.split('\n')[0]}`);
+    }
+    if (clients) {
       progress(`vif-guard sync, the command, ${GUESTS} Xen domains (real xenstore clients, a stand-in daemon)`);
       const lab = buildLab('xen', vifNames(GUESTS));
       const xen = join(dir, 'xen');
@@ -535,10 +527,7 @@ console.log(JSON.stringify(times));
         for (let waited = 0; !existsSync(socket) && waited < 300; waited += 1) spawnSync('sleep', ['0.1']);
         if (!existsSync(socket)) throw new Error('the xenstored stand-in did not start');
         const bin = join(xen, 'bin');
-        mkdirSync(bin, { recursive: true });
-        for (const tool of ['xenstore-list', 'xenstore-read', 'xenstore-write', 'xenstore-exists']) {
-          writeFileSync(join(bin, tool), `#!/bin/sh\nLD_LIBRARY_PATH=${join(clients, 'usr/lib/x86_64-linux-gnu')} XENSTORED_PATH=${socket} exec ${join(clients, 'usr/bin', tool)} "$@"\n`, { mode: 0o755 });
-        }
+        writeClientWrappers(bin, socket);
         mkdirSync(join(xen, 'domu'), { recursive: true });
         const config = join(xen, 'vif-guard.conf');
         writeFileSync(config, `[general]\nbackend = nftables\n[xen]\nxen_config_dir = ${join(xen, 'domu')}\n`);

@@ -6,11 +6,10 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import type { Dom0Lab } from './netns.js';
 import type { Variant } from './env.js';
+import { writeClientWrappers } from '../fixtures/xenstore-clients.mjs';
 
 const CACHE = join(tmpdir(), 'vif-guard-test-xen-utils-common');
-const CLIENTS_CACHE = join(tmpdir(), 'vif-guard-test-xenstore-utils');
 const STANDIN = resolve('test/fixtures/xenstored-standin.mjs');
-const CLIENTS = ['xenstore-read', 'xenstore-write', 'xenstore-list', 'xenstore-exists', 'xenstore-rm', 'xenstore-ls'];
 const IN_DOM0 = resolve('test/fixtures/in-dom0.sh');
 
 /**
@@ -32,38 +31,16 @@ export async function stockXenRoot(): Promise<string> {
 }
 
 /**
- * Debian's real xenstore clients (xenstore-utils and its libraries), fetched at test time like the
- * hotplug scripts: `apt-get download` and `dpkg -x`, never installed. Returns the unpacked root.
- */
-export async function stockXenstoreClients(): Promise<string> {
-  const root = join(CLIENTS_CACHE, 'root');
-  if (existsSync(join(root, 'usr/bin/xenstore-read')) && existsSync(join(root, 'usr/lib/x86_64-linux-gnu/libxentoolcore.so.1'))) return root;
-  mkdirSync(CLIENTS_CACHE, { recursive: true });
-  const packages = ['xenstore-utils', 'libxenstore4', 'libxentoolcore1'];
-  const download = await $({ cwd: CLIENTS_CACHE })`apt-get download ${packages}`.nothrow();
-  if (download.exitCode !== 0) throw new Error(`apt-get download ${packages.join(' ')} failed (run apt-get update first): ${download.stderr}`);
-  for (const deb of (await $({ cwd: CLIENTS_CACHE })`ls -1`).stdout.split('\n').filter((name) => name.endsWith('.deb'))) await $`dpkg -x ${join(CLIENTS_CACHE, deb)} ${root}`;
-  return root;
-}
-
-/**
- * xenstore for a fake dom0: the real clients, through wrappers in `bin` that point them at a
- * stand-in daemon (test/fixtures/xenstored-standin.mjs) serving the directory tree `store`, which
- * the test writes directly. Xen's own daemons cannot run without a hypervisor.
+ * xenstore for a fake dom0: Debian's real clients (test/fixtures/xenstore-clients.mjs), through
+ * wrappers in `bin` that point them at a stand-in daemon (test/fixtures/xenstored-standin.mjs)
+ * serving the directory tree `store`, which the test writes directly. Xen's own daemons cannot run
+ * without a hypervisor.
  */
 export async function startXenstore(store: string, bin: string, socket: string): Promise<ChildProcess> {
-  const clients = await stockXenstoreClients();
+  writeClientWrappers(bin, socket);
   const daemon = spawn(process.execPath, [STANDIN, socket, store], { stdio: ['ignore', 'pipe', 'inherit'] });
-  const ready = new Promise<void>((resolveReady, reject) => {
-    daemon.stdout?.on('data', (chunk: Buffer) => chunk.toString().includes('ready') && resolveReady());
-    daemon.on('exit', (code) => reject(new Error(`xenstored stand-in exited (${code})`)));
-  });
-  await Promise.race([ready, once(daemon, 'error').then(([error]) => Promise.reject(error as Error)), new Promise((_, reject) => setTimeout(() => reject(new Error('xenstored stand-in did not start')), 10_000).unref())]);
-  mkdirSync(bin, { recursive: true });
-  const lib = join(clients, 'usr/lib/x86_64-linux-gnu');
-  for (const tool of CLIENTS) {
-    writeFileSync(join(bin, tool), `#!/bin/sh\nLD_LIBRARY_PATH=${lib} XENSTORED_PATH=${socket} exec ${join(clients, 'usr/bin', tool)} "$@"\n`, { mode: 0o755 });
-  }
+  const exited = once(daemon, 'exit').then(([code]) => Promise.reject(new Error(`xenstored stand-in exited (${String(code)})`)));
+  await Promise.race([once(daemon.stdout as NodeJS.ReadableStream, 'data'), exited, once(daemon, 'error').then(([error]) => Promise.reject(error as Error))]);
   return daemon;
 }
 
