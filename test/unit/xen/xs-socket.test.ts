@@ -77,6 +77,33 @@ describe('xenstored over its socket', () => {
     }
   });
 
+  it('requests side by side on one connection each get their own replies', async () => {
+    const xs = await openXenstoreSocket(socket);
+    try {
+      const names = Array.from({ length: 700 }, (_, i) => `/local/domain/${i + 1}/name`);
+      const bridges = Array.from({ length: 700 }, (_, i) => `backend/vif/${i + 1}/0/bridge`);
+      const [got, vif, dirs] = await Promise.all([xs?.read(names), xs?.read(bridges), xs?.directory(['backend/vif', 'backend/vif/7'])]);
+      expect(got).toEqual(names.map((_, i) => `guest${i + 1}`));
+      expect(vif).toEqual(bridges.map(() => 'xenbr0'));
+      expect(dirs?.[0]).toHaveLength(1200);
+      expect(dirs?.[1]?.sort()).toEqual(['0', '1']);
+    } finally {
+      xs?.close();
+    }
+  });
+
+  it('a path too long for one message fails its own call, and the connection stays usable', async () => {
+    const xs = await openXenstoreSocket(socket);
+    try {
+      // Past the first window: some of the call's requests are in flight when it fails.
+      const paths = [...Array.from({ length: 300 }, (_, i) => `/local/domain/${i + 1}/name`), `/local/domain/1/${'x'.repeat(5000)}`];
+      await expect(xs?.read(paths)).rejects.toThrow('xenstore path too long: /local/domain/1/xxx');
+      expect(await xs?.read(['/local/domain/2/name'])).toEqual(['guest2']);
+    } finally {
+      xs?.close();
+    }
+  });
+
   it('no socket, or nothing listening on it: undefined, so sync asks the clients', async () => {
     expect(await openXenstoreSocket(undefined)).toBeUndefined();
     expect(await openXenstoreSocket(join(root, 'nothing'))).toBeUndefined();
